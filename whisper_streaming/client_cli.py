@@ -1,0 +1,114 @@
+"""``tcp_client.py``: stream an audio file to the server and print each ``%R`` as it arrives.
+
+``python tcp_client.py --ip localhost --port 5000 --ifn test.pcm [--user NAME] [--speed 1.0]``
+streams raw s16le 16 kHz mono PCM, or any WAV/FLAC (mixed to mono, resampled with soxr),
+in 30 ms packets at real-time pace (``--speed 2`` twice as fast, ``--speed 0`` as fast as
+possible), then sends ``%f`` and waits for ``%F``.  ``--status`` prints ``%C`` and exits.
+
+Exit codes: 0 success; 1 cannot connect / connection lost; 2 the server sent ``%E``;
+3 bad arguments or unreadable audio file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Sequence
+
+from .audio import load_pcm16
+from .client import AsyncStreamingClient
+from .errors import ConnectionClosedError, ServerError, UsageError
+from .protocol import Result
+
+__all__ = ["client_main", "stream_file"]
+
+PACKET_SAMPLES = 480
+"""30 ms at 16 kHz, the frame size of the original client."""
+
+
+async def stream_file(client: AsyncStreamingClient, pcm: bytes, *, speed: float, packet_samples: int = PACKET_SAMPLES, out=None) -> list[Result]:  # type: ignore[no-untyped-def]
+    """Send ``pcm`` paced at ``speed`` x real time (0 = unpaced), printing results as they come.
+
+    Returns every result of the stream.
+    """
+    results: list[Result] = []
+
+    async def printer() -> None:
+        while True:
+            event = await client.receive()
+            if not isinstance(event, Result):
+                return
+            results.append(event)
+            if out is not None:
+                print(f"{event.start_s:.1f} {event.end_s:.1f} : {event.text}", file=out, flush=True)
+
+    await client.begin()
+    task = asyncio.create_task(printer())
+    step = packet_samples * 2
+    t0 = time.monotonic()
+    try:
+        for i in range(0, len(pcm), step):
+            await client.send_audio(pcm[i : i + step])
+            if speed > 0:
+                due = t0 + (i + step) / 2 / 16000 / speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if task.done():
+                break  # the server ended the stream (error): stop sending
+        if not task.done():
+            client.send_finish()
+        await task
+    finally:
+        task.cancel()
+    return results
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="tcp_client.py", description="Stream audio to a whisper_streaming server and print the transcript.")
+    p.add_argument("--ip", default="localhost", help="server address (default: localhost)")
+    p.add_argument("--port", type=int, default=5000, help="server port (default: 5000)")
+    p.add_argument("--ifn", help="input: raw s16le 16 kHz mono .pcm, or a WAV/FLAC file")
+    p.add_argument("--user", default="tcp_client", help="user id sent with %%u (default: tcp_client)")
+    p.add_argument("--speed", type=float, default=1.0, help="pace as a multiple of real time; 0 = as fast as possible (default: 1)")
+    p.add_argument("--status", action="store_true", help="send %%c, print the %%C status and exit")
+    p.add_argument("--timeout", type=float, default=10.0, help="connect/login timeout in seconds (default: 10)")
+    args = p.parse_args(argv)
+    if not args.status and not args.ifn:
+        p.error("--ifn is required (or use --status)")
+    if args.speed < 0:
+        p.error("--speed must be >= 0")
+    return args
+
+
+async def _run(args: argparse.Namespace) -> int:
+    pcm = b"" if args.status else load_pcm16(args.ifn).tobytes()
+    client = await AsyncStreamingClient.connect(args.ip, args.port, user_id=None if args.status else args.user, timeout_s=args.timeout)
+    try:
+        if args.status:
+            print(await asyncio.wait_for(client.status(), args.timeout))
+            return 0
+        await stream_file(client, pcm, speed=args.speed, out=sys.stdout)
+        return 0
+    finally:
+        await client.close()
+
+
+def client_main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit code."""
+    args = _parse_args(argv)
+    try:
+        return asyncio.run(_run(args))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except ServerError as exc:
+        print(f"error: the server ended the session: {exc.reason}", file=sys.stderr)
+        return 2
+    except (OSError, asyncio.TimeoutError, ConnectionClosedError) as exc:
+        print(f"error: cannot talk to {args.ip}:{args.port}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

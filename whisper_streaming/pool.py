@@ -1,0 +1,324 @@
+"""Worker pool: ``model.channel`` processes, each loading its ASR engine once.
+
+:class:`AsrBackend` is the interface the server uses (submit an utterance, get a future
+for its :class:`~whisper_streaming.asr.Transcript`, read the status), so that a distributed
+backend can replace :class:`ProcessPool` later.
+
+:class:`ProcessPool` supervises ``spawn``-ed worker processes (the uvicorn supervisor idea:
+the parent never runs model code, so a crashing model cannot take the server down):
+
+* utterances from all sessions wait in one :class:`~whisper_streaming.scheduler.FairQueue`
+  (round-robin per session, bounded);
+* each worker slot is driven by one asyncio task: take the next utterance, send it over a
+  pipe, wait for the answer with a timeout;
+* a worker that dies (EOF on its pipe) or exceeds ``transcribe_timeout_s`` is killed and
+  restarted; its utterance goes back to the head of its session's queue once; a second
+  failure fails that utterance alone (:class:`~whisper_streaming.errors.AsrError`).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+import itertools
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable
+
+from .asr import AsrEngine, EngineOptions, Transcript, create_engine, pcm16_to_float32
+from .errors import AsrError, ModelError
+from .scheduler import FairQueue
+
+__all__ = ["EngineState", "BackendStatus", "AsrBackend", "ProcessPool", "PoolOptions"]
+
+log = logging.getLogger(__name__)
+
+
+class EngineState(enum.Enum):
+    """State of one ASR engine, as shown in ``%C``."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    RESTARTING = "restarting"
+    RUNNING = "running"  # up, for backends that cannot tell idle from busy
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    engines: tuple[EngineState, ...]
+    utterances_queued: int
+    worker_restarts: int
+    utterances_done: int
+    utterances_failed: int
+
+
+class AsrBackend(abc.ABC):
+    """What the server needs from whoever runs the ASR."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load engines; raise :class:`ModelError` if they cannot start."""
+
+    @abc.abstractmethod
+    async def submit(self, session_key: Hashable, pcm: bytes) -> asyncio.Future[Transcript]:
+        """Queue one utterance (s16le 16 kHz mono), waiting while the queue is full.
+
+        Returns a future resolving to its transcript or raising :class:`AsrError`.
+        """
+
+    @abc.abstractmethod
+    def cancel_session(self, session_key: Hashable) -> None:
+        """Drop the session's queued utterances (their futures are cancelled)."""
+
+    @abc.abstractmethod
+    def status(self) -> BackendStatus: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop every engine (idempotent)."""
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """Sizes and limits of a :class:`ProcessPool`.
+
+    ``engine_factory`` must be picklable (a module-level function); it runs in the worker.
+    """
+
+    engine: EngineOptions
+    workers: int = 1
+    max_queued: int = 64
+    max_queued_per_session: int = 8
+    transcribe_timeout_s: float = 60.0
+    start_timeout_s: float = 600.0
+    max_attempts: int = 2
+    engine_factory: Callable[[EngineOptions], AsrEngine] = create_engine
+
+
+@dataclass
+class _Job:
+    job_id: int
+    session_key: Hashable
+    pcm: bytes
+    future: asyncio.Future[Transcript]
+    attempts: int = 0
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, factory: Callable[[EngineOptions], AsrEngine], options: EngineOptions) -> None:
+    """Worker process: build the engine once, then answer ``(job_id, pcm)`` messages."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    try:
+        engine = factory(options)
+    except BaseException as exc:  # noqa: BLE001 - report any load failure to the parent
+        conn.send(("init_error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        job_id, pcm = msg
+        try:
+            conn.send(("ok", job_id, engine.transcribe(pcm16_to_float32(pcm))))
+        except Exception as exc:  # noqa: BLE001 - one bad utterance must not kill the worker
+            conn.send(("error", job_id, f"{type(exc).__name__}: {exc}"))
+
+
+@dataclass
+class _Slot:
+    index: int
+    state: EngineState = EngineState.STARTING
+    process: Any = None
+    conn: multiprocessing.connection.Connection | None = None
+    task: asyncio.Task[None] | None = None
+    started: asyncio.Future[None] | None = None
+
+
+class ProcessPool(AsrBackend):
+    """Supervised worker processes behind a fair bounded queue. See the module docstring."""
+
+    def __init__(self, options: PoolOptions) -> None:
+        self.options = options
+        self._ctx = multiprocessing.get_context("spawn")
+        self._queue: FairQueue[Hashable, _Job] = FairQueue(options.max_queued, options.max_queued_per_session)
+        self._slots = [_Slot(i) for i in range(options.workers)]
+        self._ids = itertools.count()
+        self._restarts = 0
+        self._done = 0
+        self._failed = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ AsrBackend
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for slot in self._slots:
+            slot.started = loop.create_future()
+            slot.task = asyncio.create_task(self._run_slot(slot), name=f"asr-worker-{slot.index}")
+        results = await asyncio.gather(*(s.started for s in self._slots), return_exceptions=True)  # type: ignore[misc]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.close()
+            raise ModelError(f"ASR engine failed to start: {errors[0]}")
+
+    async def submit(self, session_key: Hashable, pcm: bytes) -> asyncio.Future[Transcript]:
+        if self._closed:
+            raise AsrError("the ASR pool is closed")
+        job = _Job(next(self._ids), session_key, pcm, asyncio.get_running_loop().create_future())
+        await self._queue.put(session_key, job)
+        return job.future
+
+    def cancel_session(self, session_key: Hashable) -> None:
+        for job in self._queue.remove_key(session_key):
+            job.future.cancel()
+
+    def status(self) -> BackendStatus:
+        return BackendStatus(tuple(s.state for s in self._slots), len(self._queue), self._restarts, self._done, self._failed)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for slot in self._slots:
+            if slot.task is not None:
+                slot.task.cancel()
+        await asyncio.gather(*(s.task for s in self._slots if s.task is not None), return_exceptions=True)
+        for slot in self._slots:
+            self._stop_process(slot, graceful=True)
+            slot.state = EngineState.STOPPED
+        for job in self._queue.remove_all():
+            job.future.cancel()
+
+    # ------------------------------------------------------------------ supervision
+
+    async def _run_slot(self, slot: _Slot) -> None:
+        while True:
+            if slot.process is None:
+                try:
+                    await self._spawn(slot)
+                except (ModelError, _WorkerDied) as exc:
+                    if slot.started is not None and not slot.started.done():
+                        slot.started.set_exception(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
+                        return
+                    log.error("engine %d failed to restart: %s; retrying in 1 s", slot.index, exc)
+                    self._stop_process(slot, graceful=False)
+                    await asyncio.sleep(1.0)
+                    continue
+                if slot.started is not None and not slot.started.done():
+                    slot.started.set_result(None)
+            slot.state = EngineState.IDLE
+            key, job = await self._queue.get()
+            if job.future.done():  # cancelled while queued
+                continue
+            slot.state = EngineState.BUSY
+            job.attempts += 1
+            try:
+                reply = await self._exchange(slot, job)
+            except _WorkerDied as exc:
+                self._restarts += 1
+                log.warning("engine %d died on utterance %d of %s (attempt %d): %s; restarting", slot.index, job.job_id, key, job.attempts, exc)
+                self._stop_process(slot, graceful=False)
+                slot.state = EngineState.RESTARTING
+                self._retry_or_fail(job, f"ASR worker died: {exc}")
+                continue
+            if reply[0] == "ok":
+                self._done += 1
+                if not job.future.done():
+                    job.future.set_result(reply[2])
+            else:
+                log.warning("engine %d failed on utterance %d of %s: %s", slot.index, job.job_id, key, reply[2])
+                self._retry_or_fail(job, reply[2])
+
+    def _retry_or_fail(self, job: _Job, reason: str) -> None:
+        if job.future.done():
+            return
+        if job.attempts < self.options.max_attempts:
+            self._queue.put_front(job.session_key, job)
+        else:
+            self._failed += 1
+            job.future.set_exception(AsrError(reason))
+
+    async def _spawn(self, slot: _Slot) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=_worker_main,
+            args=(child, self.options.engine_factory, self.options.engine),
+            name=f"whisper-streaming-asr-{slot.index}",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        slot.process, slot.conn = proc, parent
+        t0 = time.monotonic()
+        reply = await self._recv(slot, self.options.start_timeout_s)
+        if reply[0] != "ready":
+            raise ModelError(str(reply[1]))
+        log.info("engine %d ready (pid %d) in %.1f s", slot.index, proc.pid, time.monotonic() - t0)
+
+    async def _exchange(self, slot: _Slot, job: _Job) -> tuple[Any, ...]:
+        assert slot.conn is not None
+        try:
+            slot.conn.send((job.job_id, job.pcm))
+        except (OSError, ValueError) as exc:
+            raise _WorkerDied(f"send failed: {exc}") from exc
+        while True:
+            reply = await self._recv(slot, self.options.transcribe_timeout_s)
+            if reply[1] == job.job_id:
+                return reply
+
+    async def _recv(self, slot: _Slot, timeout_s: float) -> tuple[Any, ...]:
+        """Wait for one message from the worker without blocking the event loop."""
+        conn = slot.conn
+        assert conn is not None
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+        fd = conn.fileno()
+
+        def on_readable() -> None:
+            loop.remove_reader(fd)
+            if fut.done():
+                return
+            try:
+                fut.set_result(conn.recv())
+            except (EOFError, OSError) as exc:
+                fut.set_exception(_WorkerDied(f"pipe closed ({type(exc).__name__}), exit code {slot.process.exitcode if slot.process else None}"))
+
+        loop.add_reader(fd, on_readable)
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except asyncio.TimeoutError:
+            raise _WorkerDied(f"no answer within {timeout_s} s (hung); killed") from None
+        finally:
+            loop.remove_reader(fd)
+
+    def _stop_process(self, slot: _Slot, *, graceful: bool) -> None:
+        proc, conn = slot.process, slot.conn
+        slot.process = slot.conn = None
+        if conn is not None:
+            if graceful and proc is not None and proc.is_alive():
+                try:
+                    conn.send(None)
+                except (OSError, ValueError):
+                    pass
+            conn.close()
+        if proc is None:
+            return
+        proc.join(timeout=2.0 if graceful else 0.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5.0)
