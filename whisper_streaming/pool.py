@@ -181,6 +181,10 @@ class ProcessPool(AsrBackend):
             raise AsrError("the ASR pool is closed")
         job = _Job(next(self._ids), session_key, pcm, asyncio.get_running_loop().create_future())
         await self._queue.put(session_key, job)
+        if self._closed:  # close() ran while we waited for room: nobody will serve the queue now
+            for stale in self._queue.remove_all():
+                stale.future.cancel()
+            raise AsrError("the ASR pool is closed")
         return job.future
 
     def cancel_session(self, session_key: Hashable) -> None:
@@ -201,6 +205,8 @@ class ProcessPool(AsrBackend):
         for slot in self._slots:
             self._stop_process(slot, graceful=True)
             slot.state = EngineState.STOPPED
+            if slot.started is not None and not slot.started.done():  # closed during start()
+                slot.started.set_exception(ModelError("the ASR pool was closed while starting"))
         for job in self._queue.remove_all():
             job.future.cancel()
 
@@ -211,7 +217,7 @@ class ProcessPool(AsrBackend):
             if slot.process is None:
                 try:
                     await self._spawn(slot)
-                except (ModelError, _WorkerDied) as exc:
+                except Exception as exc:  # ModelError, _WorkerDied, or e.g. pickling the factory failed
                     if slot.started is not None and not slot.started.done():
                         slot.started.set_exception(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
                         return
@@ -236,6 +242,9 @@ class ProcessPool(AsrBackend):
                 slot.state = EngineState.RESTARTING
                 self._retry_or_fail(job, f"ASR worker died: {exc}")
                 continue
+            except asyncio.CancelledError:  # close(): drop the utterance in flight like the queued ones
+                job.future.cancel()
+                raise
             if reply[0] == "ok":
                 self._done += 1
                 if not job.future.done():

@@ -238,8 +238,8 @@ class _Connection:
             try:
                 data = await self._read(last_packet + socket_timeout_s - time.monotonic())
             except asyncio.TimeoutError:
-                if self._input_stopped:
-                    last_packet = time.monotonic()
+                if self._input_stopped or self.session.pending_transcriptions:
+                    last_packet = time.monotonic()  # we owe the peer results: it may wait silently
                     continue
                 self.log.info("idle for %.0f s", socket_timeout_s)
                 await self._execute(self.session.timeout())

@@ -161,8 +161,11 @@ class Session:
         return self.audio_samples / self.options.vad.sample_rate_hz
 
     def receive_packet(self, packet: Packet) -> list[Action]:
-        """Handle one decoded client packet; returns the actions to carry out in order."""
-        if self.state is SessionState.CLOSED:
+        """Handle one decoded client packet; returns the actions to carry out in order.
+
+        After :meth:`shutdown` (or once closed) input is ignored: the stream was already finished.
+        """
+        if self.state is SessionState.CLOSED or self._close_when_drained is not None:
             return []
         if isinstance(packet, Audio):  # the hot path first
             if self.state is not SessionState.STREAMING:
@@ -198,10 +201,14 @@ class Session:
 
     def protocol_error(self, exc: RemoteProtocolError) -> list[Action]:
         """The codec rejected the peer's bytes: ``%E <reason>``, close."""
+        if self.state is SessionState.CLOSED:
+            return []
         return self._error(exc.reason, exc.detail)
 
     def timeout(self) -> list[Action]:
         """No packet for ``network.socket_timeout`` seconds."""
+        if self.state is SessionState.CLOSED:
+            return []
         return self._error("TIMEOUT", "no packet within the socket timeout")
 
     def shutdown(self, reason: str = "server shutdown") -> list[Action]:
@@ -262,7 +269,7 @@ class Session:
                 if isinstance(packet, Result):
                     self.results_sent += 1
                 actions.append(Send(packet))
-        if self._close_when_drained and not self._outputs:
+        if self._close_when_drained is not None and not self._outputs:
             self.state = SessionState.CLOSED
             self.close_reason = self._close_when_drained
             actions.append(Close(self._close_when_drained))

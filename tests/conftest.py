@@ -1,0 +1,29 @@
+"""Shared fixtures: the real server process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from speech import E2E_CONFIG
+from whisper_streaming.process import ServerProcess
+
+
+@pytest.fixture(scope="session")
+def e2e_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "e2e.yaml"
+    path.write_text(E2E_CONFIG, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(e2e_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server process (bundled base model) shared by the end-to-end tests."""
+    log = tmp_path_factory.mktemp("logs") / "server.log"
+    with ServerProcess(config=e2e_config, log_path=log) as proc:
+        yield proc
+    if os.environ.get("WS_SHOW_SERVER_LOG"):
+        print(log.read_text())
