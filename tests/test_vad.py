@@ -1,0 +1,521 @@
+"""Unit tests for whisper_streaming.vad (pure VAD endpointing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from whisper_streaming.errors import UsageError
+from whisper_streaming.vad import EndReason, Utterance, VadOptions, VadSegmenter
+
+RATE = 16000
+FS = 480  # samples per 30 ms frame at 16 kHz
+JFK_WAV = Path(__file__).parent / "data" / "jfk.wav"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def tone(seconds: float) -> np.ndarray:
+    """Harmonic-rich 220 Hz tone (5 harmonics), peak ~ 18000; WebRTC VAD calls it speech."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    x = sum(8000.0 / k * np.sin(2 * np.pi * 220 * k * t) for k in range(1, 6))
+    return np.clip(x, -32767, 32767).astype(np.int16)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(round(seconds * RATE), dtype=np.int16)
+
+
+def energy_vad(frame: bytes, rate: int) -> bool:
+    """Deterministic fake VAD: a frame is voiced iff it is loud."""
+    x = np.frombuffer(frame, dtype=np.int16).astype(np.int32)
+    return bool(np.abs(x).mean() > 500)
+
+
+def from_pattern(pattern: str, seed: int = 0, fs: int = FS) -> np.ndarray:
+    """One frame per character: '#' loud noise (voiced for energy_vad), '.' near-silence."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for ch in pattern:
+        if ch == "#":
+            mag = rng.integers(1000, 3000, fs)
+            frames.append((mag * rng.choice([-1, 1], fs)).astype(np.int16))
+        else:
+            frames.append(rng.integers(-20, 21, fs).astype(np.int16))
+    return np.concatenate(frames) if frames else np.zeros(0, dtype=np.int16)
+
+
+def run(
+    signal: np.ndarray,
+    options: VadOptions | None = None,
+    *,
+    chunk: int | None = None,
+    as_bytes: bool = False,
+    is_speech=None,
+    flush: bool = True,
+) -> list[Utterance]:
+    seg = VadSegmenter(options or VadOptions(), is_speech=is_speech)
+    chunks = [signal] if chunk is None else [signal[i : i + chunk] for i in range(0, len(signal), chunk)]
+    out: list[Utterance] = []
+    for c in chunks:
+        out += seg.feed(c.tobytes() if as_bytes else c)
+    assert seg.samples_received == len(signal)
+    if flush:
+        out += seg.flush()
+    return out
+
+
+def audio_end(u: Utterance) -> int:
+    return u.audio_start_sample + len(u.samples)
+
+
+def key(u: Utterance) -> tuple:
+    return (
+        u.index,
+        u.audio_start_sample,
+        u.speech_start_sample,
+        u.speech_end_sample,
+        u.end_reason,
+        u.samples.tobytes(),
+    )
+
+
+def check_invariants(
+    utts: list[Utterance], signal: np.ndarray, opts: VadOptions, *, strict_tiling: bool = True
+) -> None:
+    """Properties every segmentation must have.
+
+    With ``strict_tiling``, the utterance after a MAX_LENGTH cut must start exactly where the
+    cut one ended (true unless the carried-over rest was later discarded as too short).
+    """
+    prev_end = 0
+    for i, u in enumerate(utts):
+        assert u.index == i
+        assert u.samples.dtype == np.int16 and u.samples.ndim == 1
+        assert not u.samples.flags.writeable
+        assert u.sample_rate_hz == opts.sample_rate_hz
+        assert u.audio_start_sample >= prev_end, "samples appear in two utterances"
+        assert u.audio_start_sample <= u.speech_start_sample < u.speech_end_sample <= audio_end(u)
+        assert audio_end(u) <= len(signal)
+        assert len(u.samples) <= opts.max_speech_s * opts.sample_rate_hz
+        np.testing.assert_array_equal(u.samples, signal[u.audio_start_sample : audio_end(u)])
+        if strict_tiling and u.end_reason is EndReason.MAX_LENGTH and i + 1 < len(utts):
+            assert utts[i + 1].audio_start_sample == audio_end(u), "cut must tile contiguously"
+        prev_end = audio_end(u)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_default_options() -> None:
+    o = VadOptions()
+    assert o.frame_samples == 480
+    assert VadOptions(sample_rate_hz=8000, frame_ms=10).frame_samples == 80
+    assert VadOptions(sample_rate_hz=48000, frame_ms=20).frame_samples == 960
+    assert o.silence_frames * o.frame_ms == 480
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"mode": 4}, "mode"),
+        ({"mode": -1}, "mode"),
+        ({"mode": True}, "mode"),
+        ({"mode": 1.0}, "mode"),
+        ({"sample_rate_hz": 44100}, "sample_rate_hz"),
+        ({"frame_ms": 25}, "frame_ms"),
+        ({"silence_frames": 0}, "silence_frames"),
+        ({"max_speech_s": 0}, "max_speech_s"),
+        ({"max_speech_s": float("nan")}, "max_speech_s"),
+        ({"max_speech_s": float("inf")}, "max_speech_s"),
+        ({"max_speech_s": "10"}, "max_speech_s"),
+        ({"max_speech_s": 0.5}, "max_speech_s"),  # shorter than pre-roll + trigger window
+        ({"preroll_ms": 199}, "preroll_ms"),
+        ({"start_window_frames": 0}, "start_window_frames"),
+        ({"start_voiced_frames": 0}, "start_voiced_frames"),
+        ({"start_voiced_frames": 11}, "start_voiced_frames"),
+        ({"min_speech_ms": -1}, "min_speech_ms"),
+    ],
+)
+def test_options_validation(kwargs: dict, field: str) -> None:
+    with pytest.raises(UsageError, match=field):
+        VadOptions(**kwargs)
+
+
+def test_options_validation_lists_every_problem() -> None:
+    with pytest.raises(UsageError) as exc:
+        VadOptions(mode=9, frame_ms=15, preroll_ms=10)
+    msg = str(exc.value)
+    assert "mode" in msg and "frame_ms" in msg and "preroll_ms" in msg
+
+
+def test_segmenter_rejects_bad_options_type() -> None:
+    with pytest.raises(UsageError):
+        VadSegmenter({"mode": 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "pcm",
+    [
+        b"\x00\x01\x02",  # odd number of bytes
+        np.zeros(480, dtype=np.float32),
+        np.zeros(480, dtype=np.int32),
+        np.zeros((480, 2), dtype=np.int16),
+        [0] * 480,
+    ],
+)
+def test_feed_rejects_bad_input(pcm) -> None:
+    seg = VadSegmenter(is_speech=energy_vad)
+    with pytest.raises(UsageError):
+        seg.feed(pcm)
+
+
+def test_feed_copies_caller_array() -> None:
+    sig = from_pattern("." * 30 + "#" * 20 + "." * 5)
+    buf = sig.copy()
+    seg = VadSegmenter(is_speech=energy_vad)
+    seg.feed(buf)
+    buf[:] = 0  # caller reuses its buffer
+    (u,) = seg.flush()
+    np.testing.assert_array_equal(u.samples, sig[u.audio_start_sample : audio_end(u)])
+
+
+def test_is_speech_gets_whole_frames() -> None:
+    calls: list[tuple[int, int]] = []
+
+    def spy(frame: bytes, rate: int) -> bool:
+        calls.append((len(frame), rate))
+        return False
+
+    seg = VadSegmenter(VadOptions(sample_rate_hz=8000, frame_ms=20), is_speech=spy)
+    seg.feed(np.zeros(1000, dtype=np.int16))
+    assert calls == [(320, 8000)] * 6  # 1000 // 160 frames of 160 samples = 320 bytes
+
+
+# --------------------------------------------------------------------------- synthetic audio
+
+
+def test_webrtcvad_calls_the_test_tone_speech() -> None:
+    import webrtcvad
+
+    vad = webrtcvad.Vad(1)
+    x = tone(1.0)
+    flags = [vad.is_speech(x[i : i + FS].tobytes(), RATE) for i in range(0, len(x) - FS + 1, FS)]
+    assert sum(flags) >= 0.9 * len(flags)
+
+
+def test_silence_only_gives_nothing() -> None:
+    seg = VadSegmenter()
+    assert seg.feed(silence(3.0)) == []
+    assert not seg.in_speech
+    assert seg.flush() == []
+
+
+def test_one_tone_between_silences() -> None:
+    sig = np.concatenate([silence(1.0), tone(1.0), silence(1.0)])
+    opts = VadOptions()
+    (u,) = run(sig, opts)
+    check_invariants([u], sig, opts)
+    assert u.index == 0
+    assert u.end_reason is EndReason.SILENCE
+    assert abs(u.start_s - 1.0) <= 0.1
+    # WebRTC VAD keeps "speech" for a hangover of up to 5 x 30 ms after the sound stops.
+    assert 1.9 <= u.end_s <= 2.2
+    assert u.speech_start_sample - u.audio_start_sample >= 0.2 * RATE  # pre-roll
+    # Samples include the trailing silence that ended the utterance.
+    assert audio_end(u) - u.speech_end_sample == opts.silence_frames * opts.frame_samples
+    assert u.duration_s == len(u.samples) / RATE
+    assert u.audio_start_s == u.audio_start_sample / RATE
+
+
+def test_samples_are_read_only() -> None:
+    (u,) = run(np.concatenate([silence(1.0), tone(1.0), silence(1.0)]))
+    with pytest.raises(ValueError):
+        u.samples[0] = 1
+
+
+def test_two_tones_far_apart_give_two_utterances() -> None:
+    sig = np.concatenate([silence(1.0), tone(1.0), silence(1.0), tone(1.0), silence(1.0)])
+    opts = VadOptions()
+    utts = run(sig, opts)
+    check_invariants(utts, sig, opts)
+    assert [u.index for u in utts] == [0, 1]
+    assert abs(utts[0].start_s - 1.0) <= 0.1
+    assert abs(utts[1].start_s - 3.0) <= 0.1
+    assert 3.9 <= utts[1].end_s <= 4.2
+
+
+def test_two_tones_close_together_give_one_utterance() -> None:
+    sig = np.concatenate([silence(1.0), tone(1.0), silence(0.3), tone(1.0), silence(1.0)])
+    (u,) = run(sig)
+    assert abs(u.start_s - 1.0) <= 0.1
+    assert 3.2 <= u.end_s <= 3.5
+
+
+@pytest.mark.parametrize(
+    ("chunk", "as_bytes"),
+    [(None, False), (480, False), (7, False), (333, False), (None, True), (1001, True)],
+)
+def test_chunking_does_not_matter(chunk: int | None, as_bytes: bool) -> None:
+    # Two utterances, the second still in progress at flush time.
+    sig = np.concatenate([silence(0.5), tone(0.7), silence(0.8), tone(0.6)])
+    reference = [key(u) for u in run(sig)]
+    assert [r[4] for r in reference] == [EndReason.SILENCE, EndReason.FLUSH]
+    assert [key(u) for u in run(sig, chunk=chunk, as_bytes=as_bytes)] == reference
+
+
+# --------------------------------------------------------------------------- maximum length
+
+
+def test_long_tone_is_cut_into_contiguous_pieces() -> None:
+    sig = np.concatenate([silence(1.0), tone(25.0), silence(1.0)])
+    opts = VadOptions()
+    utts = run(sig, opts)
+    check_invariants(utts, sig, opts)
+    assert len(utts) == 3
+    assert [u.end_reason for u in utts] == [EndReason.MAX_LENGTH] * 2 + [EndReason.SILENCE]
+    for a, b in zip(utts, utts[1:]):
+        assert b.audio_start_sample == audio_end(a)
+    assert abs(utts[0].start_s - 1.0) <= 0.1
+    assert audio_end(utts[-1]) >= 26.0 * RATE
+    assert 25.9 <= utts[-1].end_s <= 26.2
+
+
+#   frames 0..29 silent, speech from frame 30 -> audio starts 300 ms earlier at sample 9600;
+#   max 10 s -> limit 169600; last 30 % of the window starts at 121600 (inside frame 253).
+_LEAD = "." * 30
+
+
+def test_max_length_cut_lands_in_longest_pause_of_last_30_percent() -> None:
+    pattern = (
+        _LEAD
+        + "#" * 70
+        + "." * 10  # frames 100..109: long pause, but before the last 30 %: ignored
+        + "#" * 150
+        + "." * 2  # frames 260..261: short pause in the last 30 %
+        + "#" * 28
+        + "." * 5  # frames 290..294: longest pause in the last 30 % -> cut in its middle
+        + "#" * 100
+        + "." * 20
+    )
+    sig = from_pattern(pattern)
+    opts = VadOptions()
+    utts = run(sig, opts, is_speech=energy_vad)
+    check_invariants(utts, sig, opts)
+    assert len(utts) == 2
+    first, second = utts
+    assert first.audio_start_sample == 9600
+    assert first.speech_start_sample == 30 * FS
+    assert first.end_reason is EndReason.MAX_LENGTH
+    cut = (290 * FS + 295 * FS) // 2
+    assert audio_end(first) == cut
+    assert first.speech_end_sample == 290 * FS
+    assert second.audio_start_sample == cut
+    assert second.speech_start_sample == 295 * FS
+    assert second.speech_end_sample == 395 * FS
+    assert second.end_reason is EndReason.SILENCE
+
+
+def test_max_length_hard_cut_without_pause() -> None:
+    sig = from_pattern(_LEAD + "#" * 400 + "." * 20)
+    opts = VadOptions()
+    utts = run(sig, opts, is_speech=energy_vad)
+    check_invariants(utts, sig, opts)
+    first, second = utts
+    assert len(first.samples) == 10 * RATE
+    assert first.end_reason is EndReason.MAX_LENGTH
+    assert first.speech_end_sample == audio_end(first) == 169600
+    # The cut falls inside frame 353; the rest of that voiced frame starts the next utterance.
+    assert second.audio_start_sample == second.speech_start_sample == 169600
+    assert second.speech_end_sample == 430 * FS
+    assert second.end_reason is EndReason.SILENCE
+
+
+def test_max_length_respects_custom_limit() -> None:
+    sig = from_pattern(_LEAD + "#" * 300 + "." * 20)
+    opts = VadOptions(max_speech_s=2.5)
+    utts = run(sig, opts, is_speech=energy_vad)
+    check_invariants(utts, sig, opts)
+    assert len(utts) == 4
+    assert all(len(u.samples) == 2.5 * RATE for u in utts[:-1])
+    assert [u.end_reason for u in utts] == [EndReason.MAX_LENGTH] * 3 + [EndReason.SILENCE]
+    assert audio_end(utts[-1]) == (30 + 300 + opts.silence_frames) * FS
+
+
+def test_pause_spanning_the_cut_still_ends_after_silence_frames() -> None:
+    # Speech stops at frame 345, 8 frames before the limit (inside frame 353); the pause
+    # continues for 20 frames in all.  The cut falls in the pause; the unvoiced frames after
+    # it keep counting, so the pause ends at frame 360 (16 frames) and the carried-over rest
+    # (silence only) is dropped.  The next speech (frame 365) triggers afresh.
+    sig = from_pattern(_LEAD + "#" * 315 + "." * 20 + "#" * 20 + "." * 20)
+    opts = VadOptions()
+    first, second = run(sig, opts, is_speech=energy_vad)
+    check_invariants([first, second], sig, opts, strict_tiling=False)
+    assert first.end_reason is EndReason.MAX_LENGTH
+    assert first.speech_end_sample == 345 * FS
+    assert audio_end(first) == (345 * FS + 169600) // 2
+    assert second.audio_start_sample == 361 * FS  # history restarted after the dropped rest
+    assert second.speech_start_sample == 365 * FS
+    assert second.end_reason is EndReason.SILENCE
+
+
+def test_max_length_never_cuts_in_the_preroll() -> None:
+    # Pre-roll 800 ms reaches into the last 30 % (700..1000 ms) of a 1 s window; cutting in
+    # that silent pre-roll would drop it, so the cut must be hard at 1 s instead.
+    opts = VadOptions(max_speech_s=1.0, preroll_ms=800, start_window_frames=3, start_voiced_frames=3)
+    sig = from_pattern("." * 40 + "#" * 60 + "." * 20)
+    utts = run(sig, opts, is_speech=energy_vad)
+    check_invariants(utts, sig, opts)
+    first = utts[0]
+    assert first.audio_start_sample == 40 * FS - 800 * RATE // 1000
+    assert len(first.samples) == RATE
+    assert first.end_reason is EndReason.MAX_LENGTH
+
+
+# --------------------------------------------------------------------------- flush
+
+
+def test_flush_emits_in_progress_utterance_with_partial_frame() -> None:
+    sig = np.concatenate([from_pattern(_LEAD + "#" * 20), from_pattern("#", seed=1)[:100]])
+    seg = VadSegmenter(is_speech=energy_vad)
+    assert seg.feed(sig) == []
+    assert seg.in_speech
+    (u,) = seg.flush()
+    assert u.end_reason is EndReason.FLUSH
+    assert audio_end(u) == len(sig)  # the 100-sample partial frame is included
+    np.testing.assert_array_equal(u.samples, sig[u.audio_start_sample :])
+    assert not seg.in_speech
+
+
+def test_flush_when_idle_returns_nothing() -> None:
+    seg = VadSegmenter(is_speech=energy_vad)
+    seg.feed(from_pattern("." * 10 + "#" * 2)[:-7])
+    assert seg.flush() == []
+
+
+def test_feed_or_flush_after_flush_raises() -> None:
+    seg = VadSegmenter(is_speech=energy_vad)
+    seg.feed(from_pattern(_LEAD))
+    seg.flush()
+    with pytest.raises(UsageError):
+        seg.feed(np.zeros(480, dtype=np.int16))
+    with pytest.raises(UsageError):
+        seg.feed(b"")
+    with pytest.raises(UsageError):
+        seg.flush()
+
+
+def test_too_short_blips_are_discarded_without_consuming_an_index() -> None:
+    # 4 voiced frames = 120 ms < 150 ms: triggers, but is dropped; then a real utterance.
+    sig = from_pattern(_LEAD + "#" * 4 + "." * 40 + "#" * 10 + "." * 20 + "#" * 4)
+    utts = run(sig, is_speech=energy_vad)  # the final blip is in progress at flush: dropped too
+    assert len(utts) == 1
+    assert utts[0].index == 0
+    assert utts[0].speech_start_sample == 74 * FS
+    assert utts[0].speech_end_sample == 84 * FS
+
+
+def test_min_speech_boundary_is_inclusive() -> None:
+    sig = from_pattern(_LEAD + "#" * 5 + "." * 20)  # exactly 150 ms voiced
+    (u,) = run(sig, is_speech=energy_vad)
+    assert u.speech_end_sample - u.speech_start_sample == 150 * RATE // 1000
+
+
+def test_preroll_is_clamped_at_stream_start() -> None:
+    sig = from_pattern("#" * 10 + "." * 20)
+    (u,) = run(sig, is_speech=energy_vad)
+    assert u.audio_start_sample == 0 == u.speech_start_sample
+
+
+def test_trigger_needs_enough_voiced_frames_in_window() -> None:
+    # Voiced frames spread out: never 3 in a window of 10 -> no utterance.
+    sig = from_pattern(_LEAD + "#....#....#....#...." * 3)
+    assert run(sig, is_speech=energy_vad) == []
+    # Three voiced frames within 10 trigger; speech starts at the first of them.
+    sig = from_pattern(_LEAD + "#...#...#" + "#" * 5 + "." * 20)
+    (u,) = run(sig, is_speech=energy_vad)
+    assert u.speech_start_sample == 30 * FS
+    assert u.audio_start_sample == 30 * FS - 300 * RATE // 1000
+
+
+# --------------------------------------------------------------------------- property test
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    runs=st.lists(st.tuples(st.booleans(), st.integers(1, 40)), min_size=1, max_size=20),
+    silence_frames=st.integers(1, 20),
+    max_speech_s=st.sampled_from([1.0, 1.7, 3.0]),
+    chunk=st.integers(50, 5000),
+    tail=st.integers(0, 479),
+)
+def test_invariants_hold_for_random_voicing(
+    runs: list[tuple[bool, int]], silence_frames: int, max_speech_s: float, chunk: int, tail: int
+) -> None:
+    pattern = "".join(("#" if v else ".") * n for v, n in runs)
+    sig = from_pattern(pattern + "#")[: len(pattern) * FS + tail]
+    opts = VadOptions(silence_frames=silence_frames, max_speech_s=max_speech_s)
+    whole = run(sig, opts, is_speech=energy_vad)
+    check_invariants(whole, sig, opts, strict_tiling=False)
+    for a, b in zip(whole, whole[1:]):
+        if a.end_reason is EndReason.MAX_LENGTH and b.audio_start_sample != audio_end(a):
+            # The rest after the cut was dropped: it must have ended in a real pause
+            # (silence_frames unvoiced frames, possibly starting before the cut).
+            gap = pattern[a.speech_end_sample // FS : b.audio_start_sample // FS]
+            assert "." * silence_frames in gap
+    for u in whole:
+        voiced_frames = sum(
+            pattern[k] == "#"
+            for k in range(u.speech_start_sample // FS, -(-u.speech_end_sample // FS))
+            if k < len(pattern)
+        )
+        assert voiced_frames * FS >= opts.min_speech_samples - FS
+    assert [key(u) for u in run(sig, opts, chunk=chunk, is_speech=energy_vad)] == [key(u) for u in whole]
+
+
+# --------------------------------------------------------------------------- real speech
+
+
+@pytest.fixture(scope="module")
+def jfk() -> np.ndarray:
+    sf = pytest.importorskip("soundfile")
+    audio, rate = sf.read(JFK_WAV, dtype="int16")
+    assert rate == RATE and audio.ndim == 1
+    return audio
+
+
+def test_jfk_speech(jfk: np.ndarray) -> None:
+    import webrtcvad
+
+    opts = VadOptions()
+    utts = run(jfk, opts)
+    assert utts
+    check_invariants(utts, jfk, opts)
+    assert utts[0].start_s < 1.0
+    # Every frame WebRTC VAD calls voiced is inside some utterance's audio.
+    vad = webrtcvad.Vad(opts.mode)
+    voiced = [
+        i
+        for i in range(0, len(jfk) - FS + 1, FS)
+        if vad.is_speech(jfk[i : i + FS].tobytes(), RATE)
+    ]
+    covered = np.zeros(len(jfk), dtype=bool)
+    for u in utts:
+        covered[u.audio_start_sample : audio_end(u)] = True
+    assert sum(covered[i : i + FS].all() for i in voiced) >= 0.95 * len(voiced)
+    assert covered.sum() >= 0.8 * len(jfk)
+
+
+def test_jfk_chunked_equals_whole(jfk: np.ndarray) -> None:
+    whole = run(jfk)
+    chunked = run(jfk, chunk=333)
+    as_bytes = run(jfk, chunk=480, as_bytes=True)
+    assert [key(u) for u in chunked] == [key(u) for u in whole]
+    assert [key(u) for u in as_bytes] == [key(u) for u in whole]
+    joined = np.concatenate([u.samples for u in whole])
+    assert np.array_equal(np.concatenate([u.samples for u in chunked]), joined)

@@ -1,0 +1,501 @@
+"""Voice-activity endpointing: 16-bit PCM samples in, whole utterances out.
+
+This module is *pure*: no I/O, no wall clock, no threads, no logging.  Every time it reports
+comes from sample counts (sample 0 is the first sample fed to a :class:`VadSegmenter`).
+
+How it works
+------------
+Audio is cut into frames of ``VadOptions.frame_samples`` samples and each frame is classified
+voiced/unvoiced by the WebRTC voice activity detector (``webrtcvad.Vad(mode).is_speech``).
+Per the py-webrtcvad README (https://github.com/wiseman/py-webrtcvad), the detector accepts
+only 16-bit mono PCM frames of 10, 20 or 30 ms at 8000, 16000, 32000 or 48000 Hz, and its
+aggressiveness ``mode`` is an integer 0..3 (0 least aggressive about filtering out non-speech,
+3 most aggressive).
+
+Endpointing follows the ring-buffer idea of py-webrtcvad's ``example.py``
+(``vad_collector``): while idle, keep a short history of recent frames and *trigger* when
+enough of the last few frames are voiced; the audio of the utterance then starts a pre-roll
+before the first voiced frame so word onsets are never clipped.  While in speech, the
+utterance ends after a run of consecutive unvoiced frames.  On top of that this module adds a
+hard maximum utterance length (cutting preferably inside a pause), a minimum amount of voiced
+audio (to drop clicks), and exact sample bookkeeping so that:
+
+* no sample ever appears in two utterances;
+* utterances split by the maximum length tile the audio contiguously (no gap, no overlap);
+* the result does not depend on how the stream is chunked into :meth:`VadSegmenter.feed`
+  calls (bytes or arrays, any sizes).
+
+Note that the WebRTC detector itself is stateful (it adapts to the noise floor) and has a
+built-in hangover of a few frames after speech stops (up to about 150 ms with 30 ms frames),
+so ``speech_end_sample`` typically lies slightly after the true end of speech.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from whisper_streaming.errors import UsageError
+
+__all__ = ["VadOptions", "EndReason", "Utterance", "VadSegmenter"]
+
+#: Sample rates accepted by WebRTC VAD (py-webrtcvad README).
+SUPPORTED_SAMPLE_RATES_HZ: tuple[int, ...] = (8000, 16000, 32000, 48000)
+#: Frame durations accepted by WebRTC VAD (py-webrtcvad README).
+SUPPORTED_FRAME_MS: tuple[int, ...] = (10, 20, 30)
+
+# Minimum pre-roll: keeps word onsets (plosives, fricatives the VAD often misses) intact.
+_MIN_PREROLL_MS = 200
+# When an utterance must be cut at the maximum length, look for a pause in this final
+# fraction of the maximum length.
+_CUT_SEARCH_FRACTION = 0.3
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """Settings of a :class:`VadSegmenter`.  Validated on construction.
+
+    Attributes:
+        mode: WebRTC VAD aggressiveness, int 0..3 (py-webrtcvad README).
+        sample_rate_hz: sample rate of the audio in Hz: 8000, 16000, 32000 or 48000
+            (the rates WebRTC VAD accepts).
+        frame_ms: frame duration in ms fed to WebRTC VAD: 10, 20 or 30.
+        silence_frames: number (>= 1) of consecutive unvoiced frames that end an
+            utterance (default 16 x 30 ms = 480 ms).
+        max_speech_s: maximum duration of an utterance's audio in seconds (finite, > 0);
+            must exceed the audio present at trigger time (``preroll_ms`` plus
+            ``start_window_frames`` frames).
+        preroll_ms: audio in ms kept before the first voiced frame, int >= 200.
+        start_window_frames: trigger window length in frames (>= 1).
+        start_voiced_frames: an utterance starts when at least this many (1 ..
+            ``start_window_frames``) of the last ``start_window_frames`` frames are voiced.
+        min_speech_ms: utterances with less voiced audio than this (ms, >= 0) are discarded.
+
+    Raises:
+        UsageError: if any field is invalid; the message lists every problem.
+    """
+
+    mode: int = 1
+    sample_rate_hz: int = 16000
+    frame_ms: int = 30
+    silence_frames: int = 16
+    max_speech_s: float = 10.0
+    preroll_ms: int = 300
+    start_window_frames: int = 10
+    start_voiced_frames: int = 3
+    min_speech_ms: int = 150
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not _is_int(self.mode) or not 0 <= self.mode <= 3:
+            problems.append(f"mode must be an int in 0..3, got {self.mode!r}")
+        if not _is_int(self.sample_rate_hz) or self.sample_rate_hz not in SUPPORTED_SAMPLE_RATES_HZ:
+            problems.append(
+                f"sample_rate_hz must be one of {SUPPORTED_SAMPLE_RATES_HZ}, got {self.sample_rate_hz!r}"
+            )
+        if not _is_int(self.frame_ms) or self.frame_ms not in SUPPORTED_FRAME_MS:
+            problems.append(f"frame_ms must be one of {SUPPORTED_FRAME_MS}, got {self.frame_ms!r}")
+        if not _is_int(self.silence_frames) or self.silence_frames < 1:
+            problems.append(f"silence_frames must be an int >= 1, got {self.silence_frames!r}")
+        if not _is_int(self.preroll_ms) or self.preroll_ms < _MIN_PREROLL_MS:
+            problems.append(f"preroll_ms must be an int >= {_MIN_PREROLL_MS}, got {self.preroll_ms!r}")
+        if not _is_int(self.start_window_frames) or self.start_window_frames < 1:
+            problems.append(f"start_window_frames must be an int >= 1, got {self.start_window_frames!r}")
+        if not _is_int(self.start_voiced_frames) or self.start_voiced_frames < 1:
+            problems.append(f"start_voiced_frames must be an int >= 1, got {self.start_voiced_frames!r}")
+        elif _is_int(self.start_window_frames) and self.start_voiced_frames > self.start_window_frames:
+            problems.append(
+                f"start_voiced_frames ({self.start_voiced_frames}) must not exceed "
+                f"start_window_frames ({self.start_window_frames})"
+            )
+        if not _is_int(self.min_speech_ms) or self.min_speech_ms < 0:
+            problems.append(f"min_speech_ms must be an int >= 0, got {self.min_speech_ms!r}")
+        max_ok = (
+            isinstance(self.max_speech_s, (int, float))
+            and not isinstance(self.max_speech_s, bool)
+            and math.isfinite(self.max_speech_s)
+            and self.max_speech_s > 0
+        )
+        if not max_ok:
+            problems.append(f"max_speech_s must be a finite number > 0, got {self.max_speech_s!r}")
+        elif not problems:
+            trigger_ms = self.preroll_ms + self.start_window_frames * self.frame_ms
+            if self.max_speech_s * 1000.0 <= trigger_ms:
+                problems.append(
+                    f"max_speech_s ({self.max_speech_s}) must exceed preroll_ms + "
+                    f"start_window_frames * frame_ms = {trigger_ms} ms"
+                )
+        if problems:
+            raise UsageError("invalid VadOptions: " + "; ".join(problems))
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples per VAD frame, e.g. 480 for 30 ms at 16 kHz."""
+        return self.sample_rate_hz * self.frame_ms // 1000
+
+    @property
+    def preroll_samples(self) -> int:
+        """Pre-roll length in samples."""
+        return self.sample_rate_hz * self.preroll_ms // 1000
+
+    @property
+    def max_speech_samples(self) -> int:
+        """Maximum utterance length in samples (rounded down, so never above ``max_speech_s``)."""
+        return int(math.floor(self.max_speech_s * self.sample_rate_hz))
+
+    @property
+    def min_speech_samples(self) -> int:
+        """Minimum voiced audio of an emitted utterance, in samples."""
+        return self.sample_rate_hz * self.min_speech_ms // 1000
+
+
+class EndReason(enum.Enum):
+    """Why an utterance ended."""
+
+    SILENCE = "silence"  #: ``silence_frames`` consecutive unvoiced frames followed speech
+    MAX_LENGTH = "max_length"  #: the utterance reached ``max_speech_s`` and was cut
+    FLUSH = "flush"  #: the stream ended (:meth:`VadSegmenter.flush`) during speech
+
+
+@dataclass(frozen=True, eq=False)
+class Utterance:
+    """One detected utterance.
+
+    All ``*_sample`` positions are absolute sample indices counted from the start of the
+    stream (sample 0 = first sample fed to the segmenter).
+
+    Attributes:
+        index: 0-based sequence number within its segmenter (stream); discarded
+            utterances do not consume an index.
+        audio_start_sample: position of ``samples[0]``.
+        speech_start_sample: start of the first voiced frame (``>= audio_start_sample``).
+        speech_end_sample: end (exclusive) of the last voiced frame
+            (``<= audio_start_sample + len(samples)``).
+        samples: int16 array of shape ``(n,)``, mono, read-only; includes the pre-roll and
+            any trailing silence.
+        sample_rate_hz: sample rate in Hz.
+        end_reason: why the utterance ended.
+    """
+
+    index: int
+    audio_start_sample: int
+    speech_start_sample: int
+    speech_end_sample: int
+    samples: np.ndarray
+    sample_rate_hz: int
+    end_reason: EndReason
+
+    @property
+    def start_s(self) -> float:
+        """Speech start in seconds from the start of the stream."""
+        return self.speech_start_sample / self.sample_rate_hz
+
+    @property
+    def end_s(self) -> float:
+        """Speech end (exclusive) in seconds from the start of the stream."""
+        return self.speech_end_sample / self.sample_rate_hz
+
+    @property
+    def audio_start_s(self) -> float:
+        """Position of ``samples[0]`` in seconds from the start of the stream."""
+        return self.audio_start_sample / self.sample_rate_hz
+
+    @property
+    def duration_s(self) -> float:
+        """Duration of ``samples`` in seconds (``len(samples) / sample_rate_hz``)."""
+        return len(self.samples) / self.sample_rate_hz
+
+
+class VadSegmenter:
+    """Split one PCM stream into utterances.  One instance per stream; not thread-safe.
+
+    Args:
+        options: endpointing settings.
+        is_speech: classifier ``(frame_bytes, sample_rate_hz) -> bool`` called once per
+            frame with ``frame_samples`` native-endian int16 samples.  Defaults to
+            ``webrtcvad.Vad(options.mode).is_speech``; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        options: VadOptions = VadOptions(),
+        *,
+        is_speech: Callable[[bytes, int], bool] | None = None,
+    ) -> None:
+        if not isinstance(options, VadOptions):
+            raise UsageError(f"options must be a VadOptions, got {type(options).__name__}")
+        if is_speech is None:
+            import webrtcvad
+
+            is_speech = webrtcvad.Vad(options.mode).is_speech
+        self._opts = options
+        self._is_speech = is_speech
+        self._rate = options.sample_rate_hz
+        self._fs = options.frame_samples
+        self._preroll = options.preroll_samples
+        self._max = options.max_speech_samples
+        self._min_voiced = options.min_speech_samples
+        self._window = options.start_window_frames
+        self._need_voiced = options.start_voiced_frames
+        self._silence_frames = options.silence_frames
+
+        self._closed = False
+        self._received = 0
+        self._next_index = 0
+        self._pending = np.zeros(0, dtype=np.int16)  # partial frame, < frame_samples
+        self._next_frame_start = 0  # absolute start of the next whole frame
+
+        # Idle state: history of recent frames (pre-roll + trigger window).
+        history_len = -(-self._preroll // self._fs) + self._window
+        self._hist: collections.deque[np.ndarray] = collections.deque(maxlen=history_len)
+        self._hist_flags: collections.deque[bool] = collections.deque(maxlen=history_len)
+        self._hist_start = 0  # absolute start of self._hist[0] (when non-empty)
+        self._win_flags: collections.deque[bool] = collections.deque(maxlen=self._window)
+        self._win_voiced = 0
+
+        # Speech state.  Frames are on the global frame grid except that the last one may be a
+        # partial frame (only at flush); the audio starts at _audio_start inside _frames[0].
+        self._triggered = False
+        self._frames: list[np.ndarray] = []
+        self._flags: list[bool] = []
+        self._first_frame_start = 0
+        self._audio_start = 0
+        self._end = 0  # absolute end (exclusive) of the utterance's audio
+        self._silence_run = 0
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def options(self) -> VadOptions:
+        """The options this segmenter was built with."""
+        return self._opts
+
+    @property
+    def samples_received(self) -> int:
+        """Total number of samples fed so far (including a buffered partial frame)."""
+        return self._received
+
+    @property
+    def in_speech(self) -> bool:
+        """True while an utterance is in progress (triggered and not yet ended)."""
+        return self._triggered
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`flush` has been called."""
+        return self._closed
+
+    def feed(self, pcm: bytes | np.ndarray) -> list[Utterance]:
+        """Feed audio; return the utterances completed by this call, in order.
+
+        Args:
+            pcm: either ``bytes``/``bytearray``/``memoryview`` of signed 16-bit little-endian
+                mono PCM (even length), or a 1-D int16 ``np.ndarray`` (shape ``(n,)``).  Any
+                length is accepted; a trailing partial frame is buffered until more arrives.
+                Arrays are copied, so the caller may reuse its buffer.
+
+        Raises:
+            UsageError: after :meth:`flush`, for an odd number of bytes, or for an array that
+                is not 1-D int16 (or an unsupported type).
+        """
+        if self._closed:
+            raise UsageError("VadSegmenter.feed() called after flush()")
+        samples = self._to_int16(pcm)
+        if samples.size == 0:
+            return []
+        self._received += samples.size
+        if self._pending.size:
+            samples = np.concatenate((self._pending, samples))
+        n_frames = samples.size // self._fs
+        cut = n_frames * self._fs
+        self._pending = samples[cut:].copy() if cut < samples.size else np.zeros(0, dtype=np.int16)
+        out: list[Utterance] = []
+        fs = self._fs
+        for i in range(n_frames):
+            self._process_frame(samples[i * fs : (i + 1) * fs], out)
+        return out
+
+    def flush(self) -> list[Utterance]:
+        """End the stream; return the utterance(s) completed by it (usually zero or one).
+
+        An utterance in progress is finished with :attr:`EndReason.FLUSH` and includes any
+        buffered partial frame (not classified; counted as unvoiced).  It is discarded if it
+        has less voiced audio than ``min_speech_ms``.  If it would exceed ``max_speech_s``,
+        it is cut as in :meth:`feed` (the first part(s) get :attr:`EndReason.MAX_LENGTH`).
+        Afterwards the segmenter is closed.
+
+        Raises:
+            UsageError: if called twice.
+        """
+        if self._closed:
+            raise UsageError("VadSegmenter.flush() called twice")
+        self._closed = True
+        out: list[Utterance] = []
+        if self._triggered:
+            if self._pending.size:
+                self._append(self._pending, False)
+                self._cut_to_max(out)
+            self._emit(self._end, EndReason.FLUSH, out)
+            self._triggered = False
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._frames, self._flags = [], []
+        self._hist.clear()
+        self._hist_flags.clear()
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _to_int16(pcm: object) -> np.ndarray:
+        if isinstance(pcm, (bytes, bytearray, memoryview)):
+            raw = bytes(pcm)
+            if len(raw) % 2:
+                raise UsageError(f"PCM bytes must have an even length (s16le), got {len(raw)} bytes")
+            return np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
+        if isinstance(pcm, np.ndarray):
+            if pcm.ndim != 1:
+                raise UsageError(f"PCM array must be 1-D (mono), got shape {pcm.shape}")
+            if pcm.dtype.kind != "i" or pcm.dtype.itemsize != 2:
+                raise UsageError(f"PCM array must have dtype int16, got {pcm.dtype}")
+            return np.array(pcm, dtype=np.int16, copy=True)
+        raise UsageError(f"PCM must be bytes or a 1-D int16 numpy array, got {type(pcm).__name__}")
+
+    def _process_frame(self, frame: np.ndarray, out: list[Utterance]) -> None:
+        voiced = bool(self._is_speech(frame.tobytes(), self._rate))
+        frame_start = self._next_frame_start
+        self._next_frame_start += self._fs
+        if self._triggered:
+            self._append(frame, voiced)
+            self._silence_run = 0 if voiced else self._silence_run + 1
+            self._cut_to_max(out)
+            if self._silence_run >= self._silence_frames:
+                self._emit(self._end, EndReason.SILENCE, out)
+                self._reset_idle()
+            return
+
+        # Idle: update the history and the trigger window.
+        if not self._hist:
+            self._hist_start = frame_start
+        elif len(self._hist) == self._hist.maxlen:
+            self._hist_start += self._fs
+        self._hist.append(frame)
+        self._hist_flags.append(voiced)
+        if len(self._win_flags) == self._window and self._win_flags[0]:
+            self._win_voiced -= 1
+        self._win_flags.append(voiced)
+        self._win_voiced += voiced
+        if self._win_voiced >= self._need_voiced:
+            self._trigger()
+            self._cut_to_max(out)
+
+    def _trigger(self) -> None:
+        n = len(self._hist)
+        window_first = n - len(self._win_flags)
+        first_voiced = next(k for k in range(window_first, n) if self._hist_flags[k])
+        speech_start = self._hist_start + first_voiced * self._fs
+        audio_start = max(speech_start - self._preroll, self._hist_start)
+        k0 = (audio_start - self._hist_start) // self._fs
+        self._frames = [self._hist[k] for k in range(k0, n)]
+        # Frames before the first voiced frame of the window are pre-roll, never speech.
+        self._flags = [k >= first_voiced and self._hist_flags[k] for k in range(k0, n)]
+        self._first_frame_start = self._hist_start + k0 * self._fs
+        self._audio_start = audio_start
+        self._end = self._hist_start + n * self._fs
+        self._silence_run = 0  # the frame that triggered is voiced
+        self._triggered = True
+        self._hist.clear()
+        self._hist_flags.clear()
+        self._win_flags.clear()
+        self._win_voiced = 0
+
+    def _reset_idle(self) -> None:
+        self._triggered = False
+        self._frames, self._flags = [], []
+        self._silence_run = 0
+
+    def _append(self, frame: np.ndarray, voiced: bool) -> None:
+        self._frames.append(frame)
+        self._flags.append(voiced)
+        self._end += frame.size
+
+    def _frame_bounds(self, k: int) -> tuple[int, int]:
+        """Absolute [start, end) of frame k of the current utterance, clipped to its audio."""
+        start = self._first_frame_start + k * self._fs
+        return max(start, self._audio_start), min(start + self._frames[k].size, self._end)
+
+    def _cut_to_max(self, out: list[Utterance]) -> None:
+        """While the utterance exceeds the maximum length, cut it (preferably in a pause)."""
+        while self._end - self._audio_start > self._max:
+            limit = self._audio_start + self._max
+            lo = limit - int(self._max * _CUT_SEARCH_FRACTION)
+            best_len, cut = 0, limit
+            run_start: int | None = None
+            seen_voiced = False  # only a pause *after* speech counts (never the pre-roll)
+            for k in range(len(self._frames)):
+                s, e = self._frame_bounds(k)
+                if s >= limit:
+                    break
+                if self._flags[k]:
+                    seen_voiced = True
+                    run_start = None
+                    continue
+                s, e = max(s, lo), min(e, limit)
+                if e <= s or not seen_voiced:
+                    continue
+                if run_start is None:
+                    run_start = s
+                if e - run_start >= best_len:  # ties: prefer the later pause
+                    best_len, cut = e - run_start, (run_start + e) // 2
+            self._emit(cut, EndReason.MAX_LENGTH, out)
+            # Carry the rest over as a new utterance that is already in speech.
+            k_cut = (cut - self._first_frame_start) // self._fs
+            self._frames = self._frames[k_cut:]
+            self._flags = self._flags[k_cut:]
+            self._first_frame_start += k_cut * self._fs
+            self._audio_start = cut
+            # _silence_run is unchanged: it counts consecutive unvoiced frames of the stream,
+            # and a pause that spans the cut still ends the (new) utterance on time.
+
+    def _emit(self, end: int, reason: EndReason, out: list[Utterance]) -> None:
+        """Emit the current utterance's audio [audio_start, end) unless it has too little speech."""
+        voiced = 0
+        speech_start: int | None = None
+        speech_end = 0
+        last_k = 0
+        for k in range(len(self._frames)):
+            s, e = self._frame_bounds(k)
+            e = min(e, end)
+            if s >= end:
+                break
+            last_k = k
+            if self._flags[k] and e > s:
+                voiced += e - s
+                if speech_start is None:
+                    speech_start = s
+                speech_end = e
+        if speech_start is None or voiced < self._min_voiced:
+            return
+        offset = self._audio_start - self._first_frame_start
+        audio = np.concatenate(self._frames[: last_k + 1])[offset : end - self._first_frame_start]
+        audio.setflags(write=False)
+        out.append(
+            Utterance(
+                index=self._next_index,
+                audio_start_sample=self._audio_start,
+                speech_start_sample=speech_start,
+                speech_end_sample=speech_end,
+                samples=audio,
+                sample_rate_hz=self._rate,
+                end_reason=reason,
+            )
+        )
+        self._next_index += 1
