@@ -1,0 +1,124 @@
+"""Fake ASR engines for pool tests; importable from ``spawn``-ed worker processes.
+
+Workers import this module by name (``fakes``): pytest puts ``tests/`` on ``sys.path``
+(rootdir-relative "prepend" import mode, there is no ``tests/__init__.py``) and
+``multiprocessing``'s spawn start method hands the parent's ``sys.path`` to the child
+before it unpickles the factory.
+
+Utterances are tagged by their *first* sample (an int16).  Non-negative tags transcribe to
+``"utt <tag>"`` after sleeping *second sample* milliseconds; negative tags trigger a
+behaviour (see the constants), where the second sample is the id of the ``*_ONCE`` flag.
+
+``EngineOptions.model`` is a directory (the test's ``tmp_path``): the engine appends one
+line ``"<pid> <tag>"`` to ``calls.log`` there for every transcribe call, and keeps the
+``*_ONCE`` flag files there.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+import numpy as np
+
+from whisper_streaming.asr import SAMPLE_RATE_HZ, EngineOptions, Transcript, TranscriptSegment
+
+CRASH = -1
+"""The worker process exits (``os._exit(1)``) on every attempt."""
+CRASH_ONCE = -2
+"""The worker exits on the first attempt only (per flag id = second sample), then succeeds."""
+HANG = -3
+"""transcribe never returns."""
+HANG_ONCE = -4
+"""transcribe hangs on the first attempt only (per flag id = second sample), then succeeds."""
+RAISE = -5
+"""transcribe raises RuntimeError (the worker survives)."""
+
+
+def pcm(tag: int, arg: int = 0, n: int = 160) -> bytes:
+    """``n`` s16le samples whose first is ``tag`` and second ``arg`` (rest zero).
+
+    For a non-negative ``tag``, ``arg`` is how long (ms) the engine takes on it.
+    """
+    assert n >= 2
+    return struct.pack("<hh", tag, arg) + bytes(2 * (n - 2))
+
+
+def text_for(tag: int) -> str:
+    """The transcript text the fake engine produces for a (successful) tag."""
+    return f"utt {tag}"
+
+
+def calls(flag_dir: str | os.PathLike[str]) -> list[tuple[int, int]]:
+    """``(pid, tag)`` of every transcribe call so far, in order."""
+    path = os.path.join(flag_dir, "calls.log")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [(int(a), int(b)) for a, b in (line.split() for line in f if line.strip())]
+
+
+class FakeEngine:
+    name = "fake"
+
+    def __init__(self, options: EngineOptions) -> None:
+        self.flag_dir = options.model
+
+    def _first_time(self, kind: str, flag_id: int) -> bool:
+        """True (and records it) the first time ``kind``/``flag_id`` is seen, across processes."""
+        path = os.path.join(self.flag_dir, f"{kind}-{flag_id}.flag")
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        os.close(fd)
+        return True
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        samples = np.round(audio * 32768.0).astype(np.int64)
+        tag = int(samples[0])
+        arg = int(samples[1])
+        with open(os.path.join(self.flag_dir, "calls.log"), "a") as f:
+            f.write(f"{os.getpid()} {tag}\n")
+        if tag == CRASH or (tag == CRASH_ONCE and self._first_time("crash", arg)):
+            os._exit(1)
+        if tag == HANG or (tag == HANG_ONCE and self._first_time("hang", arg)):
+            while True:
+                time.sleep(3600)
+        if tag == RAISE:
+            raise RuntimeError("fake engine failure")
+        if tag >= 0 and arg > 0:
+            time.sleep(arg / 1000)
+        duration = len(audio) / SAMPLE_RATE_HZ
+        segment = TranscriptSegment(0.0, duration, f"pid={os.getpid()}", -0.1, 0.01, 1.0)
+        return Transcript(text_for(tag), "en", 1.0, (segment,), duration)
+
+
+def make_engine(options: EngineOptions) -> FakeEngine:
+    """A picklable engine factory."""
+    return FakeEngine(options)
+
+
+def failing_factory(options: EngineOptions) -> FakeEngine:
+    """Engine load failure: raises in the worker."""
+    raise RuntimeError(f"cannot load fake model {options.model!r}")
+
+
+def exiting_factory(options: EngineOptions) -> FakeEngine:
+    """Engine load kills the worker process (e.g. a segfault in native code)."""
+    os._exit(3)
+
+
+SLOW_INIT_S = 1.0
+
+
+def slow_init_factory(options: EngineOptions) -> FakeEngine:
+    """Engine load that takes :data:`SLOW_INIT_S` seconds, then succeeds."""
+    time.sleep(SLOW_INIT_S)
+    return FakeEngine(options)
+
+
+def pid_of(transcript: Transcript) -> int:
+    """The worker pid the fake engine wrote into ``transcript``."""
+    return int(transcript.segments[0].text.removeprefix("pid="))
