@@ -7,6 +7,7 @@ session must still get its full transcript.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -285,3 +286,54 @@ def test_bad_config_fails_clearly(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, str(REPO_ROOT / "tcp_server.py"), "--config", str(config)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "model.chanel: unknown key" in run.stderr and "vad.mode" in run.stderr
+
+
+def test_handshake_timeout_closes_without_reply(server: ServerProcess) -> None:
+    async def run() -> tuple[list, bool, float]:
+        t0 = time.monotonic()
+        packets, closed = await raw_exchange(server.port, MAGIC[:10], wait_s=10)
+        return packets, closed, time.monotonic() - t0
+
+    packets, closed, elapsed = asyncio.run(run())
+    assert packets == [] and closed
+    assert 1.5 <= elapsed < 8  # handshake_timeout_s is 2 in the test config
+
+
+def _worker_pids(server_pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # not the resource tracker
+
+
+def test_worker_killed_mid_utterance_is_restarted_and_retried(server: ServerProcess) -> None:
+    """SIGKILL the ASR worker while it transcribes: the utterance is retried and its %R still arrives."""
+    pcm, _ = load_speech(JFK)
+
+    async def run() -> tuple[str, str, list[int]]:
+        client = await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="victim")
+        try:
+            await client.begin()
+            await client.send_audio(pcm + silence(0.6))
+            killed: list[int] = []
+            for _ in range(100):  # wait until the worker is busy, then kill it
+                if "engine 0: busy" in await client.status():
+                    break
+                await asyncio.sleep(0.02)
+            for pid in _worker_pids(server.pid):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            results = await client.finish()
+            status = await client.status()
+        finally:
+            await client.close()
+        return " ".join(r.text for r in results), status, killed
+
+    before = _worker_pids(server.pid)
+    text, status, killed = asyncio.run(run())
+    assert killed and killed[0] in before
+    assert_transcript(JFK, text)
+    restarts = int(re.search(r"worker restarts: (\d+)", status).group(1))
+    assert restarts >= 1
+    after = _worker_pids(server.pid)
+    assert after and not set(after) & set(killed)

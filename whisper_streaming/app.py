@@ -49,6 +49,7 @@ def engine_options_from_config(config: ServerConfig) -> EngineOptions:
         device=m.device,
         compute_type=m.compute_type,
         cpu_threads=m.cpu_threads,
+        encoder_window_pad_s=m.encoder_window_pad_s,
         decode=decode,
     )
 

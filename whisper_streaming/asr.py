@@ -76,6 +76,7 @@ class EngineOptions:
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 0
+    encoder_window_pad_s: float | None = None  # None: Whisper's full 30 s window
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 
 
@@ -127,21 +128,48 @@ def pcm16_to_float32(pcm: bytes | np.ndarray) -> np.ndarray:
     return samples.astype(np.float32) / 32768.0
 
 
+def _trimmed_model_class():  # type: ignore[no-untyped-def]
+    """A ``WhisperModel`` subclass whose next ``encode()`` can be primed with a precomputed output."""
+    from faster_whisper import WhisperModel
+
+    class _PrimedWhisperModel(WhisperModel):  # type: ignore[misc]
+        _primed = None
+
+        def encode(self, features):  # type: ignore[no-untyped-def]
+            primed, self._primed = self._primed, None
+            if primed is not None:
+                return primed
+            return super().encode(features)
+
+    return _PrimedWhisperModel
+
+
 class FasterWhisperEngine:
     """faster-whisper (CTranslate2) engine.
 
+    Two changes to ``WhisperModel.transcribe`` make a short utterance cheap, without touching
+    decoding:
+
+    * **one encoder pass.** With ``language=None`` faster-whisper 1.2 runs the encoder once to
+      detect the language and again to decode.  We encode once, detect the language from that
+      output (``ctranslate2.models.Whisper.detect_language``), then hand the same output to the
+      decoder by priming ``encode()``.
+    * **a trimmed encoder window** (``encoder_window_pad_s`` not ``None``): Whisper always
+      encodes 30 s (3000 mel frames) however short the audio.  CTranslate2 accepts a shorter
+      input, so we encode the utterance plus ``encoder_window_pad_s`` of padding, rounded up to
+      a second.  Whisper needs trailing padding to close its last segment (whisper.cpp's
+      ``audio_ctx`` has the same trade-off); ``bench/`` measures WER for each setting.
+
     Raises:
-        ModelError/AsrError: from construction if the model cannot be loaded.
+        AsrError: from construction if the model cannot be loaded.
     """
 
     name = "faster-whisper"
 
     def __init__(self, options: EngineOptions) -> None:
-        from faster_whisper import WhisperModel  # heavy import, only inside workers
-
         self.options = options
         try:
-            self._model = WhisperModel(
+            self._model = _trimmed_model_class()(
                 options.model,
                 device=options.device,
                 compute_type=options.compute_type,
@@ -151,14 +179,34 @@ class FasterWhisperEngine:
         except Exception as exc:  # noqa: BLE001 - CTranslate2/HF raise many kinds
             raise AsrError(f"cannot load faster-whisper model {options.model!r}: {exc}") from exc
 
+    def _encode_once(self, audio: np.ndarray) -> tuple[object, str | None, float]:
+        from faster_whisper.audio import pad_or_trim
+
+        fe = self._model.feature_extractor
+        features = fe(audio)
+        content = features.shape[-1] - 1  # as in WhisperModel.generate_segments
+        frames = fe.nb_max_frames
+        pad_s = self.options.encoder_window_pad_s
+        if pad_s is not None and content < frames:
+            per_s = fe.sampling_rate // fe.hop_length  # 100 frames per second
+            frames = min(frames, -(-(content + int(pad_s * per_s)) // per_s) * per_s)
+        encoder_output = self._model.encode(pad_or_trim(features[:, :content], frames))  # not primed: a real pass
+        language, probability = self.options.decode.language, 1.0
+        if language is None and self._model.model.is_multilingual:
+            token, probability = self._model.model.detect_language(encoder_output)[0][0]
+            language = token[2:-2]
+        return encoder_output, language, probability
+
     def transcribe(self, audio: np.ndarray) -> Transcript:
         d = self.options.decode
         if audio.dtype != np.float32 or audio.ndim != 1:
             raise UsageError("audio must be a 1-D float32 array")
         try:
+            encoder_output, language, probability = self._encode_once(audio)
+            self._model._primed = encoder_output
             segments, info = self._model.transcribe(
                 audio,
-                language=d.language,
+                language=language,
                 beam_size=d.beam_size,
                 temperature=list(d.temperatures),
                 no_speech_threshold=d.no_speech_threshold,
@@ -175,8 +223,10 @@ class FasterWhisperEngine:
             )
         except Exception as exc:  # noqa: BLE001
             raise AsrError(f"faster-whisper failed: {exc}") from exc
+        finally:
+            self._model._primed = None
         text = " ".join(s.text.strip() for s in decoded if s.text.strip())
-        return Transcript(text, info.language, info.language_probability, decoded, len(audio) / SAMPLE_RATE_HZ)
+        return Transcript(text, info.language, probability, decoded, len(audio) / SAMPLE_RATE_HZ)
 
 
 ENGINES: dict[str, Callable[[EngineOptions], AsrEngine]] = {"faster-whisper": FasterWhisperEngine}

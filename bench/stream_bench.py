@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Streaming benchmark: N concurrent real-time sessions against a server.
+
+Each session plays every audio file of ``--audio-dir`` one after another at real-time pace
+in 30 ms ``%s`` packets, with 1.0 s of silence between files and 2.0 s after the last, then
+``%f``.  Measured:
+
+* per utterance, the **final latency**: wall time from sending the utterance's last sample to
+  receiving its ``%R``.  The utterance's last sample is taken as the result's ``end`` plus the
+  endpointing silence (``vad.silence_frames`` × 30 ms, where the server cuts), clipped to the
+  audio sent; ``end`` has 0.1 s resolution, so each value is ±0.05 s;
+* per file, the transcript (results assigned by their midpoint) and its WER against the
+  reference ``.txt`` (jiwer with Whisper's English normalizer; CER for ko/ja/zh);
+* per run, the server's CPU seconds per audio second (utime+stime from /proc of the whole
+  process tree: server plus workers), its peak RSS (sum over the tree), errors and ``%E``.
+
+``--streams 1,2,4,8`` sweeps concurrency and reports **max real-time streams**: the largest N
+whose p95 final latency is under ``--latency-bound-s`` (default 2.0) with no errors.
+
+By default the benchmark starts its own server (``--config``, free loopback port); give
+``--port`` (and ``--server-pid`` for CPU/RSS) to measure a server that is already running.
+Output: a JSON file and a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import DEFAULT_AUDIO_DIR, SpeechFile, corpus_error_rate, error_rate, load_dir, machine_info, percentile  # noqa: E402
+from whisper_streaming.client import AsyncStreamingClient  # noqa: E402
+from whisper_streaming.config import load_config  # noqa: E402
+from whisper_streaming.errors import ConnectionClosedError, ServerError  # noqa: E402
+from whisper_streaming.process import ServerProcess  # noqa: E402
+from whisper_streaming.protocol import Result  # noqa: E402
+
+PACKET_SAMPLES = 480
+RATE = 16000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ---------------------------------------------------------------------------- /proc sampling
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += _children(p)
+    return tree
+
+
+def tree_cpu_s(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (man 5 proc, fields 14/15)
+        except (OSError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def tree_rss_bytes(pid: int) -> int:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+class RssSampler:
+    def __init__(self, pid: int | None, interval_s: float = 0.25) -> None:
+        self.pid, self.interval_s, self.peak = pid, interval_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.pid:
+                self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ---------------------------------------------------------------------------- one session
+
+
+@dataclass
+class SessionResult:
+    latencies_s: list[float] = field(default_factory=list)
+    transcripts: dict[str, str] = field(default_factory=dict)
+    results: int = 0
+    error: str | None = None
+    audio_s: float = 0.0
+
+
+async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: float, endpoint_s: float, gap_s: float, tail_s: float, user: str) -> SessionResult:
+    gap = b"\x00\x00" * int(RATE * gap_s)
+    pcm = bytearray()
+    spans: list[tuple[str, float, float]] = []
+    for i, f in enumerate(files):
+        start = len(pcm) / 2 / RATE
+        pcm += f.pcm
+        spans.append((f.name, start, len(pcm) / 2 / RATE))
+        pcm += gap if i < len(files) - 1 else b"\x00\x00" * int(RATE * tail_s)
+    total_samples = len(pcm) // 2
+    n_packets = math.ceil(total_samples / PACKET_SAMPLES)
+    sent_at = [0.0] * n_packets
+    received: list[tuple[float, Result]] = []
+    out = SessionResult(audio_s=total_samples / RATE)
+    client = None
+    try:
+        client = await AsyncStreamingClient.connect(host, port, user_id=user, timeout_s=30)
+        await client.begin()
+
+        async def receiver() -> None:
+            while True:
+                event = await client.receive()
+                if not isinstance(event, Result):
+                    return
+                received.append((time.monotonic(), event))
+
+        rx = asyncio.create_task(receiver())
+        step = PACKET_SAMPLES * 2
+        t0 = time.monotonic()
+        for i in range(n_packets):
+            if speed > 0:
+                delay = t0 + i * PACKET_SAMPLES / RATE / speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await client.send_audio(bytes(pcm[i * step : (i + 1) * step]))
+            sent_at[i] = time.monotonic()
+            if rx.done():
+                break
+        if not rx.done():
+            client.send_finish()
+        await rx
+    except ServerError as exc:
+        out.error = f"%E {exc.reason}"
+    except (ConnectionClosedError, OSError, asyncio.TimeoutError) as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if client is not None:
+            await client.close()
+    texts: dict[str, list[str]] = {name: [] for name, _, _ in spans}
+    for recv_t, r in received:
+        last_sample = min(round((r.end_s + endpoint_s) * RATE), total_samples)
+        packet = min(max(math.ceil(last_sample / PACKET_SAMPLES) - 1, 0), n_packets - 1)
+        if sent_at[packet]:
+            out.latencies_s.append(recv_t - sent_at[packet])
+        mid = (r.start_s + r.end_s) / 2
+        name = min(spans, key=lambda s: 0 if s[1] <= mid <= s[2] else min(abs(mid - s[1]), abs(mid - s[2])))[0]
+        texts[name].append(r.text)
+    out.results = len(received)
+    out.transcripts = {k: " ".join(v) for k, v in texts.items()}
+    return out
+
+
+# ---------------------------------------------------------------------------- one run
+
+
+async def run_streams(n: int, host: str, port: int, files: list[SpeechFile], args: argparse.Namespace, endpoint_s: float) -> list[SessionResult]:
+    async def one(i: int) -> SessionResult:
+        await asyncio.sleep(i * args.stagger_s)
+        return await run_session(host, port, files, speed=args.speed, endpoint_s=endpoint_s, gap_s=1.0, tail_s=2.0, user=f"bench{i}")
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def summarize(n: int, sessions: list[SessionResult], files: list[SpeechFile], language: str, cpu_s: float | None, wall_s: float, peak_rss: int) -> dict[str, object]:
+    lat = [x for s in sessions for x in s.latencies_s]
+    refs = {f.name: f.reference for f in files if f.reference}
+    # The headline error rate compares each session's whole transcript with the concatenated
+    # references: a result that straddles two files (VAD bridged the gap) is not misassigned.
+    stream_ref = " ".join(f.reference for f in files if f.reference)
+    pairs = [(stream_ref, " ".join(t for name, t in s.transcripts.items() if name in refs)) for s in sessions if not s.error]
+    metric, rate = corpus_error_rate(pairs, language) if pairs else ("wer", None)
+    per_file = {name: error_rate(refs[name], text, language)[1] for name, text in (sessions[0].transcripts.items() if sessions else []) if name in refs}
+    audio_s = sum(s.audio_s for s in sessions)
+    errors = Counter(s.error for s in sessions if s.error)
+    return {
+        "streams": n,
+        "utterances": sum(s.results for s in sessions),
+        "latency_p50_s": percentile(lat, 50),
+        "latency_p95_s": percentile(lat, 95),
+        "latency_max_s": max(lat) if lat else None,
+        metric: rate,
+        "errors": dict(errors),
+        "audio_s": audio_s,
+        "wall_s": wall_s,
+        "cpu_s_per_audio_s": cpu_s / audio_s if cpu_s is not None and audio_s else None,
+        "peak_rss_mb": peak_rss / 2**20 if peak_rss else None,
+        "per_file_" + metric: per_file,
+        "transcripts": sessions[0].transcripts if sessions else {},
+    }
+
+
+def markdown(rows: list[dict[str, object]], bound_s: float) -> str:
+    def f(v: object, fmt: str) -> str:
+        return format(v, fmt) if isinstance(v, (int, float)) else "-"
+
+    metric = "cer" if rows and "cer" in rows[0] else "wer"
+    lines = [
+        f"| streams | utterances | p50 latency (s) | p95 latency (s) | max (s) | {metric.upper()} | CPU s / audio s | peak RSS (MB) | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['streams']} | {r['utterances']} | {f(r['latency_p50_s'], '.2f')} | {f(r['latency_p95_s'], '.2f')} | {f(r['latency_max_s'], '.2f')} | "
+            f"{f(r.get(metric), '.3f')} | {f(r['cpu_s_per_audio_s'], '.3f')} | {f(r['peak_rss_mb'], '.0f')} | {r['errors'] or 0} |"
+        )
+    ok = [r["streams"] for r in rows if not r["errors"] and r["latency_p95_s"] is not None and r["latency_p95_s"] <= bound_s]
+    lines.append("")
+    lines.append(f"max real-time streams (p95 final latency <= {bound_s} s, no errors): {max(ok) if ok else 0}")  # type: ignore[type-var]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO_DIR)
+    p.add_argument("--files", type=int, default=None, help="use only the first N files")
+    p.add_argument("--language", default="en", help="reference language: en -> WER, ko/ja/zh -> CER")
+    p.add_argument("--streams", default="1", help="comma-separated concurrency levels, e.g. 1,2,4,8")
+    p.add_argument("--latency-bound-s", type=float, default=2.0)
+    p.add_argument("--speed", type=float, default=1.0, help="pace (1 = real time)")
+    p.add_argument("--stagger-s", type=float, default=0.37, help="start session i after i*stagger seconds")
+    p.add_argument("--config", type=Path, default=Path(__file__).resolve().parent.parent / "config_vad.yaml")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="measure a running server instead of starting one")
+    p.add_argument("--server-pid", type=int, default=None, help="with --port: the server's pid, for CPU and RSS")
+    p.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/stream_bench-<time>.json)")
+    args = p.parse_args()
+
+    files = load_dir(args.audio_dir, limit=args.files)
+    if not files:
+        p.error(f"no audio files in {args.audio_dir}")
+    config = load_config(args.config)
+    endpoint_s = config.vad.silence_frames * config.audio.frame_duration_ms / 1000
+    levels = [int(x) for x in args.streams.split(",")]
+    server = None
+    if args.port is None:
+        server = ServerProcess(config=args.config, host=args.host, port=0)
+        host, port, pid = server.host, server.port, server.pid
+    else:
+        host, port, pid = args.host, args.port, args.server_pid
+    rows = []
+    try:
+        for n in levels:
+            cpu0 = tree_cpu_s(pid) if pid else None
+            t0 = time.monotonic()
+            with RssSampler(pid) as rss:
+                sessions = asyncio.run(run_streams(n, host, port, files, args, endpoint_s))
+            wall = time.monotonic() - t0
+            cpu = tree_cpu_s(pid) - cpu0 if pid and cpu0 is not None else None
+            row = summarize(n, sessions, files, args.language, cpu, wall, rss.peak)
+            rows.append(row)
+            print(markdown([row], args.latency_bound_s).splitlines()[2], file=sys.stderr, flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+    report = {
+        "machine": machine_info(),
+        "config": config.model_dump(mode="json"),
+        "audio_dir": str(args.audio_dir),
+        "files": [f.name for f in files],
+        "speed": args.speed,
+        "latency_bound_s": args.latency_bound_s,
+        "runs": rows,
+    }
+    out = args.out or Path(__file__).resolve().parent / "results" / f"stream_bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    m = report["machine"]
+    c = config.model
+    print(f"machine: {m['cpu']}, {m['cores']} cores; model {c.size} ({c.engine}, {c.device}, {c.compute_type}, beam {c.beam_size}, channel {c.channel}, cpu_threads {c.cpu_threads})")
+    print(f"files: {len(files)} from {args.audio_dir}, {sum(f.duration_s for f in files):.1f} s of speech per stream\n")
+    print(markdown(rows, args.latency_bound_s))
+    print(f"\nJSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Client library and tcp_client.py against a scripted fake server (no model, fast)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from whisper_streaming.audio import load_pcm16
+from whisper_streaming.client import AsyncStreamingClient, StreamingClient
+from whisper_streaming.errors import ConnectionClosedError, ServerError, UsageError
+from whisper_streaming.process import REPO_ROOT
+from whisper_streaming.protocol import (
+    Audio,
+    Begin,
+    Error,
+    Finish,
+    Finished,
+    PacketDecoder,
+    Result,
+    Role,
+    Status,
+    StatusRequest,
+    UserId,
+    Welcome,
+    encode_packet,
+)
+
+Script = Callable[[object, list], list]
+
+
+class FakeServer:
+    """A scripted server on a thread: ``script(packet, received) -> packets to send`` (None closes)."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.received: list = []
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            decoder = PacketDecoder(Role.SERVER)
+            try:
+                while data := await reader.read(65536):
+                    decoder.receive_data(data)
+                    for packet in decoder.packets():
+                        self.received.append(packet)
+                        replies = self.script(packet, self.received)
+                        if replies is None:
+                            writer.close()
+                            return
+                        for reply in replies:
+                            writer.write(encode_packet(reply))
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+
+        async def main() -> None:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            async with server:
+                await server.serve_forever()
+
+        with contextlib.suppress(asyncio.CancelledError):
+            self._loop.run_until_complete(main())
+
+    def close(self) -> None:
+        for task in asyncio.all_tasks(self._loop):
+            self._loop.call_soon_threadsafe(task.cancel)
+        self._thread.join(5)
+
+
+def echo_script(packet: object, received: list) -> list | None:
+    """Welcome on %u, a result per 1 s of audio received, %F on %f, status on %c."""
+    if isinstance(packet, UserId):
+        return [Welcome("hi " + packet.user_id)]
+    if isinstance(packet, StatusRequest):
+        return [Status("engine 0: idle")]
+    if isinstance(packet, Audio):
+        samples = sum(len(p.pcm) // 2 for p in received if isinstance(p, Audio))
+        before = samples - len(packet.pcm) // 2
+        return [Result(s / 16000, s / 16000 + 1, f"second {s // 16000}") for s in range(16000 * (before // 16000 + 1), samples + 1, 16000)]
+    if isinstance(packet, Finish):
+        return [Result(9.0, 9.5, "last words"), Finished()]
+    return []
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[[Script], FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def make(script: Script) -> FakeServer:
+        servers.append(FakeServer(script))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_async_client_session(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(echo_script)
+
+    async def run() -> tuple[str, list, list, str]:
+        async with await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="alice") as client:
+            welcome = client.welcome_message
+            await client.begin()
+            await client.send_audio(b"\x00\x00" * 40000)  # 2.5 s, split into packets <= 65534 bytes
+            first = await client.receive()
+            results = await client.finish()
+            status = await client.status()
+            return welcome, [first], results, status
+
+    welcome, first, results, status = asyncio.run(run())
+    assert welcome == "hi alice"
+    assert first == [Result(1.0, 2.0, "second 1")]
+    assert [r.text for r in results] == ["second 2", "last words"]
+    assert status == "engine 0: idle"
+    audio = [p for p in server.received if isinstance(p, Audio)]
+    assert sum(len(p.pcm) for p in audio) == 80000 and max(len(p.pcm) for p in audio) <= 0xFFFE
+    assert [type(p) for p in server.received if not isinstance(p, Audio)] == [UserId, Begin, Finish, StatusRequest]
+
+
+def test_sync_client(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(echo_script)
+    with StreamingClient("127.0.0.1", server.port, user_id="bob") as client:
+        client.begin()
+        client.send_audio(b"\x01\x00" * 16000)
+        assert client.finish() == [Result(1.0, 2.0, "second 1"), Result(9.0, 9.5, "last words")]
+        client.begin()  # a second stream on the same connection
+        assert [r.text for r in client.finish()] == ["last words"]
+        assert client.status() == "engine 0: idle"
+    client.close()  # idempotent
+
+
+def test_server_error_raises_with_reason(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(lambda p, r: [Error("SERVER_TOO_BUSY")] if isinstance(p, UserId) else [])
+
+    async def run() -> None:
+        await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="x")
+
+    with pytest.raises(ServerError) as exc:
+        asyncio.run(run())
+    assert exc.value.reason == "SERVER_TOO_BUSY"
+
+
+def test_connection_closed_midstream(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(lambda p, r: None if isinstance(p, Finish) else echo_script(p, r))
+
+    async def run() -> None:
+        async with await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="x") as client:
+            await client.begin()
+            await client.finish()
+
+    with pytest.raises(ConnectionClosedError):
+        asyncio.run(run())
+
+
+def test_usage_errors(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(echo_script)
+
+    async def run() -> list[str]:
+        caught = []
+        async with await AsyncStreamingClient.connect("127.0.0.1", server.port) as client:
+            for call in (client.begin(), client.send_audio(b"\x00\x00")):
+                try:
+                    await call
+                except UsageError as exc:
+                    caught.append(str(exc))
+            await client.login("x")
+            await client.begin()
+            with pytest.raises(UsageError):
+                await client.send_audio(b"\x00")
+            with pytest.raises(UsageError):
+                await client.begin()
+        return caught
+
+    assert len(asyncio.run(run())) == 2
+
+
+def test_cli_exit_codes(fake: Callable[[Script], FakeServer], tmp_path: Path) -> None:
+    wav = tmp_path / "tone.wav"
+    soundfile.write(wav, (np.sin(np.arange(8000 * 2) / 8000 * 2 * np.pi * 440) * 0.3).astype(np.float32), 8000)
+    ok = fake(echo_script)
+    cmd = [sys.executable, str(REPO_ROOT / "tcp_client.py"), "--ip", "127.0.0.1", "--speed", "0"]
+    run = subprocess.run([*cmd, "--port", str(ok.port), "--ifn", str(wav)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["1.0 2.0 : second 1", "2.0 3.0 : second 2", "9.0 9.5 : last words"]  # 2 s at 8 kHz -> 32000 samples at 16 kHz
+
+    busy = fake(lambda p, r: [Error("SERVER_TOO_BUSY")] if isinstance(p, UserId) else [])
+    run = subprocess.run([*cmd, "--port", str(busy.port), "--ifn", str(wav)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "SERVER_TOO_BUSY" in run.stderr
+
+    run = subprocess.run([*cmd, "--port", str(ok.port)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--ifn is required" in run.stderr  # argparse usage error
+
+
+def test_load_pcm16_resamples_and_mixes(tmp_path: Path) -> None:
+    stereo = np.stack([np.full(44100, 0.5), np.full(44100, -0.5)], axis=1).astype(np.float32)
+    soundfile.write(tmp_path / "s.flac", stereo, 44100)
+    pcm = load_pcm16(tmp_path / "s.flac")
+    assert pcm.dtype == np.int16 and abs(len(pcm) - 16000) <= 1 and np.abs(pcm).max() <= 1
+    (tmp_path / "odd.pcm").write_bytes(b"\x00\x00\x00")
+    with pytest.raises(UsageError):
+        load_pcm16(tmp_path / "odd.pcm")
+    (tmp_path / "ok.pcm").write_bytes(b"\x01\x00\x02\x00")
+    assert load_pcm16(tmp_path / "ok.pcm").tolist() == [1, 2]
