@@ -192,12 +192,24 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
 # ---------------------------------------------------------------------------- one run
 
 
-async def run_streams(n: int, host: str, port: int, files: list[SpeechFile], args: argparse.Namespace, endpoint_s: float) -> list[SessionResult]:
+async def run_streams(n: int, host: str, port: int, files: list[SpeechFile], *, speed: float, stagger_s: float, endpoint_s: float) -> list[SessionResult]:
     async def one(i: int) -> SessionResult:
-        await asyncio.sleep(i * args.stagger_s)
-        return await run_session(host, port, files, speed=args.speed, endpoint_s=endpoint_s, gap_s=1.0, tail_s=2.0, user=f"bench{i}")
+        await asyncio.sleep(i * stagger_s)
+        return await run_session(host, port, files, speed=speed, endpoint_s=endpoint_s, gap_s=1.0, tail_s=2.0, user=f"bench{i}")
 
     return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def bench_run(n: int, host: str, port: int, files: list[SpeechFile], *, pid: int | None, speed: float = 1.0, stagger_s: float = 0.37,
+              endpoint_s: float = 0.48, language: str = "en") -> dict[str, object]:
+    """One run of ``n`` concurrent sessions; returns the summary row (see :func:`summarize`)."""
+    cpu0 = tree_cpu_s(pid) if pid else None
+    t0 = time.monotonic()
+    with RssSampler(pid) as rss:
+        sessions = asyncio.run(run_streams(n, host, port, files, speed=speed, stagger_s=stagger_s, endpoint_s=endpoint_s))
+    wall = time.monotonic() - t0
+    cpu = tree_cpu_s(pid) - cpu0 if pid and cpu0 is not None else None
+    return summarize(n, sessions, files, language, cpu, wall, rss.peak)
 
 
 def summarize(n: int, sessions: list[SessionResult], files: list[SpeechFile], language: str, cpu_s: float | None, wall_s: float, peak_rss: int) -> dict[str, object]:
@@ -279,13 +291,7 @@ def main() -> int:
     rows = []
     try:
         for n in levels:
-            cpu0 = tree_cpu_s(pid) if pid else None
-            t0 = time.monotonic()
-            with RssSampler(pid) as rss:
-                sessions = asyncio.run(run_streams(n, host, port, files, args, endpoint_s))
-            wall = time.monotonic() - t0
-            cpu = tree_cpu_s(pid) - cpu0 if pid and cpu0 is not None else None
-            row = summarize(n, sessions, files, args.language, cpu, wall, rss.peak)
+            row = bench_run(n, host, port, files, pid=pid, speed=args.speed, stagger_s=args.stagger_s, endpoint_s=endpoint_s, language=args.language)
             rows.append(row)
             print(markdown([row], args.latency_bound_s).splitlines()[2], file=sys.stderr, flush=True)
     finally:
