@@ -27,7 +27,7 @@ log = logging.getLogger("whisper_streaming")
 
 
 def engine_options_from_config(config: ServerConfig) -> EngineOptions:
-    """Resolve ``model.size`` (bundled base, local path or name) and build engine options.
+    """Resolve ``model.size`` for ``model.engine`` (bundled base, local path or name) and build engine options.
 
     Raises:
         ModelError: the model cannot be resolved (bad path, checksum mismatch ...).
@@ -45,7 +45,7 @@ def engine_options_from_config(config: ServerConfig) -> EngineOptions:
     )
     return EngineOptions(
         engine=m.engine,
-        model=resolve_model(m.size),
+        model=resolve_model(m.size, engine=m.engine),
         device=m.device,
         compute_type=m.compute_type,
         cpu_threads=m.cpu_threads,

@@ -9,6 +9,8 @@ Engines here:
 * ``faster-whisper`` -- CTranslate2 Whisper (https://github.com/SYSTRAN/faster-whisper),
   int8 on CPU by default.  ``transcribe()`` there returns a *lazy* generator; it is consumed
   inside :meth:`FasterWhisperEngine.transcribe` so the work happens in the worker.
+* ``openai-whisper`` -- OpenAI's reference implementation on PyTorch
+  (:class:`whisper_streaming.openai_engine.OpenAIWhisperEngine`, imported only when built).
 
 Hallucination guards are Whisper's own decoding rules (openai/whisper ``transcribe.py``):
 a segment whose ``no_speech_prob`` exceeds ``no_speech_threshold`` while its
@@ -68,7 +70,8 @@ class DecodeOptions:
 class EngineOptions:
     """Everything a worker needs to build its engine (picklable).
 
-    ``model`` is a resolved model: a local CTranslate2 directory or a model name.
+    ``model`` is a resolved model: a local CTranslate2 directory or a model name (faster-whisper),
+    a ``.pt`` checkpoint or a model name (openai-whisper).
     """
 
     engine: str = "faster-whisper"
@@ -229,7 +232,17 @@ class FasterWhisperEngine:
         return Transcript(text, info.language, probability, decoded, len(audio) / SAMPLE_RATE_HZ)
 
 
-ENGINES: dict[str, Callable[[EngineOptions], AsrEngine]] = {"faster-whisper": FasterWhisperEngine}
+def _openai_whisper_engine(options: EngineOptions) -> AsrEngine:
+    """Build :class:`~whisper_streaming.openai_engine.OpenAIWhisperEngine` (imports torch lazily)."""
+    from .openai_engine import OpenAIWhisperEngine
+
+    return OpenAIWhisperEngine(options)
+
+
+ENGINES: dict[str, Callable[[EngineOptions], AsrEngine]] = {
+    "faster-whisper": FasterWhisperEngine,
+    "openai-whisper": _openai_whisper_engine,
+}
 """Engine name (``model.engine`` in the config) -> constructor."""
 
 

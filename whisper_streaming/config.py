@@ -153,11 +153,12 @@ class ModelConfig(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    engine: Literal["faster-whisper"] = "faster-whisper"
-    """ASR engine."""
+    engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    """ASR engine: faster-whisper (CTranslate2) or openai-whisper (OpenAI's reference, PyTorch)."""
 
     size: _NonEmptyStr = "base"
-    """Model name (tiny, base, small, medium, large-v2, large-v3, ...) or a local model directory."""
+    """Model name (tiny, base, small, medium, large-v2, large-v3, ...) or a local model: a
+    CTranslate2 directory (faster-whisper) or a ``.pt`` checkpoint (openai-whisper)."""
 
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     """Inference device."""
