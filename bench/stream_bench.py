@@ -194,8 +194,11 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
 
 async def run_streams(n: int, host: str, port: int, files: list[SpeechFile], *, speed: float, stagger_s: float, endpoint_s: float) -> list[SessionResult]:
     async def one(i: int) -> SessionResult:
+        # Session i starts i/n of the way through the file list: independent calls do not
+        # speak the same sentence at the same moment (that would synchronise every endpoint).
+        k = i * len(files) // n
         await asyncio.sleep(i * stagger_s)
-        return await run_session(host, port, files, speed=speed, endpoint_s=endpoint_s, gap_s=1.0, tail_s=2.0, user=f"bench{i}")
+        return await run_session(host, port, files[k:] + files[:k], speed=speed, endpoint_s=endpoint_s, gap_s=1.0, tail_s=2.0, user=f"bench{i}")
 
     return await asyncio.gather(*(one(i) for i in range(n)))
 
@@ -217,8 +220,11 @@ def summarize(n: int, sessions: list[SessionResult], files: list[SpeechFile], la
     refs = {f.name: f.reference for f in files if f.reference}
     # The headline error rate compares each session's whole transcript with the concatenated
     # references: a result that straddles two files (VAD bridged the gap) is not misassigned.
-    stream_ref = " ".join(f.reference for f in files if f.reference)
-    pairs = [(stream_ref, " ".join(t for name, t in s.transcripts.items() if name in refs)) for s in sessions if not s.error]
+    pairs = [
+        (" ".join(refs[name] for name in s.transcripts if name in refs), " ".join(t for name, t in s.transcripts.items() if name in refs))
+        for s in sessions
+        if not s.error
+    ]
     metric, rate = corpus_error_rate(pairs, language) if pairs else ("wer", None)
     per_file = {name: error_rate(refs[name], text, language)[1] for name, text in (sessions[0].transcripts.items() if sessions else []) if name in refs}
     audio_s = sum(s.audio_s for s in sessions)

@@ -49,8 +49,8 @@ def test_defaults() -> None:
     assert cfg.model.device == "cpu"
     assert cfg.model.compute_type == "int8"
     assert cfg.model.language is None
-    assert cfg.model.channel == 1
-    assert cfg.model.cpu_threads == 0
+    assert cfg.model.channel == 2
+    assert cfg.model.cpu_threads == 1
     assert cfg.model.beam_size == 5
     assert list(cfg.model.temperatures) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert cfg.model.no_speech_threshold == 0.6

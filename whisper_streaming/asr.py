@@ -160,8 +160,10 @@ class FasterWhisperEngine:
     * **a trimmed encoder window** (``encoder_window_pad_s`` not ``None``): Whisper always
       encodes 30 s (3000 mel frames) however short the audio.  CTranslate2 accepts a shorter
       input, so we encode the utterance plus ``encoder_window_pad_s`` of padding, rounded up to
-      a second.  Whisper needs trailing padding to close its last segment (whisper.cpp's
-      ``audio_ctx`` has the same trade-off); ``bench/`` measures WER for each setting.
+      a second (whisper.cpp's ``audio_ctx`` is the same idea).  On a short window Whisper
+      sometimes stops early; a decode with fewer than :data:`MIN_TOKENS_PER_S` text tokens per
+      second of speech is redone with the full window (``full_window_retries`` counts them).
+      ``docs/benchmarks.md`` has the accuracy and speed of each setting.
 
     Raises:
         AsrError: from construction if the model cannot be loaded.
@@ -171,6 +173,7 @@ class FasterWhisperEngine:
 
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
+        self.full_window_retries = 0
         try:
             self._model = _trimmed_model_class()(
                 options.model,
@@ -181,15 +184,15 @@ class FasterWhisperEngine:
             )
         except Exception as exc:  # noqa: BLE001 - CTranslate2/HF raise many kinds
             raise AsrError(f"cannot load faster-whisper model {options.model!r}: {exc}") from exc
+        self._eot = self._model.hf_tokenizer.token_to_id("<|endoftext|>")  # special tokens and timestamps follow it
 
-    def _encode_once(self, audio: np.ndarray) -> tuple[object, str | None, float]:
+    def _encode_once(self, audio: np.ndarray, pad_s: float | None) -> tuple[object, str | None, float]:
         from faster_whisper.audio import pad_or_trim
 
         fe = self._model.feature_extractor
         features = fe(audio)
         content = features.shape[-1] - 1  # as in WhisperModel.generate_segments
         frames = fe.nb_max_frames
-        pad_s = self.options.encoder_window_pad_s
         if pad_s is not None and content < frames:
             per_s = fe.sampling_rate // fe.hop_length  # 100 frames per second
             frames = min(frames, -(-(content + int(pad_s * per_s)) // per_s) * per_s)
@@ -200,14 +203,12 @@ class FasterWhisperEngine:
             language = token[2:-2]
         return encoder_output, language, probability
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def _decode(self, audio: np.ndarray, pad_s: float | None) -> tuple[tuple[TranscriptSegment, ...], int, str | None, float]:
         d = self.options.decode
-        if audio.dtype != np.float32 or audio.ndim != 1:
-            raise UsageError("audio must be a 1-D float32 array")
+        encoder_output, language, probability = self._encode_once(audio, pad_s)
+        self._model._primed = encoder_output
         try:
-            encoder_output, language, probability = self._encode_once(audio)
-            self._model._primed = encoder_output
-            segments, info = self._model.transcribe(
+            segments, _ = self._model.transcribe(
                 audio,
                 language=language,
                 beam_size=d.beam_size,
@@ -220,16 +221,40 @@ class FasterWhisperEngine:
                 vad_filter=False,
                 without_timestamps=False,
             )
-            decoded = tuple(
-                TranscriptSegment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob, s.compression_ratio)
-                for s in segments  # consume the lazy generator here, in the worker
-            )
-        except Exception as exc:  # noqa: BLE001
-            raise AsrError(f"faster-whisper failed: {exc}") from exc
+            decoded, tokens = [], 0
+            for s in segments:  # consume the lazy generator here, in the worker
+                decoded.append(TranscriptSegment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob, s.compression_ratio))
+                tokens += sum(1 for t in s.tokens if t < self._eot)  # text tokens, not timestamps
         finally:
             self._model._primed = None
+        return tuple(decoded), tokens, language, probability
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        if audio.dtype != np.float32 or audio.ndim != 1:
+            raise UsageError("audio must be a 1-D float32 array")
+        duration_s = len(audio) / SAMPLE_RATE_HZ
+        pad_s = self.options.encoder_window_pad_s
+        try:
+            decoded, tokens, language, probability = self._decode(audio, pad_s)
+            if pad_s is not None and _looks_truncated(decoded, tokens, duration_s):
+                self.full_window_retries += 1
+                decoded, tokens, language, probability = self._decode(audio, None)
+        except Exception as exc:  # noqa: BLE001
+            raise AsrError(f"faster-whisper failed: {exc}") from exc
         text = " ".join(s.text.strip() for s in decoded if s.text.strip())
-        return Transcript(text, info.language, probability, decoded, len(audio) / SAMPLE_RATE_HZ)
+        return Transcript(text, language or "", probability, decoded, duration_s)
+
+
+MIN_TOKENS_PER_S = 1.5
+"""A trimmed-window decode with fewer text tokens per second of audio (minus the endpointing
+silence and pre-roll) is redone with the full window; read speech runs at 3-5 tokens/s."""
+
+
+def _looks_truncated(segments: tuple[TranscriptSegment, ...], tokens: int, duration_s: float) -> bool:
+    """Whisper on a short window sometimes stops early ("The pencils" for "The pencils have
+    all been used."): too few tokens for the audio.  No text at all is not truncation."""
+    speech_s = max(duration_s - 0.8, 0.5)
+    return bool(segments) and tokens < MIN_TOKENS_PER_S * speech_s
 
 
 def _openai_whisper_engine(options: EngineOptions) -> AsrEngine:

@@ -180,10 +180,10 @@ class ModelConfig(BaseModel):
     language: Optional[StrictStr] = None
     """Language code such as ``"ko"``, ``"en"``, ``"yue"``; ``None`` auto-detects."""
 
-    channel: Annotated[StrictInt, Field(ge=1, le=64)] = 1
+    channel: Annotated[StrictInt, Field(ge=1, le=64)] = 2
     """Number of ASR worker processes (each holds one model instance)."""
 
-    cpu_threads: Annotated[StrictInt, Field(ge=0, le=256)] = 0
+    cpu_threads: Annotated[StrictInt, Field(ge=0, le=256)] = 1
     """CPU threads per worker; 0 lets the engine choose."""
 
     beam_size: Annotated[StrictInt, Field(ge=1, le=20)] = 5
@@ -219,7 +219,7 @@ class ModelConfig(BaseModel):
     transcribe_timeout_s: Annotated[_Float, Field(gt=0)] = 60.0
     """Seconds a worker may spend on one utterance before it is killed and restarted."""
 
-    encoder_window_pad_s: Optional[Annotated[_Float, Field(ge=1.0, le=30.0)]] = None
+    encoder_window_pad_s: Optional[Annotated[_Float, Field(ge=1.0, le=30.0)]] = 3.0
     """Encode only the utterance plus this much padding (seconds) instead of Whisper's fixed
     30 s window; ``None`` keeps the full window.  Faster, slightly less accurate: see
     ``docs/benchmarks.md``."""
@@ -296,6 +296,18 @@ class ServerSectionConfig(BaseModel):
 
     max_queued_per_session: Annotated[StrictInt, Field(ge=1, le=100000)] = 8
     """Utterances one session may have waiting (<= ``max_queued_utterances``)."""
+
+    overload_queue_fraction: Annotated[_Float, Field(gt=0.0, le=1.0)] = 0.75
+    """Overload policy: while the utterance queue holds more than this fraction of
+    ``max_queued_utterances``, new sessions are refused with ``%E SERVER_TOO_BUSY`` so that
+    the sessions already open keep their latency."""
+
+    max_connections_per_ip: Annotated[StrictInt, Field(ge=0, le=100000)] = 0
+    """Concurrent sessions from one peer address; 0 = no limit.  More get ``%E TOO_MANY_CONNECTIONS``."""
+
+    max_stream_s: Optional[Annotated[_Float, Field(gt=0)]] = None
+    """Longest stream in seconds of audio; past it the stream is finished (results, ``%F``),
+    then ``%E STREAM_TOO_LONG`` and close.  ``None``: no limit."""
 
     shutdown_timeout_s: Annotated[_Float, Field(gt=0)] = 30.0
     """Seconds a graceful shutdown may take before remaining work is abandoned."""
