@@ -22,53 +22,12 @@ from whisper_streaming.client import AsyncStreamingClient
 from whisper_streaming.client_cli import stream_file
 from whisper_streaming.errors import ServerError
 from whisper_streaming.process import REPO_ROOT, ServerProcess
-from whisper_streaming.protocol import MAGIC, Begin, Error, PacketDecoder, Role, UserId, encode_packet
+from whisper_streaming.protocol import MAGIC, Begin, Error, UserId, encode_packet
 
-from speech import DATA, load_speech, normalized_wer, silence, speech_files
+from speech import DATA, JFK, LIBRI, assert_transcript, good_session, load_speech, raw_exchange, silence, speech_files
 
 pytestmark = pytest.mark.e2e
 
-JFK = "jfk.wav"
-LIBRI = "librispeech_dev-clean_1272-128104-0000.wav"
-
-
-async def good_session(port: int, name: str, *, speed: float = 0.0, user: str = "good") -> str:
-    """Stream one file (plus trailing silence) and return the joined transcript."""
-    pcm, _ = load_speech(name)
-    client = await AsyncStreamingClient.connect("127.0.0.1", port, user_id=user)
-    try:
-        results = await stream_file(client, pcm + silence(0.6), speed=speed)
-    finally:
-        await client.close()
-    return " ".join(r.text for r in results)
-
-
-async def raw_exchange(port: int, payload: bytes, *, wait_s: float = 10.0) -> tuple[list, bool]:
-    """Send raw bytes; return the server's packets and whether the server closed the connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(payload)
-    await writer.drain()
-    decoder = PacketDecoder(Role.CLIENT)
-    closed = False
-    try:
-        deadline = time.monotonic() + wait_s
-        while (remaining := deadline - time.monotonic()) > 0:
-            data = await asyncio.wait_for(reader.read(65536), remaining)
-            if not data:
-                closed = True
-                break
-            decoder.receive_data(data)
-    except (asyncio.TimeoutError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-    return decoder.packets(), closed
-
-
-def assert_transcript(name: str, text: str) -> None:
-    reference = (DATA / name).with_suffix(".txt").read_text(encoding="utf-8")
-    wer = normalized_wer(reference, text)
-    assert wer <= 0.15, f"WER {wer:.2f} for {name}: {text!r}"
 
 
 @pytest.mark.parametrize("path", speech_files(), ids=lambda p: p.stem)

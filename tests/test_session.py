@@ -659,3 +659,27 @@ def test_audio_s_uses_configured_sample_rate() -> None:
 def test_status_packet_is_not_a_client_packet() -> None:
     h = Harness().ready()
     assert_error(h.rx(Status("x")), "UNEXPECTED_PACKET")
+
+
+def test_max_stream_duration_finishes_then_errors() -> None:
+    h = Harness(SessionOptions(max_stream_samples=1000)).streaming()
+    assert h.rx(Audio(b"\x00\x00" * 600))[0] == StreamAudio(b"\x00\x00" * 600)
+    h.seg.at_flush = [utt(0.0, 0.05)]
+    actions = h.rx(Audio(b"\x01\x00" * 600))  # crosses the limit: only 400 samples are kept
+    assert actions[0] == StreamAudio(b"\x01\x00" * 400)
+    assert h.seg.fed[-1] == b"\x01\x00" * 400 and h.seg.flushed
+    (transcribe,) = [a for a in actions if isinstance(a, Transcribe)]
+    assert not any(isinstance(a, (Send, Close)) for a in actions)  # the result is still owed
+    assert h.rx(Audio(b"\x00\x00")) == []  # input after the limit is ignored
+    done = h.session.transcription_done(transcribe.ticket, "hello")
+    assert done == [Send(Result(0.0, 0.05, "hello")), Send(Finished()), Send(Error("STREAM_TOO_LONG")), Close("STREAM_TOO_LONG")]
+    assert h.session.state is SessionState.CLOSED
+    assert h.session.audio_samples == 1000
+
+
+def test_max_stream_duration_counts_per_stream() -> None:
+    h = Harness(SessionOptions(max_stream_samples=1000)).streaming()
+    h.rx(Audio(b"\x00\x00" * 900))
+    assert h.rx(Finish())[-1] == Send(Finished())
+    h.rx(Begin())
+    assert h.rx(Audio(b"\x00\x00" * 900)) == [StreamAudio(b"\x00\x00" * 900)]  # a new stream starts at 0

@@ -17,7 +17,8 @@ import contextlib
 import itertools
 import logging
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ServerConfig
@@ -65,9 +66,12 @@ def vad_options_from_config(config: ServerConfig) -> VadOptions:
 
 @dataclass
 class ServerStats:
+    """Counters since start, shown in ``%C``."""
+
     sessions_started: int = 0
-    sessions_rejected_busy: int = 0
+    sessions_rejected: int = 0
     handshake_failures: int = 0
+    errors: Counter[str] = field(default_factory=Counter)  # %E reasons sent
 
 
 class _ConnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -81,7 +85,11 @@ class StreamingServer:
     def __init__(self, config: ServerConfig, backend: AsrBackend) -> None:
         self.config = config
         self.backend = backend
-        self.session_options = SessionOptions(vad=vad_options_from_config(config))
+        max_stream_s = config.server.max_stream_s
+        self.session_options = SessionOptions(
+            vad=vad_options_from_config(config),
+            max_stream_samples=None if max_stream_s is None else int(max_stream_s * config.audio.sample_rate),
+        )
         self.recorder = PcmRecorder(config.pcm_save.dir) if config.pcm_save.enabled else None
         self.stats = ServerStats()
         self._server: asyncio.base_events.Server | None = None
@@ -105,13 +113,20 @@ class StreamingServer:
         await self._stopped.wait()
 
     def status_text(self) -> str:
-        """The ``%C`` text: one line per engine, then sessions and queue."""
+        """The ``%C`` text: one line per engine, then sessions, queue and counters."""
         st = self.backend.status()
         lines = [f"engine {i}: {state.value}" for i, state in enumerate(st.engines)]
         lines.append(f"sessions: {len(self._sessions)}/{self.config.server.max_connections}")
         lines.append(f"utterances queued: {st.utterances_queued}")
         lines.append(f"utterances done: {st.utterances_done}")
+        lines.append(f"utterances failed: {st.utterances_failed}")
         lines.append(f"worker restarts: {st.worker_restarts}")
+        lines.append(f"sessions total: {self.stats.sessions_started}")
+        lines.append(f"sessions rejected: {self.stats.sessions_rejected}")
+        lines.append(f"handshake failures: {self.stats.handshake_failures}")
+        errors = " ".join(f"{k}={v}" for k, v in sorted(self.stats.errors.items()))
+        lines.append(f"errors: {errors or 'none'}")
+        lines.append(f"tasks: {len(asyncio.all_tasks())}")
         return "\n".join(lines)
 
     async def shutdown(self) -> None:
@@ -155,13 +170,26 @@ class StreamingServer:
             self._sessions.discard(conn)
             conn.abort()
 
-    def _admit(self, conn: _Connection) -> bool:
-        if self._stopping or len(self._sessions) >= self.config.server.max_connections:
-            self.stats.sessions_rejected_busy += 1
-            return False
+    def _admit(self, conn: _Connection) -> str | None:
+        """Admit a session, or return the ``%E`` reason that refuses it.
+
+        Overload policy: refuse new sessions (never degrade open ones) when the sessions
+        limit is reached or the utterance queue is over ``server.overload_queue_fraction``.
+        """
+        limits = self.config.server
+        reason = None
+        if self._stopping or len(self._sessions) >= limits.max_connections:
+            reason = "SERVER_TOO_BUSY"
+        elif self.backend.status().utterances_queued > limits.overload_queue_fraction * limits.max_queued_utterances:
+            reason = "SERVER_TOO_BUSY"
+        elif limits.max_connections_per_ip and sum(c.peer_ip == conn.peer_ip for c in self._sessions) >= limits.max_connections_per_ip:
+            reason = "TOO_MANY_CONNECTIONS"
+        if reason is not None:
+            self.stats.sessions_rejected += 1
+            return reason
         self._sessions.add(conn)
         self.stats.sessions_started += 1
-        return True
+        return None
 
 
 class _Connection:
@@ -173,6 +201,7 @@ class _Connection:
         self.writer = writer
         self.conn_id = conn_id
         peer = writer.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else "?"
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.log = _ConnLog(log, {"conn": f"{conn_id} {self.peer}"})
         self.decoder = PacketDecoder(Role.SERVER)
@@ -182,7 +211,6 @@ class _Connection:
         self._input_stopped = False
         self._pcm: PcmStreamWriter | None = None
         self._close_requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._started = time.monotonic()
 
     # -------------------------------------------------------------- lifecycle
 
@@ -190,9 +218,10 @@ class _Connection:
         net = self.server.config.network
         if not await self._handshake(net.handshake_timeout_s):
             return
-        if not self.server._admit(self):
-            self.log.warning("rejected: SERVER_TOO_BUSY")
-            self._send_now(Error("SERVER_TOO_BUSY"))
+        refusal = self.server._admit(self)
+        if refusal is not None:
+            self.log.warning("rejected: %s", refusal)
+            self._send_now(Error(refusal))
             await self._linger_close()
             return
         self.log.info("session start")
@@ -258,10 +287,24 @@ class _Connection:
             self.decoder.receive_data(data)
             if await self._process_packets():
                 last_packet = time.monotonic()
-            with contextlib.suppress(ConnectionError):
-                await self.writer.drain()
+            if not await self._drain(socket_timeout_s):
+                return
         if self._closing not in (None, "connection lost", "peer not reading"):
             await self._linger_close()
+
+    async def _drain(self, timeout_s: float) -> bool:
+        """Wait until the peer has read enough of our output; drop a peer stuck that long."""
+        try:
+            await asyncio.wait_for(self.writer.drain(), timeout_s)
+        except asyncio.TimeoutError:
+            self.log.warning("peer has not read for %.0f s; dropping it", timeout_s)
+            self._request_close("peer not reading")
+            self.writer.transport.abort()
+            return False
+        except (ConnectionError, OSError):
+            self._request_close("connection lost")
+            return False
+        return True
 
     async def _read(self, timeout_s: float) -> bytes | None:
         """Read what arrived; ``None`` if a close was requested meanwhile.
@@ -393,6 +436,8 @@ class _Connection:
     def _send_now(self, packet: Any) -> None:
         if self.writer.is_closing():
             return
+        if isinstance(packet, Error):
+            self.server.stats.errors[packet.reason] += 1
         self.writer.write(encode_packet(packet))
         limit = self.server.config.network.max_send_buffer_bytes
         if self.writer.transport.get_write_buffer_size() > limit:

@@ -64,8 +64,11 @@ class SessionState(enum.Enum):
 
 @dataclass(frozen=True)
 class SessionOptions:
+    """``max_stream_samples``: a stream longer than this is finished, then ``%E STREAM_TOO_LONG``."""
+
     vad: VadOptions = field(default_factory=VadOptions)
     welcome_message: str = "Welcome!"
+    max_stream_samples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class Session:
         self._outputs: deque[_Slot] = deque()
         self._pending: dict[int, _Slot] = {}
         self._close_when_drained: str | None = None
+        self._close_error: str | None = None  # %E reason sent just before that close
+        self._stream_samples = 0
         # statistics for logs and status
         self.audio_samples = 0
         self.utterances = 0
@@ -171,9 +176,19 @@ class Session:
             if self.state is not SessionState.STREAMING:
                 return self._error("AUDIO_BEFORE_BEGIN", "%s before %b")
             assert self._segmenter is not None
-            self.audio_samples += len(packet.pcm) // 2
-            actions: list[Action] = [StreamAudio(packet.pcm)]
-            actions.extend(self._submit(u) for u in self._segmenter.feed(packet.pcm))
+            pcm = packet.pcm
+            limit = self.options.max_stream_samples
+            too_long = limit is not None and self._stream_samples + len(pcm) // 2 >= limit
+            if too_long:
+                pcm = pcm[: 2 * (limit - self._stream_samples)]  # type: ignore[operator]
+            self._stream_samples += len(pcm) // 2
+            self.audio_samples += len(pcm) // 2
+            actions: list[Action] = [StreamAudio(pcm)]
+            actions.extend(self._submit(u) for u in self._segmenter.feed(pcm))
+            if too_long:
+                actions += self._finish_stream()
+                self._close_when_drained = self._close_error = "STREAM_TOO_LONG"
+                actions += self._drain()
             return actions
         if isinstance(packet, StatusRequest):
             return [StatusRequested()]
@@ -190,6 +205,7 @@ class Session:
                 return self._error("ALREADY_STREAMING", "%b while a stream is open")
             self.state = SessionState.STREAMING
             self.stream_index += 1
+            self._stream_samples = 0
             self._segmenter = self._segmenter_factory(self.options.vad)
             assert self.user_id is not None
             return [StreamStarted(self.stream_index, self.user_id)]
@@ -216,7 +232,7 @@ class Session:
 
         Used when the server stops and when the peer half-closes (EOF) its side.
         """
-        if self.state is SessionState.CLOSED:
+        if self.state is SessionState.CLOSED or self._close_when_drained is not None:
             return []
         actions = self._finish_stream() if self.state is SessionState.STREAMING else []
         self._close_when_drained = reason
@@ -272,6 +288,8 @@ class Session:
         if self._close_when_drained is not None and not self._outputs:
             self.state = SessionState.CLOSED
             self.close_reason = self._close_when_drained
+            if self._close_error is not None:
+                actions.append(Send(Error(self._close_error)))
             actions.append(Close(self._close_when_drained))
         return actions
 
