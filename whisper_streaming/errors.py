@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "ModelError",
     "AsrError",
+    "SentimentError",
     "ServerError",
     "ConnectionClosedError",
 ]
@@ -68,6 +69,10 @@ class ModelError(WhisperStreamingError):
 
 class AsrError(WhisperStreamingError):
     """Transcription failed (engine exception, worker crash after retry, overload)."""
+
+
+class SentimentError(WhisperStreamingError):
+    """A sentiment engine could not be loaded or failed on a text."""
 
 
 class ServerError(WhisperStreamingError):
