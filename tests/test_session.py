@@ -683,3 +683,132 @@ def test_max_stream_duration_counts_per_stream() -> None:
     assert h.rx(Finish())[-1] == Send(Finished())
     h.rx(Begin())
     assert h.rx(Audio(b"\x00\x00" * 900)) == [StreamAudio(b"\x00\x00" * 900)]  # a new stream starts at 0
+
+
+# ---------------------------------------------------------------------------- options and sentiment
+
+from whisper_streaming.options import StreamOptions  # noqa: E402
+from whisper_streaming.protocol import Options, OptionsAccepted, Summary  # noqa: E402
+from whisper_streaming.sentiment import Sentiment  # noqa: E402
+from whisper_streaming.session import ResultContext  # noqa: E402
+
+POS, NEG = Sentiment("positive", 0.75), Sentiment("negative", 0.5)
+ON = Options((("sentiment", "1"),))
+
+
+def opted_in(options: SessionOptions | None = None) -> Harness:
+    h = Harness(options).ready()
+    assert h.rx(ON) == [Send(OptionsAccepted((("sentiment", "1"),)))]
+    assert h.rx(Begin()) == [StreamStarted(0, "alice")]
+    return h
+
+
+def test_legacy_session_gets_plain_results_and_no_summary() -> None:
+    h = Harness().streaming()
+    (t,) = h.cut(utt(0.5, 1.0))
+    assert t.sentiment is False
+    # Even if a backend sent a sentiment, a stream without the option shows none.
+    assert h.session.transcription_done(t.ticket, "fine", POS, "en") == [Send(Result(0.5, 1.0, "fine"))]
+    assert h.rx(Finish()) == [StreamEnded(0), Send(Finished())]
+
+
+def test_opted_in_stream_gets_fields_and_summary_right_before_finished() -> None:
+    h = opted_in()
+    t0, t1, t2 = h.cut(utt(0.5, 1.0), utt(1.5, 2.0, index=1), utt(2.5, 3.0, index=2))
+    assert t0.sentiment and t1.sentiment and t2.sentiment
+    assert h.rx(Finish()) == [StreamEnded(0)]
+    assert h.session.transcription_done(t2.ticket, "hate", NEG, "en") == []  # out of order: waits
+    assert h.session.transcription_done(t1.ticket, "", None, "en") == []  # empty: no %R, not counted
+    actions = h.session.transcription_done(t0.ticket, "love", POS, "en")
+    summary = "results: 2\npositive: 1 (50.0%)\nnegative: 1 (50.0%)\nneutral: 0 (0.0%)\nunsupported: 0\nmean score: 0.625"
+    assert actions == [
+        Send(Result(0.5, 1.0, "love", POS)),
+        Send(Result(2.5, 3.0, "hate", NEG)),
+        Send(Summary(summary)),
+        Send(Finished()),
+    ]
+    assert actions[0].context == ResultContext(0, "en")
+
+
+def test_opted_in_stream_without_results_gets_a_zero_summary() -> None:
+    h = opted_in()
+    assert h.rx(Finish()) == [
+        StreamEnded(0),
+        Send(Summary("results: 0\npositive: 0 (0.0%)\nnegative: 0 (0.0%)\nneutral: 0 (0.0%)\nunsupported: 0\nmean score: n/a")),
+        Send(Finished()),
+    ]
+
+
+def test_missing_sentiment_for_an_opted_in_result_sends_it_plain() -> None:
+    h = opted_in()
+    (t,) = h.cut(utt(0.5, 1.0))
+    assert h.session.transcription_done(t.ticket, "x", None, "en") == [Send(Result(0.5, 1.0, "x"))]
+
+
+def test_result_text_is_sanitized_before_it_is_sent() -> None:
+    h = opted_in()
+    (t,) = h.cut(utt(0.5, 1.0))
+    assert h.session.transcription_done(t.ticket, " a\tb\nc ", POS) == [Send(Result(0.5, 1.0, "a b c", POS))]
+
+
+def test_options_apply_to_following_streams_even_when_pipelined() -> None:
+    h = opted_in()
+    (t0,) = h.cut(utt(0.5, 1.0))
+    assert h.rx(Finish()) == [StreamEnded(0)]
+    assert h.rx(Options((("sentiment", "0"),))) == []  # %O queued behind stream 0's %R, %S, %F
+    assert h.rx(Begin()) == [StreamStarted(1, "alice")]
+    (t1,) = h.cut(utt(0.25, 0.5))
+    assert t1.sentiment is False
+    assert h.session.transcription_done(t1.ticket, "two", POS) == []
+    out = h.session.transcription_done(t0.ticket, "one", POS)
+    assert out == [
+        Send(Result(0.5, 1.0, "one", POS)),
+        Send(Summary("results: 1\npositive: 1 (100.0%)\nnegative: 0 (0.0%)\nneutral: 0 (0.0%)\nunsupported: 0\nmean score: 0.750")),
+        Send(Finished()),
+        Send(OptionsAccepted((("sentiment", "0"),))),
+        Send(Result(0.25, 0.5, "two")),
+    ]
+    assert h.rx(Finish()) == [StreamEnded(1), Send(Finished())]
+
+
+def test_server_wide_default_and_opt_out() -> None:
+    h = Harness(SessionOptions(stream_defaults=StreamOptions(sentiment=True))).streaming()
+    (t,) = h.cut(utt(0.5, 1.0))
+    assert t.sentiment is True
+    assert h.session.transcription_done(t.ticket, "ok", POS) == [Send(Result(0.5, 1.0, "ok", POS))]
+    assert [type(a.packet).__name__ for a in h.rx(Finish())[1:]] == ["Summary", "Finished"]
+    assert h.rx(Options((("sentiment", "0"),))) == [Send(OptionsAccepted((("sentiment", "0"),)))]
+    assert h.rx(Begin()) == [StreamStarted(1, "alice")]
+    assert h.rx(Finish()) == [StreamEnded(1), Send(Finished())]
+
+
+def test_policy_refuses_sentiment() -> None:
+    h = Harness(SessionOptions(option_policy={"sentiment": lambda requested: False})).ready()
+    assert h.rx(ON) == [Send(OptionsAccepted((("sentiment", "0"),)))]
+    assert h.rx(Begin()) == [StreamStarted(0, "alice")]
+    (t,) = h.cut(utt(0.5, 1.0))
+    assert t.sentiment is False
+
+
+def test_unknown_options_answered_with_what_was_accepted() -> None:
+    h = Harness().ready()
+    assert h.rx(Options((("partials", "1"),))) == [Send(OptionsAccepted(()))]
+    assert h.rx(Options((("partials", "1"), ("sentiment", "1")))) == [Send(OptionsAccepted((("sentiment", "1"),)))]
+
+
+@pytest.mark.parametrize(
+    ("setup", "packet", "reason"),
+    [
+        ("fresh", ON, "OPTIONS_BEFORE_USER"),
+        ("streaming", ON, "OPTIONS_WHILE_STREAMING"),
+        ("ready", Options((("sentiment", "yes"),)), "BAD_OPTION"),
+    ],
+)
+def test_option_errors(setup: str, packet: Options, reason: str) -> None:
+    h = Harness()
+    if setup == "ready":
+        h.ready()
+    elif setup == "streaming":
+        h.streaming()
+    assert_error(h.rx(packet), reason)
+    assert_dead(h.session)

@@ -15,6 +15,14 @@ Wire format (from the original system description, ``shared/seeds/whisper_stream
 Client to server: ``%u`` user id, ``%b`` begin, ``%s`` PCM s16le 16 kHz mono, ``%f`` finish,
 ``%c`` status.  Server to client: ``%L`` welcome, ``%R`` result ``"start end : text"``,
 ``%E`` error, ``%F`` finished, ``%C`` status.
+
+Extensions (a client that never sends ``%o`` sees none of them unless the operator turns
+sentiment on server-wide): ``%o`` options ``key=value;...`` (client -> server, see
+:mod:`~whisper_streaming.options`), answered by ``%O`` with the accepted options;
+``%R`` may end with ``"\t"`` + a sentiment field (``sentiment=negative score=0.912`` or
+``sentiment=unsupported language=ko``), which the text can never contain (result text is
+sanitized: tabs, newlines and other control characters become spaces); ``%S`` a stream
+summary, sent right before ``%F`` (see :mod:`~whisper_streaming.sentiment_stats`).
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from dataclasses import dataclass
 from typing import Union
 
 from .errors import HandshakeError, RemoteProtocolError, UsageError
+from .options import OptionPairs, format_pairs, parse_pairs
+from .sentiment import LABELS, UNSUPPORTED, Sentiment
 
 __all__ = [
     "MAGIC",
@@ -37,17 +47,22 @@ __all__ = [
     "Audio",
     "Finish",
     "StatusRequest",
+    "Options",
     "Welcome",
     "Result",
     "Error",
     "Finished",
     "Status",
+    "OptionsAccepted",
+    "Summary",
     "Packet",
     "ClientPacket",
     "ServerPacket",
     "PacketDecoder",
     "encode_packet",
     "format_result_text",
+    "format_sentiment",
+    "sanitize_text",
 ]
 
 MAGIC = b"WHISPER_STREAMING_V1.0"
@@ -104,6 +119,13 @@ class StatusRequest:
     """``%c``: ask for the server status (allowed any time after the handshake)."""
 
 
+@dataclass(frozen=True)
+class Options:
+    """``%o``: stream options ``key=value;...`` for the following streams (after ``%u``, outside a stream)."""
+
+    pairs: OptionPairs = ()
+
+
 # ---------------------------------------------------------------- server -> client packets
 
 
@@ -119,11 +141,13 @@ class Result:
     """``%R``: a final hypothesis for one utterance.
 
     ``start_s``/``end_s`` are seconds since the stream's ``%b`` (sent with one decimal).
+    ``sentiment``: sent as an optional field after a tab (score with 3 decimals); None: plain.
     """
 
     start_s: float
     end_s: float
     text: str
+    sentiment: Sentiment | None = None
 
 
 @dataclass(frozen=True)
@@ -145,8 +169,22 @@ class Status:
     text: str
 
 
-ClientPacket = Union[UserId, Begin, Audio, Finish, StatusRequest]
-ServerPacket = Union[Welcome, Result, Error, Finished, Status]
+@dataclass(frozen=True)
+class OptionsAccepted:
+    """``%O``: answer to ``%o``: each known key with its effective value (unknown keys left out)."""
+
+    pairs: OptionPairs = ()
+
+
+@dataclass(frozen=True)
+class Summary:
+    """``%S``: statistics of the stream that ends with the next ``%F`` (one ``key: value`` per line)."""
+
+    text: str
+
+
+ClientPacket = Union[UserId, Begin, Audio, Finish, StatusRequest, Options]
+ServerPacket = Union[Welcome, Result, Error, Finished, Status, OptionsAccepted, Summary]
 Packet = Union[ClientPacket, ServerPacket]
 
 _CODE_OF: dict[type, bytes] = {
@@ -155,15 +193,18 @@ _CODE_OF: dict[type, bytes] = {
     Audio: b"%s",
     Finish: b"%f",
     StatusRequest: b"%c",
+    Options: b"%o",
     Welcome: b"%L",
     Result: b"%R",
     Error: b"%E",
     Finished: b"%F",
     Status: b"%C",
+    OptionsAccepted: b"%O",
+    Summary: b"%S",
 }
 _ACCEPTED: dict[Role, frozenset[bytes]] = {
-    Role.SERVER: frozenset({b"%u", b"%b", b"%s", b"%f", b"%c"}),
-    Role.CLIENT: frozenset({b"%L", b"%R", b"%E", b"%F", b"%C"}),
+    Role.SERVER: frozenset({b"%u", b"%b", b"%s", b"%f", b"%c", b"%o"}),
+    Role.CLIENT: frozenset({b"%L", b"%R", b"%E", b"%F", b"%C", b"%O", b"%S"}),
 }
 _EMPTY = {b"%b": Begin(), b"%f": Finish(), b"%c": StatusRequest(), b"%F": Finished()}
 
@@ -173,9 +214,27 @@ def _is_control(ch: str) -> bool:
     return o < 0x20 or 0x7F <= o < 0xA0
 
 
+_LINE_BREAKS = "\u2028\u2029"
+
+
+def sanitize_text(text: str) -> str:
+    """Result text with tabs, newlines, other control characters and line separators as spaces."""
+    if text.isprintable():
+        return text
+    return "".join(" " if _is_control(ch) or ch in _LINE_BREAKS else ch for ch in text)
+
+
 def format_result_text(start_s: float, end_s: float, text: str) -> str:
-    """``"start end : text"`` with one decimal, the ``%R`` data format."""
+    """``"start end : text"`` with one decimal, the ``%R`` data format (without the optional field)."""
     return f"{start_s:.1f} {end_s:.1f} : {text}"
+
+
+def format_sentiment(sentiment: Sentiment) -> str:
+    """The optional ``%R`` field, without its leading tab: ``sentiment=positive score=0.912``
+    or ``sentiment=unsupported language=ko``."""
+    if sentiment.label == UNSUPPORTED:
+        return f"sentiment={UNSUPPORTED} language={sentiment.language}"
+    return f"sentiment={sentiment.label} score={sentiment.score:.3f}"
 
 
 def _ascii(text: str) -> bytes:
@@ -203,9 +262,21 @@ def encode_packet(packet: Packet) -> bytes:
         _check_user_id(packet.user_id, UsageError)
         data = packet.user_id.encode("utf-8")
     elif isinstance(packet, Result):
-        data = format_result_text(packet.start_s, packet.end_s, packet.text).encode("utf-8")
-        if len(data) > MAX_DATA_BYTES:
-            data = data[:MAX_DATA_BYTES].decode("utf-8", "ignore").encode("utf-8")
+        data = format_result_text(packet.start_s, packet.end_s, sanitize_text(packet.text)).encode("utf-8")
+        tail = b"" if packet.sentiment is None else b"\t" + format_sentiment(packet.sentiment).encode("ascii", "replace")
+        if len(data) + len(tail) > MAX_DATA_BYTES:
+            data = data[: MAX_DATA_BYTES - len(tail)].decode("utf-8", "ignore").encode("utf-8")
+        data += tail
+    elif isinstance(packet, (Options, OptionsAccepted)):
+        text = format_pairs(packet.pairs)
+        try:
+            if parse_pairs(text) != tuple(packet.pairs):
+                raise RemoteProtocolError("BAD_OPTION", "keys or values would not survive the round trip")
+        except RemoteProtocolError as exc:
+            raise UsageError(f"bad options {packet.pairs!r}: {exc.detail}") from None
+        data = text.encode("utf-8")
+    elif isinstance(packet, Summary):
+        data = packet.text.encode("utf-8")
     elif isinstance(packet, Welcome):
         data = packet.message.encode("utf-8")
     elif isinstance(packet, Error):
@@ -236,8 +307,8 @@ class PacketDecoder:
     """Incremental decoder: feed bytes with :meth:`receive_data`, pull packets with :meth:`next_packet`.
 
     Args:
-        role: ``Role.SERVER`` accepts the client's packets (``%u %b %s %f %c``);
-            ``Role.CLIENT`` accepts the server's (``%L %R %E %F %C``).
+        role: ``Role.SERVER`` accepts the client's packets (``%u %b %s %f %c %o``);
+            ``Role.CLIENT`` accepts the server's (``%L %R %E %F %C %O %S``).
         expect_magic: require the 22-byte handshake before the first packet (default: true
             for the server role).  A wrong byte fails at once, before 22 bytes arrived.
 
@@ -247,7 +318,7 @@ class PacketDecoder:
     Raises (from :meth:`next_packet` / :meth:`receive_data`, sticky):
         HandshakeError: bad magic (reason ``BAD_MAGIC``; close without reply).
         RemoteProtocolError: ``UNKNOWN_HEADER``, ``BAD_LENGTH``, ``ODD_PCM_LENGTH``,
-            ``BAD_USER_ID``, ``UNEXPECTED_DATA``, ``BAD_RESULT``, ``BAD_TEXT``,
+            ``BAD_USER_ID``, ``UNEXPECTED_DATA``, ``BAD_OPTION``, ``BAD_RESULT``, ``BAD_TEXT``,
             ``TRUNCATED`` (EOF inside a packet, from :meth:`receive_eof`).
     """
 
@@ -370,11 +441,19 @@ class PacketDecoder:
             return UserId(user_id)
         if code == b"%E":
             return Error(data.decode("ascii", "replace"))
+        if code in (b"%o", b"%O"):
+            try:
+                pairs = parse_pairs(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise RemoteProtocolError("BAD_OPTION", "options are not valid UTF-8") from None
+            return Options(pairs) if code == b"%o" else OptionsAccepted(pairs)
         text = self._text(code, data)
         if code == b"%L":
             return Welcome(text)
         if code == b"%C":
             return Status(text)
+        if code == b"%S":
+            return Summary(text)
         return _parse_result(text)
 
     @staticmethod
@@ -390,7 +469,25 @@ def _parse_result(text: str) -> Result:
     parts = times.split(" ")
     if not sep or len(parts) != 2:
         raise RemoteProtocolError("BAD_RESULT", "result is not 'start end : text'")
+    sentiment = None
+    head, tab, tail = body.rpartition("\t")
+    if tab and tail.startswith("sentiment="):
+        body, sentiment = head, _parse_sentiment(tail)
     try:
-        return Result(float(parts[0]), float(parts[1]), body)
+        return Result(float(parts[0]), float(parts[1]), body, sentiment)
     except ValueError:
         raise RemoteProtocolError("BAD_RESULT", "result times are not numbers") from None
+
+
+def _parse_sentiment(field: str) -> Sentiment:
+    """``sentiment=<label> score=<x>`` / ``sentiment=unsupported language=<code>``; other keys are ignored."""
+    values = dict(token.partition("=")[::2] for token in field.split(" ") if token)
+    label = values.get("sentiment", "")
+    try:
+        if label == UNSUPPORTED:
+            return Sentiment(UNSUPPORTED, None, values["language"])
+        if label in LABELS:
+            return Sentiment(label, float(values["score"]))
+    except (KeyError, ValueError, UsageError):
+        pass
+    raise RemoteProtocolError("BAD_RESULT", f"bad sentiment field {field[:60]!r}")

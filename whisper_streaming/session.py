@@ -9,12 +9,19 @@ audio, close.  When a transcription finishes, the transport calls
 States::
 
     AWAIT_USER --%u--> READY --%b--> STREAMING --%f--> READY (after every %R, then %F)
+    READY --%o--> READY (answered by %O; options apply to the following streams)
     any --protocol error / timeout / ASR failure--> CLOSED (after %E)
 
 Output order: results leave in the order their utterances were cut, and ``%F`` leaves after
 every result of its stream, even when utterances finish out of order on several workers
 (an ordered output queue of slots; a slot is either ready packets or a pending
 transcription).  A client may pipeline ``%f`` and the next ``%b`` without waiting for ``%F``.
+``%O`` is queued the same way: it follows every packet owed before the ``%o``.
+
+Stream options (:class:`~whisper_streaming.options.StreamOptions`) are captured at ``%b``: a
+stream with ``sentiment`` on asks the ASR for a sentiment with each utterance
+(:attr:`Transcribe.sentiment`), sends it in ``%R`` and sends the stream's ``%S`` summary right
+before its ``%F``.
 """
 
 from __future__ import annotations
@@ -22,27 +29,36 @@ from __future__ import annotations
 import enum
 import itertools
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 from .errors import RemoteProtocolError
+from .options import StreamOptions, negotiate
 from .protocol import (
     Audio,
     Begin,
     Error,
     Finish,
     Finished,
+    Options,
+    OptionsAccepted,
     Packet,
     Result,
     StatusRequest,
+    Summary,
     UserId,
     Welcome,
+    sanitize_text,
 )
+from .sentiment import Sentiment
+from .sentiment_stats import SentimentTally
 from .vad import Utterance, VadOptions, VadSegmenter
 
 __all__ = [
     "SessionState",
     "SessionOptions",
+    "ResultContext",
     "Send",
     "Transcribe",
     "StreamStarted",
@@ -64,27 +80,48 @@ class SessionState(enum.Enum):
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """``max_stream_samples``: a stream longer than this is finished, then ``%E STREAM_TOO_LONG``."""
+    """``max_stream_samples``: a stream longer than this is finished, then ``%E STREAM_TOO_LONG``.
+
+    ``stream_defaults``: the options of a session that sends no ``%o`` (the server-wide default).
+    ``option_policy``: per ``%o`` key, the effective value the server gives a requested one
+    (see :func:`~whisper_streaming.options.negotiate`).
+    """
 
     vad: VadOptions = field(default_factory=VadOptions)
     welcome_message: str = "Welcome!"
     max_stream_samples: int | None = None
+    stream_defaults: StreamOptions = field(default_factory=StreamOptions)
+    option_policy: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResultContext:
+    """Where a ``%R`` comes from (for the results log): its stream and the detected language."""
+
+    stream_index: int
+    language: str
 
 
 @dataclass(frozen=True)
 class Send:
-    """Send this packet to the peer."""
+    """Send this packet to the peer.
+
+    ``context`` (``%R`` only; not part of equality) tells the transport the result's stream
+    and language.
+    """
 
     packet: Packet
+    context: ResultContext | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, eq=False)
 class Transcribe:
-    """Transcribe ``utterance``; report back with its ``ticket``."""
+    """Transcribe ``utterance``; report back with its ``ticket`` (with a sentiment if ``sentiment``)."""
 
     ticket: int
     utterance: Utterance
     stream_index: int
+    sentiment: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +163,10 @@ class _Slot:
     ticket: int | None = None  # pending while not None
     start_s: float = 0.0
     end_s: float = 0.0
+    stream_index: int = -1
+    tally: SentimentTally | None = None  # the stream's, when sentiment is on
+    summary: bool = False  # the %F slot of a sentiment stream: %S first
+    language: str = ""
 
 
 class Session:
@@ -142,6 +183,8 @@ class Session:
         self.state = SessionState.AWAIT_USER
         self.user_id: str | None = None
         self.stream_index = -1
+        self.stream_options = self.options.stream_defaults  # for the following streams
+        self._tally: SentimentTally | None = None  # the open stream's, when sentiment is on
         self._segmenter: VadSegmenter | None = None
         self._tickets = itertools.count()
         self._outputs: deque[_Slot] = deque()
@@ -206,6 +249,7 @@ class Session:
             self.state = SessionState.STREAMING
             self.stream_index += 1
             self._stream_samples = 0
+            self._tally = SentimentTally() if self.stream_options.sentiment else None
             self._segmenter = self._segmenter_factory(self.options.vad)
             assert self.user_id is not None
             return [StreamStarted(self.stream_index, self.user_id)]
@@ -213,6 +257,8 @@ class Session:
             if self.state is not SessionState.STREAMING:
                 return self._error("FINISH_BEFORE_BEGIN", "%f without an open stream")
             return self._finish_stream()
+        if isinstance(packet, Options):
+            return self._set_options(packet)
         return self._error("UNEXPECTED_PACKET", f"{type(packet).__name__} is not a client packet")
 
     def protocol_error(self, exc: RemoteProtocolError) -> list[Action]:
@@ -238,14 +284,23 @@ class Session:
         self._close_when_drained = reason
         return actions + self._drain()
 
-    def transcription_done(self, ticket: int, text: str) -> list[Action]:
-        """The transcript of ``ticket`` arrived; empty text sends no ``%R``."""
+    def transcription_done(self, ticket: int, text: str, sentiment: Sentiment | None = None, language: str = "") -> list[Action]:
+        """The transcript of ``ticket`` arrived; empty text sends no ``%R``.
+
+        ``sentiment`` goes into the ``%R`` when the utterance's stream has sentiment on (None:
+        no field); ``language`` is the detected language (for :class:`ResultContext`).
+        """
         slot = self._pending.pop(ticket, None)
         if slot is None or self.state is SessionState.CLOSED:
             return []
-        text = text.strip()
+        text = sanitize_text(text).strip()
         if text:
-            slot.packets.append(Result(slot.start_s, slot.end_s, text))
+            if slot.tally is None:
+                sentiment = None
+            elif sentiment is not None:
+                slot.tally.add(sentiment)
+            slot.packets.append(Result(slot.start_s, slot.end_s, text, sentiment))
+            slot.language = language
         slot.ticket = None
         return self._drain()
 
@@ -257,13 +312,24 @@ class Session:
 
     # ------------------------------------------------------------------ internals
 
+    def _set_options(self, packet: Options) -> list[Action]:
+        if self.state is SessionState.AWAIT_USER:
+            return self._error("OPTIONS_BEFORE_USER", "%o before %u")
+        if self.state is SessionState.STREAMING:
+            return self._error("OPTIONS_WHILE_STREAMING", "%o while a stream is open")
+        try:
+            self.stream_options, accepted = negotiate(self.stream_options, packet.pairs, self.options.option_policy)
+        except RemoteProtocolError as exc:
+            return self._error(exc.reason, exc.detail)
+        return self._emit(OptionsAccepted(accepted))
+
     def _submit(self, utterance: Utterance) -> Transcribe:
         ticket = next(self._tickets)
-        slot = _Slot([], ticket, utterance.start_s, utterance.end_s)
+        slot = _Slot([], ticket, utterance.start_s, utterance.end_s, self.stream_index, self._tally)
         self._outputs.append(slot)
         self._pending[ticket] = slot
         self.utterances += 1
-        return Transcribe(ticket, utterance, self.stream_index)
+        return Transcribe(ticket, utterance, self.stream_index, sentiment=self._tally is not None)
 
     def _finish_stream(self) -> list[Action]:
         assert self._segmenter is not None
@@ -271,7 +337,8 @@ class Session:
         self._segmenter = None
         self.state = SessionState.READY
         actions.append(StreamEnded(self.stream_index))
-        self._outputs.append(_Slot([Finished()]))
+        self._outputs.append(_Slot([Finished()], stream_index=self.stream_index, tally=self._tally, summary=self._tally is not None))
+        self._tally = None
         return actions + self._drain()
 
     def _emit(self, packet: Packet) -> list[Action]:
@@ -281,10 +348,15 @@ class Session:
     def _drain(self) -> list[Action]:
         actions: list[Action] = []
         while self._outputs and self._outputs[0].ticket is None:
-            for packet in self._outputs.popleft().packets:
+            slot = self._outputs.popleft()
+            if slot.summary and slot.tally is not None:  # every result of the stream was counted
+                actions.append(Send(Summary(slot.tally.summary().to_text())))
+            for packet in slot.packets:
                 if isinstance(packet, Result):
                     self.results_sent += 1
-                actions.append(Send(packet))
+                    actions.append(Send(packet, ResultContext(slot.stream_index, slot.language)))
+                else:
+                    actions.append(Send(packet))
         if self._close_when_drained is not None and not self._outputs:
             self.state = SessionState.CLOSED
             self.close_reason = self._close_when_drained
