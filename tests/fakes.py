@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from whisper_streaming.asr import SAMPLE_RATE_HZ, EngineOptions, Transcript, TranscriptSegment
+from whisper_streaming.sentiment import Sentiment, SentimentOptions
 
 CRASH = -1
 """The worker process exits (``os._exit(1)``) on every attempt."""
@@ -34,6 +35,8 @@ HANG_ONCE = -4
 """transcribe hangs on the first attempt only (per flag id = second sample), then succeeds."""
 RAISE = -5
 """transcribe raises RuntimeError (the worker survives)."""
+SENTIMENT_RAISE = 1000
+"""A normal utterance (``"utt 1000"``) on which the fake sentiment engine raises."""
 
 
 def pcm(tag: int, arg: int = 0, n: int = 160) -> bytes:
@@ -122,3 +125,32 @@ def slow_init_factory(options: EngineOptions) -> FakeEngine:
 def pid_of(transcript: Transcript) -> int:
     """The worker pid the fake engine wrote into ``transcript``."""
     return int(transcript.segments[0].text.removeprefix("pid="))
+
+
+def sentiment_score(pid: int) -> float:
+    """The score the fake sentiment engine gives in the worker with ``pid``."""
+    return (pid % 1000) / 1000
+
+
+class FakeSentimentEngine:
+    """Labels everything neutral with a score derived from its process id; raises on ``SENTIMENT_RAISE``."""
+
+    name = "fake"
+    languages = None
+
+    def __init__(self, options: SentimentOptions) -> None:
+        self.options = options
+
+    def classify(self, text: str) -> Sentiment:
+        if text == text_for(SENTIMENT_RAISE):
+            raise RuntimeError("fake sentiment failure")
+        time.sleep(0.001)
+        return Sentiment("neutral", sentiment_score(os.getpid()))
+
+
+def make_sentiment_engine(options: SentimentOptions) -> FakeSentimentEngine:
+    return FakeSentimentEngine(options)
+
+
+def failing_sentiment_factory(options: SentimentOptions) -> FakeSentimentEngine:
+    raise RuntimeError("cannot load fake sentiment model")

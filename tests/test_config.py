@@ -390,3 +390,47 @@ def test_with_overrides_usage_errors() -> None:
 def test_cross_field_checks_defaults_too(data: dict, path: str) -> None:
     (line,) = _error_lines(data)
     assert line.startswith(f"cfg.yaml: {path}: "), line
+
+
+# --------------------------------------------------------------------------- sentiment and results
+
+
+def test_sentiment_and_results_defaults() -> None:
+    cfg = load_config(None)
+    assert cfg.sentiment.enabled is False
+    assert cfg.sentiment.engine == "vader"
+    assert cfg.sentiment.model == "distilbert-base-uncased-finetuned-sst-2-english"
+    assert cfg.sentiment.languages is None
+    assert cfg.sentiment.neutral_threshold == 0.05
+    assert cfg.results.jsonl_path is None
+
+
+def test_sentiment_and_results_values() -> None:
+    cfg = parse_config({"sentiment": {"enabled": True, "engine": "transformers", "model": "/models/x", "languages": ["en", "ko"], "neutral_threshold": 0.1},
+                        "results": {"jsonl_path": "out/results.jsonl"}})
+    assert cfg.sentiment.languages == ("en", "ko") and cfg.sentiment.engine == "transformers"
+    assert cfg.results.jsonl_path == "out/results.jsonl"
+    assert parse_config({"sentiment": {"engine": "none"}}).sentiment.engine == "none"
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "words"),
+    [
+        ({"sentiment": {"enabled": True, "engine": "none"}}, "sentiment.engine", "needs an engine"),
+        ({"sentiment": {"engine": "bert"}}, "sentiment.engine", "one of"),
+        ({"sentiment": {"enabled": 1}}, "sentiment.enabled", "boolean"),
+        ({"sentiment": {"languages": ["EN"]}}, "sentiment.languages", "language codes"),
+        ({"sentiment": {"languages": []}}, "sentiment.languages", "at least 1"),
+        ({"sentiment": {"languages": "en"}}, "sentiment.languages", "list"),
+        ({"sentiment": {"neutral_threshold": 0}}, "sentiment.neutral_threshold", "> 0"),
+        ({"sentiment": {"neutral_threshold": 1.0}}, "sentiment.neutral_threshold", "< 1"),
+        ({"sentiment": {"model": " "}}, "sentiment.model", "blank"),
+        ({"sentiment": {"modle": "x"}}, "sentiment.modle", "unknown key"),
+        ({"results": {"jsonl_path": ""}}, "results.jsonl_path", "empty"),
+        ({"results": {"jsonl_path": 5}}, "results.jsonl_path", "string"),
+    ],
+)
+def test_sentiment_and_results_errors(data: dict, path: str, words: str) -> None:
+    (line,) = _error_lines(data)
+    assert line.startswith(f"cfg.yaml: {path}: "), line
+    assert words in line, line

@@ -15,7 +15,8 @@ import fakes
 from fakes import CRASH, CRASH_ONCE, HANG, HANG_ONCE, RAISE, pcm, text_for
 from whisper_streaming.asr import EngineOptions, Transcript
 from whisper_streaming.errors import AsrError, ModelError
-from whisper_streaming.pool import BackendStatus, EngineState, PoolOptions, ProcessPool
+from whisper_streaming.pool import BackendStatus, EngineState, PoolOptions, ProcessPool, UtteranceResult
+from whisper_streaming.sentiment import Sentiment, SentimentOptions
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,8 +66,8 @@ def run_pool(tmp_path: Path, body: Callable[[ProcessPool], Awaitable[None]], **k
     assert worker_processes() == []
 
 
-async def result(fut: asyncio.Future[Transcript]) -> Transcript:
-    return await asyncio.wait_for(asyncio.shield(fut), WAIT_S)
+async def result(fut: asyncio.Future[UtteranceResult]) -> Transcript:
+    return (await asyncio.wait_for(asyncio.shield(fut), WAIT_S)).transcript
 
 
 async def wait_status(pool: ProcessPool, pred: Callable[[BackendStatus], bool], timeout: float = WAIT_S) -> BackendStatus:
@@ -400,6 +401,43 @@ def test_close_during_start_makes_start_raise_model_error(tmp_path):
         await asyncio.wait_for(pool.close(), WAIT_S)
         with pytest.raises(ModelError):
             await asyncio.wait_for(starting, 2)
+
+    asyncio.run(main())
+    assert worker_processes() == []
+
+
+# --------------------------------------------------------------------------- sentiment
+
+
+def test_sentiment_is_computed_in_the_worker_only_when_asked(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        worker_pid = worker_processes()[0].pid
+        asked = await asyncio.wait_for(await pool.submit("s", pcm(3), sentiment=True), WAIT_S)
+        plain = await asyncio.wait_for(await pool.submit("s", pcm(4)), WAIT_S)
+        assert asked.transcript.text == text_for(3) and plain.transcript.text == text_for(4)
+        # The fake sentiment engine labels by its worker's pid: it ran in the worker, not here.
+        assert asked.sentiment == Sentiment("neutral", fakes.sentiment_score(worker_pid))
+        assert asked.sentiment_s > 0
+        assert plain.sentiment is None and plain.sentiment_s == 0
+        failed = await asyncio.wait_for(await pool.submit("s", pcm(fakes.SENTIMENT_RAISE), sentiment=True), WAIT_S)
+        assert failed.transcript.text == text_for(fakes.SENTIMENT_RAISE) and failed.sentiment is None  # transcript kept
+
+    run_pool(tmp_path, body, workers=1, sentiment=SentimentOptions(engine="fake"), sentiment_factory=fakes.make_sentiment_engine)
+
+
+def test_no_sentiment_engine_answers_none(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        got = await asyncio.wait_for(await pool.submit("s", pcm(5), sentiment=True), WAIT_S)
+        assert got.transcript.text == text_for(5) and got.sentiment is None
+
+    run_pool(tmp_path, body, workers=1)
+
+
+def test_sentiment_engine_init_failure_makes_start_raise_model_error(tmp_path):
+    async def main() -> None:
+        pool = ProcessPool(pool_options(tmp_path, sentiment=SentimentOptions(engine="fake"), sentiment_factory=fakes.failing_sentiment_factory))
+        with pytest.raises(ModelError, match="cannot load fake sentiment model"):
+            await asyncio.wait_for(pool.start(), WAIT_S)
 
     asyncio.run(main())
     assert worker_processes() == []

@@ -19,9 +19,11 @@ from .config import ServerConfig, load_config, with_overrides
 from .errors import ConfigError, ModelError, WhisperStreamingError
 from .models import resolve_model
 from .pool import PoolOptions, ProcessPool
+from .results_log import ResultsLog
+from .sentiment import SentimentOptions
 from .server import StreamingServer
 
-__all__ = ["engine_options_from_config", "pool_options_from_config", "run_server", "server_main"]
+__all__ = ["engine_options_from_config", "sentiment_options_from_config", "pool_options_from_config", "run_server", "server_main"]
 
 log = logging.getLogger("whisper_streaming")
 
@@ -54,6 +56,21 @@ def engine_options_from_config(config: ServerConfig) -> EngineOptions:
     )
 
 
+def sentiment_options_from_config(config: ServerConfig) -> SentimentOptions | None:
+    """The workers' sentiment engine, or None for ``sentiment.engine: none``."""
+    s = config.sentiment
+    if s.engine == "none":
+        return None
+    return SentimentOptions(
+        engine=s.engine,
+        model=s.model,
+        languages=None if s.languages is None else tuple(s.languages),
+        neutral_threshold=s.neutral_threshold,
+        threads=config.model.cpu_threads,
+        device="cuda" if config.model.device == "cuda" else "cpu",
+    )
+
+
 def pool_options_from_config(config: ServerConfig, engine: EngineOptions) -> PoolOptions:
     return PoolOptions(
         engine=engine,
@@ -61,6 +78,7 @@ def pool_options_from_config(config: ServerConfig, engine: EngineOptions) -> Poo
         max_queued=config.server.max_queued_utterances,
         max_queued_per_session=config.server.max_queued_per_session,
         transcribe_timeout_s=config.model.transcribe_timeout_s,
+        sentiment=sentiment_options_from_config(config),
     )
 
 
@@ -68,13 +86,28 @@ async def run_server(config: ServerConfig) -> None:
     """Start the pool and the server, serve until SIGINT/SIGTERM, then stop gracefully."""
     engine = engine_options_from_config(config)
     log.info("model %s (%s, %s, %s), %d worker(s)", engine.model, engine.engine, engine.device, engine.compute_type, config.model.channel)
+    s = config.sentiment
+    log.info("sentiment: engine %s%s, %s by default", s.engine, f" ({s.model})" if s.engine == "transformers" else "", "on" if s.enabled else "off")
+    results_log = None
+    if config.results.jsonl_path is not None:
+        try:
+            results_log = ResultsLog(config.results.jsonl_path)
+        except OSError as exc:
+            raise ConfigError(f"results.jsonl_path: cannot open {config.results.jsonl_path!r} for appending: {exc}") from None
     pool = ProcessPool(pool_options_from_config(config, engine))
-    await pool.start()
-    server = StreamingServer(config, pool)
+    try:
+        await pool.start()
+    except BaseException:
+        if results_log is not None:
+            results_log.close()
+        raise
+    server = StreamingServer(config, pool, results_log=results_log)
     try:
         await server.start()
     except OSError:
         await pool.close()
+        if results_log is not None:
+            results_log.close()
         raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -107,6 +140,9 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=config.server.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         asyncio.run(run_server(config))
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
     except ModelError as exc:
         log.error("model error: %s", exc)
         return 3

@@ -55,6 +55,8 @@ __all__ = [
     "VadConfig",
     "ServerSectionConfig",
     "PcmSaveConfig",
+    "SentimentConfig",
+    "ResultsConfig",
     "ServerConfig",
     "PROTOCOL_SAMPLE_RATE_HZ",
     "load_config",
@@ -343,7 +345,66 @@ class PcmSaveConfig(BaseModel):
         return _not_blank(value)
 
 
-_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save")
+class SentimentConfig(BaseModel):
+    """Sentiment of each final result (``%R`` field, ``%S`` summary); see ``whisper_streaming.sentiment``."""
+
+    model_config = _MODEL_CONFIG
+
+    enabled: StrictBool = False
+    """Server-wide default for sessions; a client can opt in (or out) with ``%o sentiment=1``."""
+
+    engine: Literal["vader", "transformers", "none"] = "vader"
+    """``vader`` (English lexicon, offline), ``transformers`` (a Hugging Face text-classification
+    model), or ``none`` (no engine: clients' opt-in is answered ``sentiment=0``)."""
+
+    model: _NonEmptyStr = "distilbert-base-uncased-finetuned-sst-2-english"
+    """``transformers`` only: a model name (cache or Hub) or a local ``save_pretrained`` directory."""
+
+    languages: Optional[Annotated[tuple[StrictStr, ...], Field(min_length=1)]] = None
+    """Language codes the engine supports; others get ``sentiment=unsupported``.  ``None``: the
+    engine's default (vader: en; transformers: en for the default model, else any language)."""
+
+    neutral_threshold: Annotated[_Float, Field(gt=0.0, lt=1.0)] = 0.05
+    """``vader``: |compound| below this is neutral (0.05, as the vaderSentiment README recommends)."""
+
+    @field_validator("engine")
+    @classmethod
+    def _check_engine(cls, value: str, info: ValidationInfo) -> str:
+        if value == "none" and info.data.get("enabled"):
+            raise ValueError("enabled: true needs an engine (vader or transformers), got none")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        return _not_blank(value)
+
+    @field_validator("languages")
+    @classmethod
+    def _check_languages(cls, value: Optional[tuple[str, ...]]) -> Optional[tuple[str, ...]]:
+        for code in value or ():
+            if not _LANGUAGE_RE.fullmatch(code):
+                raise ValueError(f"must be 2-3 letter lowercase language codes such as 'en' or 'ko', got {code!r}")
+        return value
+
+
+class ResultsConfig(BaseModel):
+    """Where final results go besides the client."""
+
+    model_config = _MODEL_CONFIG
+
+    jsonl_path: Optional[_NonEmptyStr] = None
+    """Append one JSON line per final result to this file (``None``: no log)."""
+
+    @field_validator("jsonl_path")
+    @classmethod
+    def _check_path(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value if value is None else _not_blank(value)
+
+
+_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results")
 
 
 class ServerConfig(BaseModel):
@@ -357,6 +418,8 @@ class ServerConfig(BaseModel):
     vad: VadConfig = Field(default_factory=VadConfig)
     server: ServerSectionConfig = Field(default_factory=ServerSectionConfig)
     pcm_save: PcmSaveConfig = Field(default_factory=PcmSaveConfig)
+    sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
+    results: ResultsConfig = Field(default_factory=ResultsConfig)
 
     @field_validator(*_SECTIONS, mode="before")
     @classmethod

@@ -1,8 +1,13 @@
 """Worker pool: ``model.channel`` processes, each loading its ASR engine once.
 
 :class:`AsrBackend` is the interface the server uses (submit an utterance, get a future
-for its :class:`~whisper_streaming.asr.Transcript`, read the status), so that a distributed
-backend can replace :class:`ProcessPool` later.
+for its :class:`UtteranceResult`: the :class:`~whisper_streaming.asr.Transcript` and, when
+asked for, its :class:`~whisper_streaming.sentiment.Sentiment`; read the status), so that a
+distributed backend can replace :class:`ProcessPool` later.
+
+Sentiment runs in the workers too, right after the transcription (a transformers model must
+never run on the event loop): each worker builds its sentiment engine once when
+:attr:`PoolOptions.sentiment` is set.
 
 :class:`ProcessPool` supervises ``spawn``-ed worker processes (the uvicorn supervisor idea:
 the parent never runs model code, so a crashing model cannot take the server down):
@@ -27,6 +32,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable
@@ -34,8 +40,9 @@ from typing import Any, Callable, Hashable
 from .asr import AsrEngine, EngineOptions, Transcript, create_engine, pcm16_to_float32
 from .errors import AsrError, ModelError
 from .scheduler import FairQueue
+from .sentiment import Sentiment, SentimentEngine, SentimentOptions, analyze, create_sentiment_engine
 
-__all__ = ["EngineState", "BackendStatus", "AsrBackend", "ProcessPool", "PoolOptions"]
+__all__ = ["EngineState", "BackendStatus", "UtteranceResult", "AsrBackend", "ProcessPool", "PoolOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,19 @@ class BackendStatus:
     utterances_failed: int
 
 
+@dataclass(frozen=True)
+class UtteranceResult:
+    """What one utterance gives: its transcript and, when asked for and the text is not empty,
+    its sentiment (None otherwise, or when the sentiment engine failed on it).
+
+    ``sentiment_s``: seconds the worker spent on the sentiment (0 when none).
+    """
+
+    transcript: Transcript
+    sentiment: Sentiment | None = None
+    sentiment_s: float = 0.0
+
+
 class AsrBackend(abc.ABC):
     """What the server needs from whoever runs the ASR."""
 
@@ -68,10 +88,11 @@ class AsrBackend(abc.ABC):
         """Load engines; raise :class:`ModelError` if they cannot start."""
 
     @abc.abstractmethod
-    async def submit(self, session_key: Hashable, pcm: bytes) -> asyncio.Future[Transcript]:
+    async def submit(self, session_key: Hashable, pcm: bytes, *, sentiment: bool = False) -> asyncio.Future[UtteranceResult]:
         """Queue one utterance (s16le 16 kHz mono), waiting while the queue is full.
 
-        Returns a future resolving to its transcript or raising :class:`AsrError`.
+        Returns a future resolving to its :class:`UtteranceResult` (with a sentiment if
+        ``sentiment`` and the backend has a sentiment engine) or raising :class:`AsrError`.
         """
 
     @abc.abstractmethod
@@ -90,7 +111,9 @@ class AsrBackend(abc.ABC):
 class PoolOptions:
     """Sizes and limits of a :class:`ProcessPool`.
 
-    ``engine_factory`` must be picklable (a module-level function); it runs in the worker.
+    ``engine_factory`` and ``sentiment_factory`` must be picklable (module-level functions);
+    they run in the worker.  ``sentiment``: None builds no sentiment engine (requests for a
+    sentiment then get None).
     """
 
     engine: EngineOptions
@@ -101,6 +124,8 @@ class PoolOptions:
     start_timeout_s: float = 600.0
     max_attempts: int = 2
     engine_factory: Callable[[EngineOptions], AsrEngine] = create_engine
+    sentiment: SentimentOptions | None = None
+    sentiment_factory: Callable[[SentimentOptions], SentimentEngine] = create_sentiment_engine
 
 
 @dataclass
@@ -108,7 +133,8 @@ class _Job:
     job_id: int
     session_key: Hashable
     pcm: bytes
-    future: asyncio.Future[Transcript]
+    future: asyncio.Future[UtteranceResult]
+    sentiment: bool = False
     attempts: int = 0
 
 
@@ -116,11 +142,32 @@ class _WorkerDied(Exception):
     pass
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, factory: Callable[[EngineOptions], AsrEngine], options: EngineOptions) -> None:
-    """Worker process: build the engine once, then answer ``(job_id, pcm)`` messages."""
+def _sentiment_of(engine: SentimentEngine | None, transcript: Transcript) -> tuple[Sentiment | None, float]:
+    if engine is None or not transcript.text.strip():
+        return None, 0.0
+    t0 = time.perf_counter()
+    try:
+        sentiment = analyze(engine, transcript.text, transcript.language)
+    except Exception as exc:  # noqa: BLE001 - the transcript still goes out, without a sentiment
+        print(f"sentiment failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        sentiment = None
+    return sentiment, time.perf_counter() - t0
+
+
+def _worker_main(
+    conn: multiprocessing.connection.Connection,
+    factory: Callable[[EngineOptions], AsrEngine],
+    options: EngineOptions,
+    sentiment_factory: Callable[[SentimentOptions], SentimentEngine] | None = None,
+    sentiment_options: SentimentOptions | None = None,
+) -> None:
+    """Worker process: build the engines once, then answer ``(job_id, pcm, sentiment)`` messages."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     try:
         engine = factory(options)
+        sentiment_engine = None
+        if sentiment_factory is not None and sentiment_options is not None:
+            sentiment_engine = sentiment_factory(sentiment_options)
     except BaseException as exc:  # noqa: BLE001 - report any load failure to the parent
         conn.send(("init_error", f"{type(exc).__name__}: {exc}"))
         return
@@ -132,11 +179,14 @@ def _worker_main(conn: multiprocessing.connection.Connection, factory: Callable[
             return
         if msg is None:
             return
-        job_id, pcm = msg
+        job_id, pcm, want_sentiment = msg
         try:
-            conn.send(("ok", job_id, engine.transcribe(pcm16_to_float32(pcm))))
+            transcript = engine.transcribe(pcm16_to_float32(pcm))
         except Exception as exc:  # noqa: BLE001 - one bad utterance must not kill the worker
             conn.send(("error", job_id, f"{type(exc).__name__}: {exc}"))
+            continue
+        sentiment, seconds = _sentiment_of(sentiment_engine if want_sentiment else None, transcript)
+        conn.send(("ok", job_id, UtteranceResult(transcript, sentiment, seconds)))
 
 
 @dataclass
@@ -176,10 +226,10 @@ class ProcessPool(AsrBackend):
             await self.close()
             raise ModelError(f"ASR engine failed to start: {errors[0]}")
 
-    async def submit(self, session_key: Hashable, pcm: bytes) -> asyncio.Future[Transcript]:
+    async def submit(self, session_key: Hashable, pcm: bytes, *, sentiment: bool = False) -> asyncio.Future[UtteranceResult]:
         if self._closed:
             raise AsrError("the ASR pool is closed")
-        job = _Job(next(self._ids), session_key, pcm, asyncio.get_running_loop().create_future())
+        job = _Job(next(self._ids), session_key, pcm, asyncio.get_running_loop().create_future(), sentiment)
         await self._queue.put(session_key, job)
         if self._closed:  # close() ran while we waited for room: nobody will serve the queue now
             for stale in self._queue.remove_all():
@@ -266,7 +316,7 @@ class ProcessPool(AsrBackend):
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
             target=_worker_main,
-            args=(child, self.options.engine_factory, self.options.engine),
+            args=(child, self.options.engine_factory, self.options.engine, self.options.sentiment_factory, self.options.sentiment),
             name=f"whisper-streaming-asr-{slot.index}",
             daemon=True,
         )
@@ -282,7 +332,7 @@ class ProcessPool(AsrBackend):
     async def _exchange(self, slot: _Slot, job: _Job) -> tuple[Any, ...]:
         assert slot.conn is not None
         try:
-            slot.conn.send((job.job_id, job.pcm))
+            slot.conn.send((job.job_id, job.pcm, job.sentiment))
         except (OSError, ValueError) as exc:
             raise _WorkerDied(f"send failed: {exc}") from exc
         while True:

@@ -23,9 +23,12 @@ from typing import Any
 
 from .config import ServerConfig
 from .errors import AsrError, HandshakeError, RemoteProtocolError
+from .options import StreamOptions
 from .pcm_save import PcmRecorder, PcmStreamWriter
 from .pool import AsrBackend
-from .protocol import MAGIC, Error, PacketDecoder, Role, Status, encode_packet
+from .protocol import MAGIC, Error, PacketDecoder, Result, Role, Status, Summary, encode_packet
+from .results_log import ResultsLog, result_record
+from .sentiment_stats import SentimentTally
 from .session import (
     Action,
     Close,
@@ -40,7 +43,7 @@ from .session import (
 )
 from .vad import VadOptions
 
-__all__ = ["StreamingServer", "ServerStats", "vad_options_from_config", "LINGER_S", "READ_CHUNK_BYTES"]
+__all__ = ["StreamingServer", "ServerStats", "vad_options_from_config", "session_options_from_config", "LINGER_S", "READ_CHUNK_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,22 @@ def vad_options_from_config(config: ServerConfig) -> VadOptions:
     )
 
 
+def _refuse(requested: Any) -> bool:
+    return False
+
+
+def session_options_from_config(config: ServerConfig) -> SessionOptions:
+    """VAD, stream limit and the sentiment default/policy (``sentiment.engine: none`` refuses the opt-in)."""
+    max_stream_s = config.server.max_stream_s
+    s = config.sentiment
+    return SessionOptions(
+        vad=vad_options_from_config(config),
+        max_stream_samples=None if max_stream_s is None else int(max_stream_s * config.audio.sample_rate),
+        stream_defaults=StreamOptions(sentiment=s.enabled),
+        option_policy={"sentiment": _refuse} if s.engine == "none" else {},
+    )
+
+
 @dataclass
 class ServerStats:
     """Counters since start, shown in ``%C``."""
@@ -72,6 +91,7 @@ class ServerStats:
     sessions_rejected: int = 0
     handshake_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # %E reasons sent
+    sentiment: SentimentTally = field(default_factory=SentimentTally)  # of the %R sent with a sentiment
 
 
 class _ConnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -82,14 +102,11 @@ class _ConnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 class StreamingServer:
     """The TCP server. ``await start()``, then ``await wait_closed()``; ``await shutdown()`` stops it gracefully."""
 
-    def __init__(self, config: ServerConfig, backend: AsrBackend) -> None:
+    def __init__(self, config: ServerConfig, backend: AsrBackend, *, results_log: ResultsLog | None = None) -> None:
         self.config = config
         self.backend = backend
-        max_stream_s = config.server.max_stream_s
-        self.session_options = SessionOptions(
-            vad=vad_options_from_config(config),
-            max_stream_samples=None if max_stream_s is None else int(max_stream_s * config.audio.sample_rate),
-        )
+        self.session_options = session_options_from_config(config)
+        self.results_log = results_log
         self.recorder = PcmRecorder(config.pcm_save.dir) if config.pcm_save.enabled else None
         self.stats = ServerStats()
         self._server: asyncio.base_events.Server | None = None
@@ -126,6 +143,7 @@ class StreamingServer:
         lines.append(f"handshake failures: {self.stats.handshake_failures}")
         errors = " ".join(f"{k}={v}" for k, v in sorted(self.stats.errors.items()))
         lines.append(f"errors: {errors or 'none'}")
+        lines.append(f"sentiment: {self.stats.sentiment.summary().counts_text()}")
         lines.append(f"tasks: {len(asyncio.all_tasks())}")
         return "\n".join(lines)
 
@@ -152,6 +170,8 @@ class StreamingServer:
                 log.warning("shutdown timeout: aborted %d connections", len(pending))
                 await asyncio.wait(pending, timeout=2.0)
         await self.backend.close()
+        if self.results_log is not None:
+            self.results_log.close()
         self._stopped.set()
         log.info("stopped")
 
@@ -397,6 +417,10 @@ class _Connection:
     def _run_sync_action(self, action: Action) -> None:
         if isinstance(action, Send):
             self._send_now(action.packet)
+            if isinstance(action.packet, Result):
+                self._result_sent(action)
+            elif isinstance(action.packet, Summary):
+                self.log.info("stream summary: %s", action.packet.text.replace("\n", "; "))
         elif isinstance(action, StreamAudio):
             if self._pcm is not None:
                 self._pcm.write(action.pcm)
@@ -411,10 +435,20 @@ class _Connection:
         elif isinstance(action, Close):
             self._request_close(action.reason)
 
+    def _result_sent(self, action: Send) -> None:
+        result = action.packet
+        assert isinstance(result, Result)
+        if result.sentiment is not None:
+            self.server.stats.sentiment.add(result.sentiment)
+        results_log = self.server.results_log
+        if results_log is not None and action.context is not None:
+            results_log.write(result_record(session_id=self.conn_id, user_id=self.session.user_id, stream_index=action.context.stream_index,
+                                            result=result, language=action.context.language))
+
     async def _transcribe(self, action: Transcribe) -> None:
         pcm = action.utterance.samples.tobytes()
         try:
-            future = await self.server.backend.submit(self.conn_id, pcm)
+            future = await self.server.backend.submit(self.conn_id, pcm, sentiment=action.sentiment)
         except AsrError as exc:
             self.log.error("cannot queue utterance: %s", exc)
             self._run_sync_actions(self.session.transcription_failed(action.ticket))
@@ -429,7 +463,8 @@ class _Connection:
                 self.log.error("utterance %d failed: %s", ticket, exc)
                 self._run_sync_actions(self.session.transcription_failed(ticket))
             else:
-                self._run_sync_actions(self.session.transcription_done(ticket, fut.result().text))
+                got = fut.result()
+                self._run_sync_actions(self.session.transcription_done(ticket, got.transcript.text, got.sentiment, got.transcript.language))
 
         future.add_done_callback(done)
 
