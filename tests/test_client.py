@@ -223,3 +223,87 @@ def test_load_pcm16_resamples_and_mixes(tmp_path: Path) -> None:
         load_pcm16(tmp_path / "odd.pcm")
     (tmp_path / "ok.pcm").write_bytes(b"\x01\x00\x02\x00")
     assert load_pcm16(tmp_path / "ok.pcm").tolist() == [1, 2]
+
+
+# --------------------------------------------------------------------------- options, sentiment, summary
+
+from whisper_streaming.options import StreamOptions, negotiate  # noqa: E402
+from whisper_streaming.protocol import Options, OptionsAccepted, Summary  # noqa: E402
+from whisper_streaming.sentiment import Sentiment  # noqa: E402
+
+SUMMARY = "results: 2\npositive: 1 (50.0%)\nnegative: 1 (50.0%)\nneutral: 0 (0.0%)\nunsupported: 0\nmean score: 0.800"
+
+
+def sentiment_script(packet: object, received: list) -> list | None:
+    """Like the real server: %O for %o; with sentiment on, fields in %R and %S before %F."""
+    on = negotiate(StreamOptions(), tuple(kv for p in received if isinstance(p, Options) for kv in p.pairs))[0].sentiment
+    if isinstance(packet, Options):
+        return [OptionsAccepted(negotiate(StreamOptions(), packet.pairs)[1])]
+    if isinstance(packet, Finish) and on:
+        return [Result(0.5, 1.0, "love it", Sentiment("positive", 0.9)), Result(1.5, 2.0, "hate it", Sentiment("negative", 0.7)), Summary(SUMMARY), Finished()]
+    return echo_script(packet, received)
+
+
+def test_async_client_set_options_results_and_summary(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(sentiment_script)
+
+    async def run() -> tuple[dict, list, list, object]:
+        async with await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="alice") as client:
+            await client.begin()
+            with pytest.raises(UsageError):
+                await client.set_options(sentiment=True)  # while streaming
+            await client.finish()
+            assert client.last_summary is None  # the legacy stream had none
+            accepted = await client.set_options(sentiment=True, future_option=8000)
+            await client.begin()
+            events = []
+            client.send_finish()
+            while not isinstance(event := await client.receive(), Finished):
+                events.append(event)
+            await client.begin()
+            results = await client.finish()
+            return accepted, events, results, client.last_summary
+
+    accepted, events, results, summary = asyncio.run(run())
+    assert accepted == {"sentiment": True}  # the unknown key is left out by the server
+    assert [type(e).__name__ for e in events] == ["Result", "Result", "Summary"]
+    assert events[0].sentiment == Sentiment("positive", 0.9)
+    assert [r.sentiment.label for r in results] == ["positive", "negative"]  # finish() skips the summary
+    assert summary == Summary(SUMMARY)
+    assert Options((("sentiment", "1"), ("future_option", "8000"))) in server.received
+
+
+def test_set_options_before_login_is_a_usage_error_and_server_refusal_raises(fake: Callable[[Script], FakeServer]) -> None:
+    old_server = fake(lambda p, r: [Error("UNKNOWN_HEADER")] if isinstance(p, Options) else echo_script(p, r))
+
+    async def run() -> None:
+        async with await AsyncStreamingClient.connect("127.0.0.1", old_server.port) as client:
+            with pytest.raises(UsageError):
+                await client.set_options(sentiment=True)
+            await client.login("x")
+            await client.set_options(sentiment=True)
+
+    with pytest.raises(ServerError, match="UNKNOWN_HEADER"):
+        asyncio.run(run())
+
+
+def test_sync_client_set_options(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(sentiment_script)
+    with StreamingClient("127.0.0.1", server.port, user_id="bob") as client:
+        assert client.set_options(sentiment=True) == {"sentiment": True}
+        client.begin()
+        assert [r.text for r in client.finish()] == ["love it", "hate it"]
+        assert client.last_summary == Summary(SUMMARY)
+
+
+def test_cli_sentiment(fake: Callable[[Script], FakeServer], tmp_path: Path) -> None:
+    (tmp_path / "a.pcm").write_bytes(b"\x00\x00" * 8000)
+    server = fake(sentiment_script)
+    cmd = [sys.executable, str(REPO_ROOT / "tcp_client.py"), "--ip", "127.0.0.1", "--port", str(server.port), "--speed", "0", "--ifn", str(tmp_path / "a.pcm")]
+    run = subprocess.run([*cmd, "--sentiment"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["0.5 1.0 : love it  [positive 0.900]", "1.5 2.0 : hate it  [negative 0.700]", "summary:", *SUMMARY.splitlines()]
+    fresh = fake(sentiment_script)  # (a fake server's received packets span its connections)
+    plain = subprocess.run([*cmd[:4], "--port", str(fresh.port), *cmd[6:]], capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0 and plain.stdout.splitlines() == ["9.0 9.5 : last words"]
+    assert not any(isinstance(p, Options) for p in fresh.received)

@@ -13,6 +13,12 @@ Example (asyncio)::
     results = await client.finish()              # every %R of the stream, after %F
     await client.close()
 
+Options (``%o``/``%O``) for the following streams, e.g. sentiment::
+
+    accepted = await client.set_options(sentiment=True)    # {"sentiment": True} if the server can
+    ...                                                     # results then carry .sentiment, and
+    client.last_summary                                     # the stream's %S (a Summary) after finish()
+
 Errors: :class:`~whisper_streaming.errors.ServerError` when the server sends ``%E`` (its
 ``reason`` is the code); :class:`~whisper_streaming.errors.ConnectionClosedError` when the
 connection ends early; :class:`~whisper_streaming.errors.UsageError` for calls in the wrong
@@ -27,6 +33,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar, Union
 
 from .errors import ConnectionClosedError, RemoteProtocolError, ServerError, UsageError
+from .options import OptionPairs, decode_accepted, encode_value
 from .protocol import (
     MAGIC,
     Audio,
@@ -34,11 +41,14 @@ from .protocol import (
     Error,
     Finish,
     Finished,
+    Options,
+    OptionsAccepted,
     PacketDecoder,
     Result,
     Role,
     Status,
     StatusRequest,
+    Summary,
     UserId,
     Welcome,
     encode_packet,
@@ -49,7 +59,9 @@ __all__ = ["AsyncStreamingClient", "StreamingClient", "StreamEvent", "MAX_AUDIO_
 MAX_AUDIO_PACKET_BYTES = 0xFFFE
 """Largest even data length of one ``%s`` packet; longer audio is split."""
 
-StreamEvent = Union[Result, Finished]
+StreamEvent = Union[Result, Summary, Finished]
+"""What :meth:`AsyncStreamingClient.receive` returns: a result, a stream's summary (``%S``,
+only for streams with sentiment on; it comes right before that stream's ``Finished``), or the end."""
 T = TypeVar("T")
 
 
@@ -63,11 +75,15 @@ class AsyncStreamingClient:
         self._events: asyncio.Queue[StreamEvent | BaseException] = asyncio.Queue()
         self._welcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._status: list[asyncio.Future[str]] = []
+        self._options: list[asyncio.Future[OptionPairs]] = []
         self._failure: BaseException | None = None
         self._streaming = False
         self._open_streams = 0  # streams whose %F has not been consumed yet
         self.user_id: str | None = None
         self.welcome_message: str | None = None
+        self.last_summary: Summary | None = None
+        """The last ``%S`` received (see :class:`~whisper_streaming.sentiment_stats.SentimentSummary`
+        ``.from_text`` to read its numbers)."""
         self._reader_task = asyncio.create_task(self._read_loop(), name="whisper-streaming-client-reader")
 
     @classmethod
@@ -94,6 +110,28 @@ class AsyncStreamingClient:
         self.welcome_message = await self._await(self._welcome)
         return self.welcome_message
 
+    async def set_options(self, **options: Any) -> dict[str, Any]:
+        """Send ``%o`` with ``options`` (e.g. ``sentiment=True``) and wait for ``%O``.
+
+        The options apply to the following streams.  Returns what the server accepted, with
+        effective values (``{"sentiment": False}`` when it cannot do sentiment); keys it does
+        not know are left out.
+
+        Raises:
+            UsageError: before :meth:`login`, or while a stream is open.
+            ServerError: the server refused (``BAD_OPTION``; ``UNKNOWN_HEADER`` from a server
+                older than ``%o``).
+        """
+        if self.user_id is None:
+            raise UsageError("login() before set_options()")
+        if self._streaming:
+            raise UsageError("set_options() while a stream is open; finish() it first")
+        pairs = tuple((key, encode_value(key, value)) for key, value in options.items())
+        fut: asyncio.Future[OptionPairs] = asyncio.get_running_loop().create_future()
+        self._write(Options(pairs))
+        self._options.append(fut)
+        return decode_accepted(await self._await(fut))
+
     async def begin(self) -> None:
         """Send ``%b``: a new stream (result times restart at 0)."""
         if self.user_id is None:
@@ -117,7 +155,7 @@ class AsyncStreamingClient:
         await self._writer.drain()
 
     async def receive(self) -> StreamEvent:
-        """The next ``Result`` or ``Finished`` of the stream(s), in order.
+        """The next ``Result``, ``Summary`` or ``Finished`` of the stream(s), in order.
 
         Raises:
             ServerError: the server sent ``%E``.
@@ -131,6 +169,8 @@ class AsyncStreamingClient:
             raise event
         if isinstance(event, Finished):
             self._open_streams -= 1
+        elif isinstance(event, Summary):
+            self.last_summary = event
         return event
 
     def send_finish(self) -> None:
@@ -141,7 +181,10 @@ class AsyncStreamingClient:
         self._streaming = False
 
     async def finish(self) -> list[Result]:
-        """Send ``%f`` and wait for ``%F``; returns the stream's results not yet received."""
+        """Send ``%f`` and wait for ``%F``; returns the stream's results not yet received.
+
+        The stream's summary, if any, is then in :attr:`last_summary`.
+        """
         self.send_finish()
         results: list[Result] = []
         while True:
@@ -150,7 +193,7 @@ class AsyncStreamingClient:
                 if self._open_streams == 0:
                     return results
                 results.clear()  # an earlier stream's %F: its results were not ours
-            else:
+            elif isinstance(event, Result):
                 results.append(event)
 
     async def status(self) -> str:
@@ -210,8 +253,11 @@ class AsyncStreamingClient:
             self._fail(ConnectionClosedError(f"connection lost: {exc}"))
 
     def _dispatch(self, packet: Any) -> None:
-        if isinstance(packet, (Result, Finished)):
+        if isinstance(packet, (Result, Summary, Finished)):
             self._events.put_nowait(packet)
+        elif isinstance(packet, OptionsAccepted):
+            if self._options:
+                self._options.pop(0).set_result(packet.pairs)
         elif isinstance(packet, Status):
             if self._status:
                 self._status.pop(0).set_result(packet.text)
@@ -226,11 +272,12 @@ class AsyncStreamingClient:
             return
         self._failure = exc
         self._events.put_nowait(exc)
-        for fut in [self._welcome, *self._status]:
+        for fut in [self._welcome, *self._status, *self._options]:
             if not fut.done():
                 fut.set_exception(exc)
                 fut.exception()  # mark retrieved: not every waiter exists
         self._status.clear()
+        self._options.clear()
 
 
 class StreamingClient:
@@ -255,6 +302,13 @@ class StreamingClient:
 
     def login(self, user_id: str) -> str:
         return self._call(self._client.login(user_id))
+
+    def set_options(self, **options: Any) -> dict[str, Any]:
+        return self._call(self._client.set_options(**options))
+
+    @property
+    def last_summary(self) -> Summary | None:
+        return self._client.last_summary
 
     def begin(self) -> None:
         self._call(self._client.begin())

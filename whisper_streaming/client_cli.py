@@ -4,6 +4,8 @@
 streams raw s16le 16 kHz mono PCM, or any WAV/FLAC (mixed to mono, resampled with soxr),
 in 30 ms packets at real-time pace (``--speed 2`` twice as fast, ``--speed 0`` as fast as
 possible), then sends ``%f`` and waits for ``%F``.  ``--status`` prints ``%C`` and exits.
+``--sentiment`` opts in (``%o sentiment=1``): each result line ends with ``[negative 0.912]``
+(or ``[unsupported: ko]``) and the stream's summary follows the last result.
 
 Exit codes: 0 success; 1 cannot connect / connection lost; 2 the server sent ``%E``;
 3 bad arguments or unreadable audio file.
@@ -20,16 +22,27 @@ from typing import Sequence
 from .audio import load_pcm16
 from .client import AsyncStreamingClient
 from .errors import ConnectionClosedError, ServerError, UsageError
-from .protocol import Result
+from .protocol import Result, Summary, format_result_text
+from .sentiment import UNSUPPORTED
 
-__all__ = ["client_main", "stream_file"]
+__all__ = ["client_main", "stream_file", "format_result_line"]
 
 PACKET_SAMPLES = 480
 """30 ms at 16 kHz, the frame size of the original client."""
 
 
+def format_result_line(result: Result) -> str:
+    """``start end : text``, plus ``  [negative 0.912]`` / ``  [unsupported: ko]`` with a sentiment."""
+    line = format_result_text(result.start_s, result.end_s, result.text)
+    s = result.sentiment
+    if s is None:
+        return line
+    return f"{line}  [{UNSUPPORTED}: {s.language}]" if s.label == UNSUPPORTED else f"{line}  [{s.label} {s.score:.3f}]"
+
+
 async def stream_file(client: AsyncStreamingClient, pcm: bytes, *, speed: float, packet_samples: int = PACKET_SAMPLES, out=None) -> list[Result]:  # type: ignore[no-untyped-def]
-    """Send ``pcm`` paced at ``speed`` x real time (0 = unpaced), printing results as they come.
+    """Send ``pcm`` paced at ``speed`` x real time (0 = unpaced), printing results as they come
+    (and the stream's summary, if the server sends one).
 
     Returns every result of the stream.
     """
@@ -38,11 +51,15 @@ async def stream_file(client: AsyncStreamingClient, pcm: bytes, *, speed: float,
     async def printer() -> None:
         while True:
             event = await client.receive()
+            if isinstance(event, Summary):
+                if out is not None:
+                    print(f"summary:\n{event.text}", file=out, flush=True)
+                continue
             if not isinstance(event, Result):
                 return
             results.append(event)
             if out is not None:
-                print(f"{event.start_s:.1f} {event.end_s:.1f} : {event.text}", file=out, flush=True)
+                print(format_result_line(event), file=out, flush=True)
 
     await client.begin()
     task = asyncio.create_task(printer())
@@ -74,6 +91,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--user", default="tcp_client", help="user id sent with %%u (default: tcp_client)")
     p.add_argument("--speed", type=float, default=1.0, help="pace as a multiple of real time; 0 = as fast as possible (default: 1)")
     p.add_argument("--status", action="store_true", help="send %%c, print the %%C status and exit")
+    p.add_argument("--sentiment", action="store_true", help="ask for the sentiment of each result and a summary at the end (%%o sentiment=1)")
     p.add_argument("--timeout", type=float, default=10.0, help="connect/login timeout in seconds (default: 10)")
     args = p.parse_args(argv)
     if not args.status and not args.ifn:
@@ -90,6 +108,10 @@ async def _run(args: argparse.Namespace) -> int:
         if args.status:
             print(await asyncio.wait_for(client.status(), args.timeout))
             return 0
+        if args.sentiment:
+            accepted = await asyncio.wait_for(client.set_options(sentiment=True), args.timeout)
+            if not accepted.get("sentiment"):
+                print("warning: the server does not do sentiment (answered %s)" % (accepted or "nothing"), file=sys.stderr)
         await stream_file(client, pcm, speed=args.speed, out=sys.stdout)
         return 0
     finally:
