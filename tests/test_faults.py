@@ -7,6 +7,7 @@ up (a well-behaved session on the same server still gets its transcript).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -339,3 +340,46 @@ def test_short_soak_no_leaks(server: ServerProcess) -> None:
     assert _fds(server.pid) <= base_fds + 2
     assert _counter(status, "tasks") <= base_tasks + 2
     assert server.proc.poll() is None
+
+
+def _worker_pids(server_pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_utterance_whose_worker_dies_twice_fails_that_session_only(server: ServerProcess) -> None:
+    """Kill the worker during an utterance and again during its retry: %E ASR_FAILED for that
+    session alone; the server restarts the worker and the next session is served normally."""
+    pcm, _ = load_speech(JFK)
+
+    async def victim() -> tuple[str | None, int]:
+        client = await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="victim2")
+        kills = 0
+        try:
+            await client.begin()
+            await client.send_audio(pcm + silence(0.6))
+            client.send_finish()
+            for _ in range(2):
+                for _ in range(500):  # wait for the worker to be busy (first try, then the retry)
+                    if "engine 0: busy" in await client.status():
+                        break
+                    await asyncio.sleep(0.02)
+                for pid in _worker_pids(server.pid):
+                    os.kill(pid, signal.SIGKILL)
+                kills += 1
+                await asyncio.sleep(0.05)
+            while True:
+                await asyncio.wait_for(client.receive(), 60)
+        except ServerError as exc:
+            return exc.reason, kills
+        finally:
+            await client.close()
+
+    reason, kills = asyncio.run(victim())
+    assert kills == 2 and reason == "ASR_FAILED"
+    text = asyncio.run(good_session(server.port, LIBRI, speed=0, user="after"))  # the restarted worker serves others
+    assert_transcript(LIBRI, text)
+    status = _status(server.port)
+    assert _counter(status, "utterances failed") >= 1 and "ASR_FAILED=" in status
