@@ -30,7 +30,7 @@ def test_negotiate_sentiment_on_and_off() -> None:
 
 
 def test_unknown_keys_are_ignored_and_left_out() -> None:
-    options, accepted = negotiate(StreamOptions(), (("partials", "1"), ("sentiment", "1"), ("sample_rate", "8000")))
+    options, accepted = negotiate(StreamOptions(), (("partials", "1"), ("sentiment", "1"), ("jitter_ms", "80")))
     assert options == StreamOptions(sentiment=True)
     assert accepted == (("sentiment", "1"),)
     assert negotiate(StreamOptions(), ()) == (StreamOptions(), ())
@@ -41,6 +41,27 @@ def test_invalid_value_for_a_known_key_changes_nothing(value: str) -> None:
     with pytest.raises(RemoteProtocolError) as exc:
         negotiate(StreamOptions(), (("partials", "1"), ("sentiment", value)))
     assert exc.value.reason == "BAD_OPTION" and "sentiment" in exc.value.detail
+
+
+def test_audio_format_keys() -> None:
+    assert StreamOptions() == StreamOptions(sample_rate=16000, encoding="pcm_s16le")  # legacy traffic
+    options, accepted = negotiate(StreamOptions(), (("sample_rate", "8000"), ("encoding", "mulaw")))
+    assert options == StreamOptions(sample_rate=8000, encoding="mulaw")
+    assert accepted == (("sample_rate", "8000"), ("encoding", "mulaw"))
+    back, _ = negotiate(options, (("encoding", "alaw"), ("sample_rate", "16000")))
+    assert back == StreamOptions(sample_rate=16000, encoding="alaw")
+    assert decode_accepted(accepted) == {"sample_rate": 8000, "encoding": "mulaw"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("sample_rate", "44100"), ("sample_rate", "08000"), ("sample_rate", ""), ("sample_rate", "8k"),
+     ("encoding", "ulaw"), ("encoding", "PCM_S16LE"), ("encoding", ""), ("encoding", "opus")],
+)
+def test_invalid_audio_format_values(key: str, value: str) -> None:
+    with pytest.raises(RemoteProtocolError) as exc:
+        negotiate(StreamOptions(), (("sentiment", "1"), (key, value)))
+    assert exc.value.reason == "BAD_OPTION" and key in exc.value.detail
 
 
 def test_policy_gives_the_effective_value() -> None:

@@ -104,7 +104,7 @@ class Harness:
 
     def streaming(self) -> Harness:
         self.ready()
-        assert self.rx(Begin()) == [StreamStarted(self.session.stream_index, "alice")]
+        assert self.rx(Begin()) == [StreamStarted(self.session.stream_index, "alice", self.session.stream_options.sample_rate)]
         return self
 
     def cut(self, *utterances: Utterance, pcm: bytes = PCM) -> list[Transcribe]:
@@ -650,7 +650,7 @@ def test_statistics() -> None:
 
 
 def test_audio_s_uses_configured_sample_rate() -> None:
-    h = Harness(SessionOptions(vad=VadOptions(sample_rate_hz=8000))).streaming()
+    h = Harness(SessionOptions(vad=VadOptions(sample_rate_hz=8000), stream_defaults=StreamOptions(sample_rate=8000))).streaming()
     h.cut(pcm=b"\x00\x00" * 4000)
     assert h.session.audio_samples == 4000
     assert h.session.audio_s == pytest.approx(0.5)
@@ -812,3 +812,58 @@ def test_option_errors(setup: str, packet: Options, reason: str) -> None:
         h.streaming()
     assert_error(h.rx(packet), reason)
     assert_dead(h.session)
+
+
+# ---------------------------------------------------------------------------- per-stream audio format
+
+from whisper_streaming import audio_format  # noqa: E402
+
+
+def _tel_session(rates: list[int]) -> Session:
+    def is_speech(frame: bytes, rate: int) -> bool:
+        rates.append(rate)
+        return bool(np.frombuffer(frame, dtype=np.int16).any())
+
+    s = Session(segmenter_factory=lambda opts: VadSegmenter(opts, is_speech=is_speech))
+    assert s.receive_packet(UserId("alice")) == [Send(Welcome("Welcome!"))]
+    return s
+
+
+def test_8khz_mulaw_stream_times_are_seconds_of_caller_audio() -> None:
+    rates: list[int] = []
+    s = _tel_session(rates)
+    assert s.receive_packet(Options((("sample_rate", "8000"), ("encoding", "mulaw")))) == [
+        Send(OptionsAccepted((("sample_rate", "8000"), ("encoding", "mulaw"))))
+    ]
+    assert s.receive_packet(Begin()) == [StreamStarted(0, "alice", 8000)]
+    fs = 240  # 30 ms at 8 kHz
+    samples = np.concatenate([np.zeros(32 * fs), np.full(33 * fs, 1000), np.zeros(16 * fs)]).astype(np.int16)
+    wire = audio_format.encode(samples, "mulaw")
+    assert len(wire) == len(samples)  # one byte a sample
+    actions = s.receive_packet(Audio(wire[:-1]))  # an odd G.711 byte count is fine
+    actions += s.receive_packet(Audio(wire[-1:]))
+    audio = [a for a in actions if isinstance(a, StreamAudio)]
+    decoded = b"".join(a.pcm for a in audio)
+    assert decoded == audio_format.decode(wire, "mulaw").astype("<i2").tobytes()  # s16le at 8 kHz, for PCM saving
+    (t,) = [a for a in actions if isinstance(a, Transcribe)]
+    assert set(rates) == {8000}  # the VAD runs at the caller's rate
+    assert t.utterance.sample_rate_hz == 8000 and t.utterance.speech_start_sample == 32 * fs
+    asr = t.asr_samples()
+    assert asr.dtype == np.int16 and len(asr) == 2 * len(t.utterance.samples)  # 16 kHz for Whisper
+    assert s.transcription_done(t.ticket, "hello") == [Send(Result(0.96, 1.95, "hello"))]
+    assert s.audio_s == pytest.approx(len(samples) / 8000)
+    assert s.audio_samples == len(samples)
+
+
+def test_odd_pcm_s16le_length_is_rejected_by_the_session() -> None:
+    h = Harness().streaming()
+    assert h.rx(Audio(b"abc")) == [Send(Error("ODD_PCM_LENGTH")), Close("ODD_PCM_LENGTH: PCM s16le needs an even byte count, got 3")]
+
+
+def test_stream_limit_scales_with_the_stream_rate() -> None:
+    h = Harness(SessionOptions(max_stream_samples=16000)).ready()  # 1 s at the server's 16 kHz
+    h.rx(Options((("sample_rate", "8000"), ("encoding", "alaw"))))
+    assert h.rx(Begin()) == [StreamStarted(0, "alice", 8000)]
+    actions = h.rx(Audio(b"\xd5" * 9000))  # 1.125 s at 8 kHz
+    assert actions[0] == StreamAudio(audio_format.decode(b"\xd5" * 8000, "alaw").astype("<i2").tobytes())
+    assert actions[-1] == Close("STREAM_TOO_LONG")

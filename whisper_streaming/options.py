@@ -7,7 +7,7 @@ options it accepted and their *effective* values in the same form (``sentiment=0
 server cannot do sentiment).  Unknown keys are ignored and left out of ``%O``, so a newer client
 can tell what an older server supports.
 
-Adding an option (e.g. ``sample_rate`` for telephony): add a field to :class:`StreamOptions`
+Adding an option: add a field to :class:`StreamOptions`
 and an :class:`OptionSpec` to :data:`OPTIONS`; the codec, the session and the client pick it up.
 
 Errors are :class:`~whisper_streaming.errors.RemoteProtocolError` with reason ``BAD_OPTION``
@@ -53,9 +53,13 @@ class StreamOptions:
     """The options in force for a stream (captured at ``%b``).
 
     ``sentiment``: each ``%R`` carries a sentiment field and ``%S`` precedes ``%F``.
+    ``sample_rate``: the Hz of the stream's ``%s`` audio (8000 or 16000).
+    ``encoding``: the encoding of the stream's ``%s`` audio (``pcm_s16le``, ``mulaw``, ``alaw``).
     """
 
     sentiment: bool = False
+    sample_rate: int = 16000
+    encoding: str = "pcm_s16le"
 
 
 def _parse_bool(text: str) -> bool:
@@ -66,6 +70,22 @@ def _parse_bool(text: str) -> bool:
 
 def _format_bool(value: Any) -> str:
     return "1" if value else "0"
+
+
+_SAMPLE_RATES = (8000, 16000)
+_ENCODINGS = ("pcm_s16le", "mulaw", "alaw")
+
+
+def _parse_sample_rate(text: str) -> int:
+    if text not in {str(r) for r in _SAMPLE_RATES}:
+        raise ValueError(f"must be one of {', '.join(map(str, _SAMPLE_RATES))}")
+    return int(text)
+
+
+def _parse_encoding(text: str) -> str:
+    if text not in _ENCODINGS:
+        raise ValueError(f"must be one of {', '.join(_ENCODINGS)}")
+    return text
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,8 @@ class OptionSpec:
 
 OPTIONS: dict[str, OptionSpec] = {
     "sentiment": OptionSpec("sentiment", "sentiment", _parse_bool, _format_bool),
+    "sample_rate": OptionSpec("sample_rate", "sample_rate", _parse_sample_rate, str),
+    "encoding": OptionSpec("encoding", "encoding", _parse_encoding, str),
 }
 """Registry of the keys this server understands."""
 

@@ -184,8 +184,12 @@ class PcmRecorder:
         session_id: str,
         stream_index: int,
         now: datetime | None = None,
+        sample_rate_hz: int | None = None,
     ) -> PcmStreamWriter:
         """Create a new WAV file for one stream and return its writer.
+
+        ``sample_rate_hz`` (default: the recorder's) is the rate in the WAV header: the
+        stream's own rate (``%o sample_rate``).
 
         The name is ``f"{user}_{now:%Y%m%dT%H%M%S_%f}_{session}_{stream_index}.wav"`` with
         user and session sanitized; if that file exists, ``_1``, ``_2``, ... is appended to
@@ -220,7 +224,7 @@ class PcmRecorder:
                 last_error = exc
                 continue
             try:
-                writer = PcmStreamWriter(path, file, sample_rate_hz=self._sample_rate_hz)
+                writer = PcmStreamWriter(path, file, sample_rate_hz=sample_rate_hz or self._sample_rate_hz)
             except BaseException:
                 file.close()
                 raise

@@ -100,7 +100,12 @@ class Begin:
 
 @dataclass(frozen=True)
 class Audio:
-    """``%s``: PCM, signed 16-bit little-endian, 16 kHz, mono; any even byte count."""
+    """``%s``: audio, by default PCM signed 16-bit little-endian, 16 kHz, mono.
+
+    The stream's ``%o`` ``sample_rate``/``encoding`` say otherwise; the codec does not know the
+    stream's encoding, so the session checks the length (an even byte count for ``pcm_s16le``,
+    ``ODD_PCM_LENGTH``).  :attr:`sample_count` counts s16le samples.
+    """
 
     pcm: bytes
 
@@ -256,8 +261,6 @@ def encode_packet(packet: Packet) -> bytes:
         raise UsageError(f"not a packet: {packet!r}") from None
     if isinstance(packet, Audio):
         data = bytes(packet.pcm)
-        if len(data) % 2:
-            raise UsageError("PCM s16le needs an even byte count")
     elif isinstance(packet, UserId):
         _check_user_id(packet.user_id, UsageError)
         data = packet.user_id.encode("utf-8")
@@ -317,7 +320,7 @@ class PacketDecoder:
 
     Raises (from :meth:`next_packet` / :meth:`receive_data`, sticky):
         HandshakeError: bad magic (reason ``BAD_MAGIC``; close without reply).
-        RemoteProtocolError: ``UNKNOWN_HEADER``, ``BAD_LENGTH``, ``ODD_PCM_LENGTH``,
+        RemoteProtocolError: ``UNKNOWN_HEADER``, ``BAD_LENGTH``,
             ``BAD_USER_ID``, ``UNEXPECTED_DATA``, ``BAD_OPTION``, ``BAD_RESULT``, ``BAD_TEXT``,
             ``TRUNCATED`` (EOF inside a packet, from :meth:`receive_eof`).
     """
@@ -425,9 +428,7 @@ class PacketDecoder:
 
     def _parse(self, code: bytes, data: bytes) -> Packet:
         if code == b"%s":
-            if len(data) % 2:
-                raise RemoteProtocolError("ODD_PCM_LENGTH", f"PCM s16le needs an even byte count, got {len(data)}")
-            return Audio(data)
+            return Audio(data)  # the session checks the length against the stream's encoding
         if code in _EMPTY:
             if data:
                 raise RemoteProtocolError("UNEXPECTED_DATA", f"{code.decode()} carries no data, got {len(data)} bytes")

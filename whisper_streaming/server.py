@@ -429,7 +429,8 @@ class _Connection:
         elif isinstance(action, StreamStarted):
             self.log.info("stream %d started (user %r)", action.stream_index, action.user_id)
             if self.server.recorder is not None:
-                self._pcm = self.server.recorder.open_stream(action.user_id, session_id=self.conn_id, stream_index=action.stream_index)
+                self._pcm = self.server.recorder.open_stream(action.user_id, session_id=self.conn_id, stream_index=action.stream_index,
+                                                            sample_rate_hz=action.sample_rate_hz)
         elif isinstance(action, StreamEnded):
             self._close_pcm()
         elif isinstance(action, Close):
@@ -446,7 +447,7 @@ class _Connection:
                                             result=result, language=action.context.language))
 
     async def _transcribe(self, action: Transcribe) -> None:
-        pcm = action.utterance.samples.tobytes()
+        pcm = action.asr_samples().astype("<i2").tobytes()  # 16 kHz s16le for the ASR
         try:
             future = await self.server.backend.submit(self.conn_id, pcm, sentiment=action.sentiment)
         except AsrError as exc:

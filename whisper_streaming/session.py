@@ -21,7 +21,11 @@ transcription).  A client may pipeline ``%f`` and the next ``%b`` without waitin
 Stream options (:class:`~whisper_streaming.options.StreamOptions`) are captured at ``%b``: a
 stream with ``sentiment`` on asks the ASR for a sentiment with each utterance
 (:attr:`Transcribe.sentiment`), sends it in ``%R`` and sends the stream's ``%S`` summary right
-before its ``%F``.
+before its ``%F``.  ``sample_rate``/``encoding`` say what the stream's ``%s`` carries: the
+session decodes it to s16le at the caller's rate (:class:`StreamAudio`), runs the VAD at that
+rate (result times are seconds of the caller's audio) and :attr:`Transcribe.asr_samples`
+resamples each utterance to 16 kHz.  An odd ``%s`` byte count is ``ODD_PCM_LENGTH`` for
+``pcm_s16le`` only (any count of G.711 bytes is whole samples).
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ import enum
 import itertools
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Union
 
+import numpy as np
+
+from . import audio_format
 from .errors import RemoteProtocolError
 from .options import StreamOptions, negotiate
 from .protocol import (
@@ -80,7 +87,8 @@ class SessionState(enum.Enum):
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """``max_stream_samples``: a stream longer than this is finished, then ``%E STREAM_TOO_LONG``.
+    """``max_stream_samples``: a stream longer than this is finished, then ``%E STREAM_TOO_LONG``
+    (samples at ``vad.sample_rate_hz``; scaled for a stream at another ``sample_rate``).
 
     ``stream_defaults``: the options of a session that sends no ``%o`` (the server-wide default).
     ``option_policy``: per ``%o`` key, the effective value the server gives a requested one
@@ -123,16 +131,23 @@ class Transcribe:
     stream_index: int
     sentiment: bool = False
 
+    def asr_samples(self) -> np.ndarray:
+        """The utterance's int16 samples at 16 kHz (resampled when the stream is at another rate)."""
+        return audio_format.resample(self.utterance.samples, self.utterance.sample_rate_hz, audio_format.ASR_SAMPLE_RATE_HZ)
+
 
 @dataclass(frozen=True)
 class StreamStarted:
+    """A stream began; its ``%s`` audio is at ``sample_rate_hz`` (see :class:`StreamAudio`)."""
+
     stream_index: int
     user_id: str
+    sample_rate_hz: int = 16000
 
 
 @dataclass(frozen=True)
 class StreamAudio:
-    """Audio accepted for the current stream (s16le bytes), e.g. for PCM saving."""
+    """Audio accepted for the current stream, decoded to s16le at the stream's rate, e.g. for PCM saving."""
 
     pcm: bytes
 
@@ -185,6 +200,7 @@ class Session:
         self.stream_index = -1
         self.stream_options = self.options.stream_defaults  # for the following streams
         self._tally: SentimentTally | None = None  # the open stream's, when sentiment is on
+        self._segmenter_rate = self.options.vad.sample_rate_hz  # the open stream's
         self._segmenter: VadSegmenter | None = None
         self._tickets = itertools.count()
         self._outputs: deque[_Slot] = deque()
@@ -192,6 +208,9 @@ class Session:
         self._close_when_drained: str | None = None
         self._close_error: str | None = None  # %E reason sent just before that close
         self._stream_samples = 0
+        self._stream_limit: int | None = None  # max_stream_samples at the open stream's rate
+        self._encoding = audio_format.DEFAULT_ENCODING  # the open stream's
+        self._audio_s = 0.0
         # statistics for logs and status
         self.audio_samples = 0
         self.utterances = 0
@@ -206,7 +225,8 @@ class Session:
 
     @property
     def audio_s(self) -> float:
-        return self.audio_samples / self.options.vad.sample_rate_hz
+        """Seconds of audio received (over all streams, each at its own rate)."""
+        return self._audio_s
 
     def receive_packet(self, packet: Packet) -> list[Action]:
         """Handle one decoded client packet; returns the actions to carry out in order.
@@ -220,12 +240,18 @@ class Session:
                 return self._error("AUDIO_BEFORE_BEGIN", "%s before %b")
             assert self._segmenter is not None
             pcm = packet.pcm
-            limit = self.options.max_stream_samples
+            if self._encoding == audio_format.DEFAULT_ENCODING:
+                if len(pcm) % 2:
+                    return self._error("ODD_PCM_LENGTH", f"PCM s16le needs an even byte count, got {len(pcm)}")
+            else:
+                pcm = audio_format.decode(pcm, self._encoding).astype("<i2").tobytes()
+            limit = self._stream_limit
             too_long = limit is not None and self._stream_samples + len(pcm) // 2 >= limit
             if too_long:
                 pcm = pcm[: 2 * (limit - self._stream_samples)]  # type: ignore[operator]
             self._stream_samples += len(pcm) // 2
             self.audio_samples += len(pcm) // 2
+            self._audio_s += len(pcm) / 2 / self._segmenter_rate
             actions: list[Action] = [StreamAudio(pcm)]
             actions.extend(self._submit(u) for u in self._segmenter.feed(pcm))
             if too_long:
@@ -250,9 +276,17 @@ class Session:
             self.stream_index += 1
             self._stream_samples = 0
             self._tally = SentimentTally() if self.stream_options.sentiment else None
-            self._segmenter = self._segmenter_factory(self.options.vad)
+            vad = self.options.vad
+            rate = self.stream_options.sample_rate
+            if rate != vad.sample_rate_hz:
+                vad = replace(vad, sample_rate_hz=rate)
+            limit = self.options.max_stream_samples
+            self._stream_limit = None if limit is None else limit * rate // self.options.vad.sample_rate_hz
+            self._encoding = self.stream_options.encoding
+            self._segmenter_rate = rate
+            self._segmenter = self._segmenter_factory(vad)
             assert self.user_id is not None
-            return [StreamStarted(self.stream_index, self.user_id)]
+            return [StreamStarted(self.stream_index, self.user_id, rate)]
         if isinstance(packet, Finish):
             if self.state is not SessionState.STREAMING:
                 return self._error("FINISH_BEFORE_BEGIN", "%f without an open stream")
