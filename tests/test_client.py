@@ -307,3 +307,37 @@ def test_cli_sentiment(fake: Callable[[Script], FakeServer], tmp_path: Path) -> 
     plain = subprocess.run([*cmd[:4], "--port", str(fresh.port), *cmd[6:]], capture_output=True, text=True, timeout=60)
     assert plain.returncode == 0 and plain.stdout.splitlines() == ["9.0 9.5 : last words"]
     assert not any(isinstance(p, Options) for p in fresh.received)
+
+
+def test_set_options_audio_format_and_odd_g711_bytes(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(sentiment_script)
+
+    async def run() -> dict:
+        async with await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="tel") as client:
+            await client.begin()
+            with pytest.raises(UsageError):
+                await client.send_audio(b"\x00")  # s16le: whole samples only
+            await client.finish()
+            accepted = await client.set_options(sample_rate=8000, encoding="mulaw")
+            await client.begin()
+            await client.send_audio(b"\xff" * 241)  # one byte a sample: any count
+            await client.finish()
+            return accepted
+
+    assert asyncio.run(run()) == {"sample_rate": 8000, "encoding": "mulaw"}
+    assert Options((("sample_rate", "8000"), ("encoding", "mulaw"))) in server.received
+    assert Audio(b"\xff" * 241) in server.received
+
+
+def test_load_for_stream_converts_rate_and_encoding(tmp_path: Path) -> None:
+    from whisper_streaming.client_cli import load_for_stream
+
+    t = np.arange(16000) / 16000
+    x = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    (tmp_path / "a.pcm").write_bytes(x.tobytes())  # raw: 16 kHz s16le
+    soundfile.write(tmp_path / "a.wav", x, 16000, subtype="PCM_16")
+    assert load_for_stream(str(tmp_path / "a.pcm")) == x.tobytes()  # the defaults change nothing
+    for name in ("a.pcm", "a.wav"):
+        mulaw = load_for_stream(str(tmp_path / name), sample_rate=8000, encoding="mulaw")
+        assert len(mulaw) == 8000  # 1 s at 8 kHz, one byte a sample
+        assert len(load_for_stream(str(tmp_path / name), sample_rate=8000)) == 16000

@@ -78,6 +78,7 @@ class AsyncStreamingClient:
         self._options: list[asyncio.Future[OptionPairs]] = []
         self._failure: BaseException | None = None
         self._streaming = False
+        self._encoding = "pcm_s16le"  # what the server accepted with %o encoding=...
         self._open_streams = 0  # streams whose %F has not been consumed yet
         self.user_id: str | None = None
         self.welcome_message: str | None = None
@@ -130,7 +131,10 @@ class AsyncStreamingClient:
         fut: asyncio.Future[OptionPairs] = asyncio.get_running_loop().create_future()
         self._write(Options(pairs))
         self._options.append(fut)
-        return decode_accepted(await self._await(fut))
+        accepted = decode_accepted(await self._await(fut))
+        if isinstance(accepted.get("encoding"), str):
+            self._encoding = accepted["encoding"]
+        return accepted
 
     async def begin(self) -> None:
         """Send ``%b``: a new stream (result times restart at 0)."""
@@ -143,10 +147,11 @@ class AsyncStreamingClient:
         self._open_streams += 1
 
     async def send_audio(self, pcm: bytes) -> None:
-        """Send s16le 16 kHz mono PCM (split into packets of at most 65534 bytes)."""
+        """Send audio (split into packets of at most 65534 bytes): s16le 16 kHz mono PCM, or what
+        :meth:`set_options` negotiated (``sample_rate=8000, encoding="mulaw"``)."""
         if not self._streaming:
             raise UsageError("begin() before send_audio()")
-        if len(pcm) % 2:
+        if self._encoding == "pcm_s16le" and len(pcm) % 2:
             raise UsageError("PCM s16le needs an even byte count")
         self._raise_failure()
         view = memoryview(pcm)

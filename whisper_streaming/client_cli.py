@@ -4,6 +4,9 @@
 streams raw s16le 16 kHz mono PCM, or any WAV/FLAC (mixed to mono, resampled with soxr),
 in 30 ms packets at real-time pace (``--speed 2`` twice as fast, ``--speed 0`` as fast as
 possible), then sends ``%f`` and waits for ``%F``.  ``--status`` prints ``%C`` and exits.
+``--rate 8000`` and ``--encoding mulaw|alaw`` convert the file to that rate (soxr) and encoding
+(G.711) and send it with ``%o sample_rate=...;encoding=...`` before ``%b``, in 30 ms packets
+at that rate (240 samples at 8 kHz); the defaults (16000, pcm_s16le) send no ``%o``.
 ``--sentiment`` opts in (``%o sentiment=1``): each result line ends with ``[negative 0.912]``
 (or ``[unsupported: ko]``) and the stream's summary follows the last result.
 
@@ -19,16 +22,29 @@ import sys
 import time
 from typing import Sequence
 
-from .audio import load_pcm16
+from . import audio_format
+from .audio import RAW_SUFFIXES, load_pcm16
 from .client import AsyncStreamingClient
 from .errors import ConnectionClosedError, ServerError, UsageError
 from .protocol import Result, Summary, format_result_text
 from .sentiment import UNSUPPORTED
 
-__all__ = ["client_main", "stream_file", "format_result_line"]
+__all__ = ["client_main", "stream_file", "format_result_line", "load_for_stream"]
 
 PACKET_SAMPLES = 480
 """30 ms at 16 kHz, the frame size of the original client."""
+
+PACKET_MS = 30
+
+
+def load_for_stream(path: str, *, sample_rate: int = 16000, encoding: str = "pcm_s16le") -> bytes:
+    """Read ``path`` (raw s16le 16 kHz, or WAV/FLAC...) as wire bytes at ``sample_rate`` in ``encoding``."""
+    from pathlib import Path
+
+    samples = load_pcm16(path, sample_rate_hz=sample_rate)
+    if Path(path).suffix.lower() in RAW_SUFFIXES:  # raw files are 16 kHz
+        samples = audio_format.resample(samples, 16000, sample_rate)
+    return audio_format.encode(samples, encoding)
 
 
 def format_result_line(result: Result) -> str:
@@ -40,9 +56,11 @@ def format_result_line(result: Result) -> str:
     return f"{line}  [{UNSUPPORTED}: {s.language}]" if s.label == UNSUPPORTED else f"{line}  [{s.label} {s.score:.3f}]"
 
 
-async def stream_file(client: AsyncStreamingClient, pcm: bytes, *, speed: float, packet_samples: int = PACKET_SAMPLES, out=None) -> list[Result]:  # type: ignore[no-untyped-def]
-    """Send ``pcm`` paced at ``speed`` x real time (0 = unpaced), printing results as they come
-    (and the stream's summary, if the server sends one).
+async def stream_file(client: AsyncStreamingClient, pcm: bytes, *, speed: float, packet_samples: int | None = None, out=None,  # type: ignore[no-untyped-def]
+                      sample_rate: int = 16000, encoding: str = "pcm_s16le") -> list[Result]:
+    """Send ``pcm`` (wire bytes at ``sample_rate`` in ``encoding``, as negotiated) paced at
+    ``speed`` x real time (0 = unpaced) in packets of ``packet_samples`` (default 30 ms),
+    printing results as they come (and the stream's summary, if the server sends one).
 
     Returns every result of the stream.
     """
@@ -63,13 +81,16 @@ async def stream_file(client: AsyncStreamingClient, pcm: bytes, *, speed: float,
 
     await client.begin()
     task = asyncio.create_task(printer())
-    step = packet_samples * 2
+    width = 2 if encoding == "pcm_s16le" else 1
+    if packet_samples is None:
+        packet_samples = sample_rate * PACKET_MS // 1000
+    step = packet_samples * width
     t0 = time.monotonic()
     try:
         for i in range(0, len(pcm), step):
             await client.send_audio(pcm[i : i + step])
             if speed > 0:
-                due = t0 + (i + step) / 2 / 16000 / speed
+                due = t0 + (i + step) / width / sample_rate / speed
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -92,6 +113,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--speed", type=float, default=1.0, help="pace as a multiple of real time; 0 = as fast as possible (default: 1)")
     p.add_argument("--status", action="store_true", help="send %%c, print the %%C status and exit")
     p.add_argument("--sentiment", action="store_true", help="ask for the sentiment of each result and a summary at the end (%%o sentiment=1)")
+    p.add_argument("--rate", type=int, choices=audio_format.SAMPLE_RATES_HZ, default=16000,
+                   help="send the audio at this sample rate (%%o sample_rate; default: 16000)")
+    p.add_argument("--encoding", choices=audio_format.ENCODINGS, default="pcm_s16le",
+                   help="send the audio in this encoding (%%o encoding; default: pcm_s16le)")
     p.add_argument("--timeout", type=float, default=10.0, help="connect/login timeout in seconds (default: 10)")
     args = p.parse_args(argv)
     if not args.status and not args.ifn:
@@ -102,7 +127,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    pcm = b"" if args.status else load_pcm16(args.ifn).tobytes()
+    pcm = b"" if args.status else load_for_stream(args.ifn, sample_rate=args.rate, encoding=args.encoding)
     client = await AsyncStreamingClient.connect(args.ip, args.port, user_id=None if args.status else args.user, timeout_s=args.timeout)
     try:
         if args.status:
@@ -112,7 +137,13 @@ async def _run(args: argparse.Namespace) -> int:
             accepted = await asyncio.wait_for(client.set_options(sentiment=True), args.timeout)
             if not accepted.get("sentiment"):
                 print("warning: the server does not do sentiment (answered %s)" % (accepted or "nothing"), file=sys.stderr)
-        await stream_file(client, pcm, speed=args.speed, out=sys.stdout)
+        if (args.rate, args.encoding) != (16000, "pcm_s16le"):
+            wanted = {"sample_rate": args.rate, "encoding": args.encoding}
+            accepted = await asyncio.wait_for(client.set_options(**wanted), args.timeout)
+            if any(accepted.get(k) != v for k, v in wanted.items()):
+                print("error: the server does not take %s (answered %s)" % (wanted, accepted or "nothing"), file=sys.stderr)
+                return 3
+        await stream_file(client, pcm, speed=args.speed, out=sys.stdout, sample_rate=args.rate, encoding=args.encoding)
         return 0
     finally:
         await client.close()
