@@ -23,22 +23,24 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".pcm")
 @dataclass(frozen=True)
 class SpeechFile:
     name: str
-    pcm: bytes  # s16le 16 kHz mono
+    pcm: bytes  # s16le mono at sample_rate_hz
     reference: str | None
+    sample_rate_hz: int = 16000
 
     @property
     def duration_s(self) -> float:
-        return len(self.pcm) / 2 / 16000
+        return len(self.pcm) / 2 / self.sample_rate_hz
 
 
-def load_dir(directory: Path, *, limit: int | None = None) -> list[SpeechFile]:
-    """Every audio file in ``directory`` (sorted) with its ``.txt`` reference if present."""
+def load_dir(directory: Path, *, limit: int | None = None, sample_rate_hz: int = 16000) -> list[SpeechFile]:
+    """Every audio file in ``directory`` (sorted) with its ``.txt`` reference if present,
+    as s16le at ``sample_rate_hz``."""
     files = []
     for path in sorted(directory.iterdir()):
         if path.suffix.lower() not in AUDIO_SUFFIXES:
             continue
         ref = path.with_suffix(".txt")
-        files.append(SpeechFile(path.name, load_pcm16(path).tobytes(), ref.read_text(encoding="utf-8").strip() if ref.exists() else None))
+        files.append(SpeechFile(path.name, load_pcm16(path, sample_rate_hz=sample_rate_hz).tobytes(), ref.read_text(encoding="utf-8").strip() if ref.exists() else None, sample_rate_hz))
         if limit and len(files) >= limit:
             break
     return files

@@ -36,6 +36,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DEFAULT_AUDIO_DIR, SpeechFile, corpus_error_rate, error_rate, load_dir, machine_info, percentile  # noqa: E402
@@ -43,7 +45,8 @@ from whisper_streaming.client import AsyncStreamingClient  # noqa: E402
 from whisper_streaming.config import load_config  # noqa: E402
 from whisper_streaming.errors import ConnectionClosedError, ServerError  # noqa: E402
 from whisper_streaming.process import ServerProcess  # noqa: E402
-from whisper_streaming.protocol import Result  # noqa: E402
+from whisper_streaming import audio_format  # noqa: E402
+from whisper_streaming.protocol import Finished, Result  # noqa: E402
 
 PACKET_SAMPLES = 480
 RATE = 16000
@@ -127,41 +130,49 @@ class SessionResult:
     audio_s: float = 0.0
 
 
-async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: float, endpoint_s: float, gap_s: float, tail_s: float, user: str) -> SessionResult:
-    gap = b"\x00\x00" * int(RATE * gap_s)
+async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: float, endpoint_s: float, gap_s: float, tail_s: float, user: str,
+                      encoding: str = "pcm_s16le") -> SessionResult:
+    rate = files[0].sample_rate_hz if files else RATE
+    packet_samples = rate * 30 // 1000
+    gap = b"\x00\x00" * int(rate * gap_s)
     pcm = bytearray()
     spans: list[tuple[str, float, float]] = []
     for i, f in enumerate(files):
-        start = len(pcm) / 2 / RATE
+        start = len(pcm) / 2 / rate
         pcm += f.pcm
-        spans.append((f.name, start, len(pcm) / 2 / RATE))
-        pcm += gap if i < len(files) - 1 else b"\x00\x00" * int(RATE * tail_s)
+        spans.append((f.name, start, len(pcm) / 2 / rate))
+        pcm += gap if i < len(files) - 1 else b"\x00\x00" * int(rate * tail_s)
     total_samples = len(pcm) // 2
-    n_packets = math.ceil(total_samples / PACKET_SAMPLES)
+    wire = audio_format.encode(np.frombuffer(bytes(pcm), dtype="<i2"), encoding)
+    bytes_per_sample = len(wire) // total_samples
+    n_packets = math.ceil(total_samples / packet_samples)
     sent_at = [0.0] * n_packets
     received: list[tuple[float, Result]] = []
-    out = SessionResult(audio_s=total_samples / RATE)
+    out = SessionResult(audio_s=total_samples / rate)
     client = None
     try:
         client = await AsyncStreamingClient.connect(host, port, user_id=user, timeout_s=30)
+        if rate != RATE or encoding != "pcm_s16le":
+            await client.set_options(sample_rate=rate, encoding=encoding)
         await client.begin()
 
         async def receiver() -> None:
             while True:
                 event = await client.receive()
-                if not isinstance(event, Result):
+                if isinstance(event, Finished):
                     return
-                received.append((time.monotonic(), event))
+                if isinstance(event, Result):
+                    received.append((time.monotonic(), event))
 
         rx = asyncio.create_task(receiver())
-        step = PACKET_SAMPLES * 2
+        step = packet_samples * bytes_per_sample
         t0 = time.monotonic()
         for i in range(n_packets):
             if speed > 0:
-                delay = t0 + i * PACKET_SAMPLES / RATE / speed - time.monotonic()
+                delay = t0 + i * packet_samples / rate / speed - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await client.send_audio(bytes(pcm[i * step : (i + 1) * step]))
+            await client.send_audio(wire[i * step : (i + 1) * step])
             sent_at[i] = time.monotonic()
             if rx.done():
                 break
@@ -177,8 +188,8 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
             await client.close()
     texts: dict[str, list[str]] = {name: [] for name, _, _ in spans}
     for recv_t, r in received:
-        last_sample = min(round((r.end_s + endpoint_s) * RATE), total_samples)
-        packet = min(max(math.ceil(last_sample / PACKET_SAMPLES) - 1, 0), n_packets - 1)
+        last_sample = min(round((r.end_s + endpoint_s) * rate), total_samples)
+        packet = min(max(math.ceil(last_sample / packet_samples) - 1, 0), n_packets - 1)
         if sent_at[packet]:
             out.latencies_s.append(recv_t - sent_at[packet])
         mid = (r.start_s + r.end_s) / 2
@@ -192,24 +203,25 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
 # ---------------------------------------------------------------------------- one run
 
 
-async def run_streams(n: int, host: str, port: int, files: list[SpeechFile], *, speed: float, stagger_s: float, endpoint_s: float) -> list[SessionResult]:
+async def run_streams(n: int, host: str, port: int, files: list[SpeechFile], *, speed: float, stagger_s: float, endpoint_s: float,
+                      encoding: str = "pcm_s16le") -> list[SessionResult]:
     async def one(i: int) -> SessionResult:
         # Session i starts i/n of the way through the file list: independent calls do not
         # speak the same sentence at the same moment (that would synchronise every endpoint).
         k = i * len(files) // n
         await asyncio.sleep(i * stagger_s)
-        return await run_session(host, port, files[k:] + files[:k], speed=speed, endpoint_s=endpoint_s, gap_s=1.0, tail_s=2.0, user=f"bench{i}")
+        return await run_session(host, port, files[k:] + files[:k], speed=speed, endpoint_s=endpoint_s, gap_s=1.0, tail_s=2.0, user=f"bench{i}", encoding=encoding)
 
     return await asyncio.gather(*(one(i) for i in range(n)))
 
 
 def bench_run(n: int, host: str, port: int, files: list[SpeechFile], *, pid: int | None, speed: float = 1.0, stagger_s: float = 0.37,
-              endpoint_s: float = 0.48, language: str = "en") -> dict[str, object]:
+              endpoint_s: float = 0.48, language: str = "en", encoding: str = "pcm_s16le") -> dict[str, object]:
     """One run of ``n`` concurrent sessions; returns the summary row (see :func:`summarize`)."""
     cpu0 = tree_cpu_s(pid) if pid else None
     t0 = time.monotonic()
     with RssSampler(pid) as rss:
-        sessions = asyncio.run(run_streams(n, host, port, files, speed=speed, stagger_s=stagger_s, endpoint_s=endpoint_s))
+        sessions = asyncio.run(run_streams(n, host, port, files, speed=speed, stagger_s=stagger_s, endpoint_s=endpoint_s, encoding=encoding))
     wall = time.monotonic() - t0
     cpu = tree_cpu_s(pid) - cpu0 if pid and cpu0 is not None else None
     return summarize(n, sessions, files, language, cpu, wall, rss.peak)
@@ -279,10 +291,12 @@ def main() -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="measure a running server instead of starting one")
     p.add_argument("--server-pid", type=int, default=None, help="with --port: the server's pid, for CPU and RSS")
+    p.add_argument("--sample-rate", type=int, default=16000, choices=(8000, 16000), help="stream at this rate (negotiated with %%o)")
+    p.add_argument("--encoding", default="pcm_s16le", choices=("pcm_s16le", "mulaw", "alaw"), help="stream in this encoding (negotiated with %%o)")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/stream_bench-<time>.json)")
     args = p.parse_args()
 
-    files = load_dir(args.audio_dir, limit=args.files)
+    files = load_dir(args.audio_dir, limit=args.files, sample_rate_hz=args.sample_rate)
     if not files:
         p.error(f"no audio files in {args.audio_dir}")
     config = load_config(args.config)
@@ -297,7 +311,8 @@ def main() -> int:
     rows = []
     try:
         for n in levels:
-            row = bench_run(n, host, port, files, pid=pid, speed=args.speed, stagger_s=args.stagger_s, endpoint_s=endpoint_s, language=args.language)
+            row = bench_run(n, host, port, files, pid=pid, speed=args.speed, stagger_s=args.stagger_s, endpoint_s=endpoint_s, language=args.language,
+                            encoding=args.encoding)
             rows.append(row)
             print(markdown([row], args.latency_bound_s).splitlines()[2], file=sys.stderr, flush=True)
     finally:
@@ -309,6 +324,8 @@ def main() -> int:
         "audio_dir": str(args.audio_dir),
         "files": [f.name for f in files],
         "speed": args.speed,
+        "sample_rate_hz": args.sample_rate,
+        "encoding": args.encoding,
         "latency_bound_s": args.latency_bound_s,
         "runs": rows,
     }
