@@ -403,6 +403,17 @@ def test_sentiment_and_results_defaults() -> None:
     assert cfg.sentiment.languages is None
     assert cfg.sentiment.neutral_threshold == 0.05
     assert cfg.results.jsonl_path is None
+    assert (cfg.results.webhook_url, cfg.results.webhook_timeout_s, cfg.results.webhook_max_retries) == (None, 5.0, 3)
+    assert (cfg.audiosocket.enabled, cfg.audiosocket.port) == (False, 5001)
+
+
+def test_audiosocket_and_webhook_values() -> None:
+    cfg = parse_config({"audiosocket": {"enabled": True, "port": 0},
+                        "results": {"webhook_url": "https://hooks.example.com/asr", "webhook_timeout_s": 2.5, "webhook_max_retries": 0}})
+    assert cfg.audiosocket.enabled is True and cfg.audiosocket.port == 0
+    assert cfg.results.webhook_url == "https://hooks.example.com/asr"
+    assert cfg.results.webhook_timeout_s == 2.5 and cfg.results.webhook_max_retries == 0
+    assert parse_config({"audiosocket": None}).audiosocket.enabled is False
 
 
 def test_sentiment_and_results_values() -> None:
@@ -428,6 +439,13 @@ def test_sentiment_and_results_values() -> None:
         ({"sentiment": {"modle": "x"}}, "sentiment.modle", "unknown key"),
         ({"results": {"jsonl_path": ""}}, "results.jsonl_path", "empty"),
         ({"results": {"jsonl_path": 5}}, "results.jsonl_path", "string"),
+        ({"results": {"webhook_url": "ftp://example.com/x"}}, "results.webhook_url", "http:// or https://"),
+        ({"results": {"webhook_url": "example.com/x"}}, "results.webhook_url", "http:// or https://"),
+        ({"results": {"webhook_timeout_s": 0}}, "results.webhook_timeout_s", "> 0"),
+        ({"results": {"webhook_max_retries": -1}}, "results.webhook_max_retries", ">= 0"),
+        ({"audiosocket": {"enabled": "yes"}}, "audiosocket.enabled", "boolean"),
+        ({"audiosocket": {"port": 70000}}, "audiosocket.port", "<= 65535"),
+        ({"audiosocket": {"prot": 1}}, "audiosocket.prot", "unknown key"),
     ],
 )
 def test_sentiment_and_results_errors(data: dict, path: str, words: str) -> None:

@@ -403,8 +403,41 @@ class ResultsConfig(BaseModel):
             raise ValueError("must not contain NUL characters")
         return value if value is None else _not_blank(value)
 
+    webhook_url: Optional[_NonEmptyStr] = None
+    """POST one JSON body per final result and one per hangup of an AudioSocket call here (``None``: off)."""
 
-_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results")
+    webhook_timeout_s: Annotated[_Float, Field(gt=0, le=300)] = 5.0
+    """Seconds one webhook POST may take."""
+
+    webhook_max_retries: Annotated[StrictInt, Field(ge=0, le=100)] = 3
+    """Retries of a failed webhook POST (with backoff) before the body is given up."""
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_url(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            from whisper_streaming.webhook import parse_url  # lazy: HTTP client only when configured
+
+            try:
+                parse_url(value)
+            except UsageError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class AudioSocketConfig(BaseModel):
+    """The Asterisk AudioSocket listener (on ``network.ip``)."""
+
+    model_config = _MODEL_CONFIG
+
+    enabled: StrictBool = False
+    """Listen for AudioSocket calls."""
+
+    port: Annotated[StrictInt, Field(ge=0, le=65535)] = 5001
+    """TCP port for AudioSocket; 0 lets the OS pick a free port."""
+
+
+_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket")
 
 
 class ServerConfig(BaseModel):
@@ -420,6 +453,7 @@ class ServerConfig(BaseModel):
     pcm_save: PcmSaveConfig = Field(default_factory=PcmSaveConfig)
     sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
     results: ResultsConfig = Field(default_factory=ResultsConfig)
+    audiosocket: AudioSocketConfig = Field(default_factory=AudioSocketConfig)
 
     @field_validator(*_SECTIONS, mode="before")
     @classmethod

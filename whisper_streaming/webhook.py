@@ -44,7 +44,7 @@ import httpx2
 
 from .errors import UsageError
 
-__all__ = ["WebhookStats", "WebhookSink", "encode_body"]
+__all__ = ["WebhookStats", "WebhookSink", "encode_body", "parse_url"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,21 @@ def encode_body(body: Mapping[str, Any]) -> bytes:
     return text.encode("utf-8")
 
 
+def parse_url(url: str) -> httpx2.URL:
+    """Check a webhook URL: http:// or https:// with a host.
+
+    Raises:
+        UsageError: otherwise.
+    """
+    try:
+        parsed = httpx2.URL(url)
+    except (httpx2.InvalidURL, TypeError) as exc:
+        raise UsageError(f"bad webhook URL {url!r}: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(f"webhook URL must be http:// or https:// with a host, got {url!r}")
+    return parsed
+
+
 class WebhookSink:
     """Posts JSON bodies to one URL from a bounded queue, in order, with bounded retries.
 
@@ -121,12 +136,7 @@ class WebhookSink:
         client: httpx2.AsyncClient | None = None,
         trust_env: bool = True,
     ) -> None:
-        try:
-            parsed = httpx2.URL(url)
-        except (httpx2.InvalidURL, TypeError) as exc:
-            raise UsageError(f"bad webhook URL {url!r}: {exc}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise UsageError(f"webhook URL must be http:// or https:// with a host, got {url!r}")
+        parsed = parse_url(url)
         if not (timeout_s > 0 and math.isfinite(timeout_s)):
             raise UsageError(f"timeout_s must be a positive number, got {timeout_s}")
         if max_retries < 0 or max_queue < 1:
