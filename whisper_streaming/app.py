@@ -14,6 +14,7 @@ import signal
 import sys
 from typing import Sequence
 
+from .audiosocket_server import AudioSocketServer
 from .asr import DecodeOptions, EngineOptions
 from .config import ServerConfig, load_config, with_overrides
 from .errors import ConfigError, ModelError, WhisperStreamingError
@@ -22,6 +23,7 @@ from .pool import PoolOptions, ProcessPool
 from .results_log import ResultsLog
 from .sentiment import SentimentOptions
 from .server import StreamingServer
+from .webhook import WebhookSink
 
 __all__ = ["engine_options_from_config", "sentiment_options_from_config", "pool_options_from_config", "run_server", "server_main"]
 
@@ -102,9 +104,21 @@ async def run_server(config: ServerConfig) -> None:
             results_log.close()
         raise
     server = StreamingServer(config, pool, results_log=results_log)
-    try:
+    webhook = None
+    if config.audiosocket.enabled:
+        r = config.results
+        if r.webhook_url is not None:
+            webhook = WebhookSink(r.webhook_url, timeout_s=r.webhook_timeout_s, max_retries=r.webhook_max_retries)
+        server.transports.append(AudioSocketServer(server, webhook=webhook))
+    try:  # other transports first: "listening on" (the main port) is the last line before ready
+        for transport in server.transports:
+            await transport.start()
         await server.start()
     except OSError:
+        for transport in server.transports:
+            transport.close_listener()
+        if webhook is not None:
+            await webhook.aclose(1.0)
         await pool.close()
         if results_log is not None:
             results_log.close()

@@ -21,7 +21,8 @@ from .errors import WhisperStreamingError
 __all__ = ["ServerProcess", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_LISTENING = re.compile(r"listening on (\S+):(\d+)")
+_LISTENING = re.compile(r"(?<!audiosocket )listening on (\S+):(\d+)")
+_AUDIOSOCKET_LISTENING = re.compile(r"audiosocket listening on (\S+):(\d+)")
 
 
 class ServerProcess:
@@ -37,6 +38,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=REPO_ROOT)
         self._ready = threading.Event()
         self.host, self.port = host, port
+        self.audiosocket_port: int | None = None  # when the config enables AudioSocket (its listener starts right after)
         self._pump = threading.Thread(target=self._read_log, daemon=True)
         self._pump.start()
         deadline = time.monotonic() + start_timeout_s
@@ -52,7 +54,9 @@ class ServerProcess:
             if self._log_file is not None:
                 self._log_file.write(line)
                 self._log_file.flush()
-            if not self._ready.is_set() and (m := _LISTENING.search(line)):
+            if self.audiosocket_port is None and (m := _AUDIOSOCKET_LISTENING.search(line)):
+                self.audiosocket_port = int(m.group(2))
+            elif not self._ready.is_set() and (m := _LISTENING.search(line)):
                 self.host, self.port = m.group(1), int(m.group(2))
                 self._ready.set()
 

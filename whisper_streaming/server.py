@@ -19,7 +19,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .config import ServerConfig
 from .errors import AsrError, HandshakeError, RemoteProtocolError
@@ -43,7 +43,7 @@ from .session import (
 )
 from .vad import VadOptions
 
-__all__ = ["StreamingServer", "ServerStats", "vad_options_from_config", "session_options_from_config", "LINGER_S", "READ_CHUNK_BYTES"]
+__all__ = ["StreamingServer", "ServerStats", "vad_options_from_config", "session_options_from_config", "LINGER_S", "READ_CHUNK_BYTES", "finish_tasks"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,18 @@ class ServerStats:
     sentiment: SentimentTally = field(default_factory=SentimentTally)  # of the %R sent with a sentiment
 
 
+async def finish_tasks(tasks: list[asyncio.Task[Any]], timeout_s: float, what: str) -> None:
+    """Wait up to ``timeout_s`` for ``tasks`` (connections finishing), then cancel the rest."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for t in pending:
+        t.cancel()
+    if pending:
+        log.warning("shutdown timeout: aborted %d %s", len(pending), what)
+        await asyncio.wait(pending, timeout=2.0)
+
+
 class _ConnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         return f"[{self.extra['conn']}] {msg}", kwargs  # type: ignore[index]
@@ -116,6 +128,8 @@ class StreamingServer:
         self._stopping = False
         self._stopped = asyncio.Event()
         self.address: tuple[str, int] | None = None
+        self.extra_status: list[Callable[[], str]] = []  # more %C lines (other transports)
+        self.transports: list[Any] = []  # other transports on this backend: ``await t.shutdown()`` before it closes
 
     async def start(self) -> tuple[str, int]:
         """Bind and listen; returns ``(host, port)`` actually bound."""
@@ -144,6 +158,7 @@ class StreamingServer:
         errors = " ".join(f"{k}={v}" for k, v in sorted(self.stats.errors.items()))
         lines.append(f"errors: {errors or 'none'}")
         lines.append(f"sentiment: {self.stats.sentiment.summary().counts_text()}")
+        lines.extend(extra() for extra in self.extra_status)
         lines.append(f"tasks: {len(asyncio.all_tasks())}")
         return "\n".join(lines)
 
@@ -159,16 +174,12 @@ class StreamingServer:
         log.info("shutting down: %d sessions open", len(self._sessions))
         if self._server is not None:
             self._server.close()
+        others = [asyncio.ensure_future(t.shutdown()) for t in self.transports]
         for conn in list(self._connections):
             conn.begin_shutdown()
-        tasks = [c.task for c in self._connections if c.task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.config.server.shutdown_timeout_s)
-            for t in pending:
-                t.cancel()
-            if pending:
-                log.warning("shutdown timeout: aborted %d connections", len(pending))
-                await asyncio.wait(pending, timeout=2.0)
+        await finish_tasks([c.task for c in self._connections if c.task is not None], self.config.server.shutdown_timeout_s, "connections")
+        if others:
+            await asyncio.gather(*others, return_exceptions=True)
         await self.backend.close()
         if self.results_log is not None:
             self.results_log.close()
@@ -178,15 +189,18 @@ class StreamingServer:
     # ------------------------------------------------------------------ internals
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = _Connection(self, reader, writer, f"c{next(self._ids)}")
+        await self.serve(_Connection(self, reader, writer, f"c{next(self._ids)}"), self._connections)
+
+    async def serve(self, conn: _Connection, registry: set[Any]) -> None:
+        """Run one connection (of any transport) in the current task, listed in ``registry`` while it runs."""
         conn.task = asyncio.current_task()
-        self._connections.add(conn)
+        registry.add(conn)
         try:
             await conn.run()
         except Exception:  # noqa: BLE001 - a bug in one connection must not take the server down
             conn.log.exception("connection failed")
         finally:
-            self._connections.discard(conn)
+            registry.discard(conn)
             self._sessions.discard(conn)
             conn.abort()
 
