@@ -125,9 +125,10 @@ async def _fake_asterisk(port: int, frames: list[bytes], *, pace: float = PACE, 
     return last
 
 
-def _call(port: int, call_id: str, pcm: bytes) -> float:
+def _call(port: int, call_id: str, pcm: bytes, *, pace: float = 1.0) -> float:
+    """A whole call at real-time pace, as Asterisk sends it."""
     frames = [uuid_frame(call_id), *audio_frames(pcm, 8000, FRAME_MS), hangup_frame()]
-    return asyncio.run(_fake_asterisk(port, frames))
+    return asyncio.run(_fake_asterisk(port, frames, pace=pace))
 
 
 def test_call_results_reach_the_webhook_as_good_as_tcp_16khz(as_server: ServerProcess, receiver: Receiver) -> None:
