@@ -89,3 +89,11 @@ def assert_transcript(name: str, text: str) -> None:
     reference = (DATA / name).with_suffix(".txt").read_text(encoding="utf-8")
     wer = normalized_wer(reference, text)
     assert wer <= 0.15, f"WER {wer:.2f} for {name}: {text!r}"
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """PIDs of the server's ASR worker processes (spawned children; not the resource tracker)."""
+    children = []
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]

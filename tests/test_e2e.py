@@ -24,7 +24,7 @@ from whisper_streaming.errors import ServerError
 from whisper_streaming.process import REPO_ROOT, ServerProcess
 from whisper_streaming.protocol import MAGIC, Begin, Error, UserId, encode_packet
 
-from speech import DATA, JFK, LIBRI, assert_transcript, good_session, load_speech, raw_exchange, silence, speech_files
+from speech import DATA, JFK, LIBRI, assert_transcript, good_session, load_speech, raw_exchange, silence, speech_files, worker_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -258,12 +258,6 @@ def test_handshake_timeout_closes_without_reply(server: ServerProcess) -> None:
     assert 1.5 <= elapsed < 8  # handshake_timeout_s is 2 in the test config
 
 
-def _worker_pids(server_pid: int) -> list[int]:
-    children = []
-    for task in Path(f"/proc/{server_pid}/task").iterdir():
-        children += [int(c) for c in (task / "children").read_text().split()]
-    return [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # not the resource tracker
-
 
 def test_worker_killed_mid_utterance_is_restarted_and_retried(server: ServerProcess) -> None:
     """SIGKILL the ASR worker while it transcribes: the utterance is retried and its %R still arrives."""
@@ -279,7 +273,7 @@ def test_worker_killed_mid_utterance_is_restarted_and_retried(server: ServerProc
                 if "engine 0: busy" in await client.status():
                     break
                 await asyncio.sleep(0.02)
-            for pid in _worker_pids(server.pid):
+            for pid in worker_pids(server.pid):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
             results = await client.finish()
@@ -288,11 +282,11 @@ def test_worker_killed_mid_utterance_is_restarted_and_retried(server: ServerProc
             await client.close()
         return " ".join(r.text for r in results), status, killed
 
-    before = _worker_pids(server.pid)
+    before = worker_pids(server.pid)
     text, status, killed = asyncio.run(run())
     assert killed and killed[0] in before
     assert_transcript(JFK, text)
     restarts = int(re.search(r"worker restarts: (\d+)", status).group(1))
     assert restarts >= 1
-    after = _worker_pids(server.pid)
+    after = worker_pids(server.pid)
     assert after and not set(after) & set(killed)

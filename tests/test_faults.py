@@ -24,7 +24,7 @@ from whisper_streaming.errors import ServerError
 from whisper_streaming.process import ServerProcess
 from whisper_streaming.protocol import MAGIC, Audio, Begin, Error, Finish, Finished, PacketDecoder, Result, Role, StatusRequest, UserId, encode_packet
 
-from speech import JFK, LIBRI, assert_transcript, good_session, load_speech, normalized_wer, raw_exchange, silence
+from speech import JFK, LIBRI, assert_transcript, good_session, load_speech, normalized_wer, raw_exchange, silence, worker_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -342,12 +342,6 @@ def test_short_soak_no_leaks(server: ServerProcess) -> None:
     assert server.proc.poll() is None
 
 
-def _worker_pids(server_pid: int) -> list[int]:
-    children = []
-    for task in Path(f"/proc/{server_pid}/task").iterdir():
-        children += [int(c) for c in (task / "children").read_text().split()]
-    return [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-
 
 def test_utterance_whose_worker_dies_twice_fails_that_session_only(server: ServerProcess) -> None:
     """Kill the worker during an utterance and again during its retry: %E ASR_FAILED for that
@@ -366,7 +360,7 @@ def test_utterance_whose_worker_dies_twice_fails_that_session_only(server: Serve
                     if "engine 0: busy" in await client.status():
                         break
                     await asyncio.sleep(0.02)
-                for pid in _worker_pids(server.pid):
+                for pid in worker_pids(server.pid):
                     os.kill(pid, signal.SIGKILL)
                 kills += 1
                 await asyncio.sleep(0.05)
