@@ -102,6 +102,7 @@ def check_invariants(
         assert u.audio_start_sample >= prev_end, "samples appear in two utterances"
         assert u.audio_start_sample <= u.speech_start_sample < u.speech_end_sample <= audio_end(u)
         assert audio_end(u) <= len(signal)
+        assert audio_end(u) <= u.endpoint_sample <= len(signal), "emitted before its audio was complete"
         assert len(u.samples) <= opts.max_speech_s * opts.sample_rate_hz
         np.testing.assert_array_equal(u.samples, signal[u.audio_start_sample : audio_end(u)])
         if strict_tiling and u.end_reason is EndReason.MAX_LENGTH and i + 1 < len(utts):
@@ -227,8 +228,9 @@ def test_one_tone_between_silences() -> None:
     # WebRTC VAD keeps "speech" for a hangover of up to 5 x 30 ms after the sound stops.
     assert 1.9 <= u.end_s <= 2.2
     assert u.speech_start_sample - u.audio_start_sample >= 0.2 * RATE  # pre-roll
-    # Samples include the trailing silence that ended the utterance.
-    assert audio_end(u) - u.speech_end_sample == opts.silence_frames * opts.frame_samples
+    # Samples include trailing_ms after the last voiced frame, not the whole endpointing silence.
+    assert audio_end(u) - u.speech_end_sample == opts.trailing_samples == 0.18 * RATE
+    assert u.endpoint_sample == u.speech_end_sample + opts.silence_frames * opts.frame_samples
     assert u.duration_s == len(u.samples) / RATE
     assert u.audio_start_s == u.audio_start_sample / RATE
 
@@ -344,7 +346,11 @@ def test_max_length_respects_custom_limit() -> None:
     assert len(utts) == 4
     assert all(len(u.samples) == 2.5 * RATE for u in utts[:-1])
     assert [u.end_reason for u in utts] == [EndReason.MAX_LENGTH] * 3 + [EndReason.SILENCE]
-    assert audio_end(utts[-1]) == (30 + 300 + opts.silence_frames) * FS
+    assert audio_end(utts[-1]) == (30 + 300) * FS + opts.trailing_samples
+    assert utts[-1].endpoint_sample == (30 + 300 + opts.silence_frames) * FS
+    # a cut is decided when the cap is reached, after its cut point
+    for u in utts[:-1]:  # the first frame that takes the utterance past the cap
+        assert 0 < u.endpoint_sample - (u.audio_start_sample + int(2.5 * RATE)) <= FS
 
 
 def test_pause_spanning_the_cut_still_ends_after_silence_frames() -> None:
@@ -519,3 +525,129 @@ def test_jfk_chunked_equals_whole(jfk: np.ndarray) -> None:
     assert [key(u) for u in as_bytes] == [key(u) for u in whole]
     joined = np.concatenate([u.samples for u in whole])
     assert np.array_equal(np.concatenate([u.samples for u in chunked]), joined)
+
+
+# --------------------------------------------------------------------------- digital silence
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_digital_silence_ends_an_utterance_although_webrtc_calls_it_speech() -> None:
+    """Real files joined by 1 s of exact zeros: after the IVR prompt and the TTS sentence,
+    WebRTC VAD (mode 1) reports the whole second gap as speech; the -60 dBFS floor ends the
+    utterance there, so every file is its own utterance."""
+    from whisper_streaming.audio import load_pcm16
+
+    parts = [load_pcm16(DATA / "tel" / "asterisk_core_en_tt-allbusy.wav", sample_rate_hz=RATE),
+             load_pcm16(DATA / "sentiment" / "tts_positive_en.wav", sample_rate_hz=RATE), load_pcm16(JFK_WAV, sample_rate_hz=RATE)]
+    gap = silence(1.0)
+    sig = np.concatenate([parts[0], gap, parts[1], gap, parts[2], gap])
+    second_gap = slice(len(parts[0]) + len(gap) + len(parts[1]), len(parts[0]) + 2 * len(gap) + len(parts[1]))
+    assert not sig[second_gap].any()
+
+    raw = run(sig, VadOptions(silence_floor_dbfs=None))
+    gated = run(sig, VadOptions())
+    check_invariants(gated, sig, VadOptions())
+    # without the floor the second gap is "speech": the TTS sentence and JFK become one utterance
+    assert any(u.audio_start_sample < second_gap.start and audio_end(u) > second_gap.stop for u in raw)
+    # with it, no utterance spans a gap, and each file's speech is inside one utterance
+    for u in gated:
+        assert not (u.speech_start_sample < second_gap.start and u.speech_end_sample > second_gap.stop)
+    starts = [0, len(parts[0]) + len(gap), second_gap.stop]
+    for start, part in zip(starts, parts):
+        assert any(u.speech_start_sample < start + len(part) and u.speech_end_sample > start for u in gated)
+
+
+def test_frames_below_the_floor_are_unvoiced_whatever_the_classifier_says() -> None:
+    always = lambda frame, rate: True  # noqa: E731
+    quiet = (np.random.default_rng(1).integers(-15, 16, 20 * FS)).astype(np.int16)  # about -67 dBFS
+    sig = np.concatenate([from_pattern(_LEAD + "#" * 20), quiet, from_pattern("#" * 20 + "." * 20)])
+    gated = run(sig, VadOptions(), is_speech=always)
+    assert [u.end_reason for u in gated] == [EndReason.SILENCE, EndReason.SILENCE]
+    assert len(run(sig, VadOptions(silence_floor_dbfs=None), is_speech=always)) == 1  # never ends: one FLUSH
+    with pytest.raises(UsageError, match="silence_floor_dbfs"):
+        VadOptions(silence_floor_dbfs=3.0)
+
+
+# --------------------------------------------------------------------------- tentative utterance
+
+
+def _feed_frames(seg: VadSegmenter, sig: np.ndarray) -> list[tuple[int, Utterance | None, list[Utterance]]]:
+    """Feed one frame at a time; after each, (samples fed, tentative, emitted)."""
+    trace = []
+    for i in range(0, len(sig), FS):
+        emitted = seg.feed(sig[i : i + FS])
+        trace.append((i + FS, seg.tentative, emitted))
+    return trace
+
+
+def test_tentative_is_offered_once_the_trailing_audio_is_in_and_equals_the_emitted_utterance() -> None:
+    opts = VadOptions()
+    sig = from_pattern(_LEAD + "#" * 40 + "." * 30)
+    seg = VadSegmenter(opts, is_speech=energy_vad)
+    trace = _feed_frames(seg, sig)
+    speech_end = (len(_LEAD) + 40) * FS
+    offered = [(fed, t) for fed, t, _ in trace if t is not None]
+    (emitted,) = [u for _, _, e in trace for u in e]
+    # first offered when trailing_ms (6 frames) of silence followed the speech, until the endpoint
+    assert offered[0][0] == speech_end + opts.trailing_samples
+    assert offered[-1][0] == speech_end + (opts.silence_frames - 1) * FS
+    assert len({id(t) for _, t in offered}) == 1  # cached, not rebuilt per frame
+    t = offered[0][1]
+    assert (t.index, t.audio_start_sample, t.speech_start_sample, t.speech_end_sample) == (
+        emitted.index, emitted.audio_start_sample, emitted.speech_start_sample, emitted.speech_end_sample)
+    np.testing.assert_array_equal(t.samples, emitted.samples)
+    assert t.endpoint_sample == emitted.endpoint_sample == speech_end + opts.silence_frames * FS
+    assert seg.tentative is None  # after the endpoint
+
+
+def test_tentative_is_withdrawn_when_speech_resumes_before_the_endpoint() -> None:
+    sig = from_pattern(_LEAD + "#" * 20 + "." * 10 + "#" * 20 + "." * 20)
+    seg = VadSegmenter(VadOptions(), is_speech=energy_vad)
+    trace = _feed_frames(seg, sig)
+    first_pause_end = (len(_LEAD) + 30) * FS
+    offered_in_pause = [t for fed, t, _ in trace if fed <= first_pause_end and t is not None]
+    assert offered_in_pause  # the 300 ms pause is longer than trailing_ms
+    assert trace[len(_LEAD) + 31][1] is None  # voiced again: withdrawn
+    (emitted,) = [u for _, _, e in trace for u in e]
+    assert emitted.speech_end_sample == (len(_LEAD) + 50) * FS  # one utterance over the pause
+    assert len(emitted.samples) > len(offered_in_pause[0].samples)
+
+
+def test_tentative_matches_flush_and_is_none_when_the_cap_comes_first() -> None:
+    sig = from_pattern(_LEAD + "#" * 40 + "." * 8)
+    seg = VadSegmenter(VadOptions(), is_speech=energy_vad)
+    seg.feed(sig)
+    t = seg.tentative
+    assert t is not None
+    (flushed,) = seg.flush()
+    assert flushed.end_reason is EndReason.FLUSH
+    np.testing.assert_array_equal(t.samples, flushed.samples)
+    assert t.audio_start_sample == flushed.audio_start_sample and t.index == flushed.index
+    # 9.9 s of speech: the cap (10 s) is reached before the endpoint, so nothing is offered
+    seg = VadSegmenter(VadOptions(), is_speech=energy_vad)
+    seg.feed(from_pattern(_LEAD + "#" * 320 + "." * 8))
+    assert seg.tentative is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(pattern=st.text(alphabet="#.", min_size=1, max_size=200), chunk=st.integers(1, 3000))
+def test_tentative_never_differs_from_what_is_emitted(pattern: str, chunk: int) -> None:
+    """Any pattern, any chunking: a tentative utterance seen after one feed() and not withdrawn
+    by the next is exactly the utterance that feed() emits (or a later one has a new index)."""
+    sig = from_pattern(_LEAD + pattern + "." * 20)
+    seg = VadSegmenter(VadOptions(), is_speech=energy_vad)
+    last: Utterance | None = None
+    for i in range(0, len(sig), chunk):
+        emitted = seg.feed(sig[i : i + chunk])
+        now = seg.tentative
+        for u in emitted:
+            if last is not None and u.index == last.index and (now is None or now.index != last.index):
+                if len(u.samples) == len(last.samples):  # the endpoint confirmed it
+                    np.testing.assert_array_equal(last.samples, u.samples)
+                    assert (u.audio_start_sample, u.speech_end_sample, u.endpoint_sample) == (
+                        last.audio_start_sample, last.speech_end_sample, last.endpoint_sample)
+                else:  # speech resumed inside this chunk: the utterance grew past the tentative end
+                    assert u.speech_end_sample > last.speech_end_sample
+        last = now

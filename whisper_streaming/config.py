@@ -276,6 +276,15 @@ class VadConfig(BaseModel):
     min_speech_ms: Annotated[StrictInt, Field(ge=0, le=5000)] = 150
     """Utterances with less voiced audio than this (milliseconds) are dropped."""
 
+    trailing_ms: Annotated[StrictInt, Field(ge=0, le=30000)] = 180
+    """Audio kept after an utterance's last voiced frame (ms; at most the endpointing silence is
+    used).  Once that much silence is in, the utterance can be transcribed speculatively while
+    the endpoint is awaited (``VadOptions.trailing_ms``)."""
+
+    silence_floor_dbfs: Optional[Annotated[_Float, Field(ge=-120.0, le=0.0)]] = -60.0
+    """Frames quieter than this RMS level (dBFS) are never speech, whatever WebRTC VAD says
+    (it can report exact digital silence as speech; see ``VadOptions``); ``None`` = off."""
+
     @field_validator("start_voiced_frames")
     @classmethod
     def _check_start_voiced(cls, value: int, info: ValidationInfo) -> int:

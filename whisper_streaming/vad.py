@@ -79,6 +79,23 @@ class VadOptions:
         start_voiced_frames: an utterance starts when at least this many (1 ..
             ``start_window_frames``) of the last ``start_window_frames`` frames are voiced.
         min_speech_ms: utterances with less voiced audio than this (ms, >= 0) are discarded.
+        trailing_ms: audio (ms, >= 0; at most ``silence_frames * frame_ms`` is used) kept after the last
+            voiced frame of an utterance that ends in silence or at the end of the stream; the
+            rest of the endpointing silence is not part of any utterance.  Once that much
+            silence has followed the speech the utterance's audio is final, so
+            :attr:`VadSegmenter.tentative` can offer it for transcription before the endpoint
+            is reached (speculative decoding); WebRTC VAD already counts up to 7 frames of
+            hangover as voiced (``kOverHangMax2`` in ``vad_core.c``), so the words' ends are in.
+        silence_floor_dbfs: a frame whose RMS level is below this (dBFS, -120..0; full scale
+            = RMS 32768) is unvoiced whatever the detector says; ``None`` trusts the detector.
+            Why: after some utterances WebRTC VAD keeps reporting speech through exact
+            digital silence (all-zero samples, as a muted phone or a PBX without RTP sends)
+            far longer than its documented hangover (at most 7 frames of 30 ms in modes 0-1,
+            ``kOverHangMax2`` in ``vad_core.c``).  Measured with py-webrtcvad on the 31 files
+            of ``shared/data/speech/en`` joined by 1 s all-zero gaps: 3 of 30 gaps were
+            "speech" from end to end in modes 0 and 1 (1 in mode 2), joining those files into
+            one utterance; with the floor, none.  -60 dBFS is far below speech (read speech is
+            about -20 to -30 dBFS) and at or below the noise floor of a quiet line.
 
     Raises:
         UsageError: if any field is invalid; the message lists every problem.
@@ -93,6 +110,8 @@ class VadOptions:
     start_window_frames: int = 10
     start_voiced_frames: int = 3
     min_speech_ms: int = 150
+    silence_floor_dbfs: float | None = -60.0
+    trailing_ms: int = 180
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -119,6 +138,13 @@ class VadOptions:
             )
         if not _is_int(self.min_speech_ms) or self.min_speech_ms < 0:
             problems.append(f"min_speech_ms must be an int >= 0, got {self.min_speech_ms!r}")
+        if not _is_int(self.trailing_ms) or self.trailing_ms < 0:
+            problems.append(f"trailing_ms must be an int >= 0, got {self.trailing_ms!r}")
+        floor = self.silence_floor_dbfs
+        if floor is not None and (
+            not isinstance(floor, (int, float)) or isinstance(floor, bool) or not math.isfinite(floor) or not -120.0 <= floor <= 0.0
+        ):
+            problems.append(f"silence_floor_dbfs must be None or a number in -120..0, got {floor!r}")
         max_ok = (
             isinstance(self.max_speech_s, (int, float))
             and not isinstance(self.max_speech_s, bool)
@@ -153,6 +179,18 @@ class VadOptions:
         return int(math.floor(self.max_speech_s * self.sample_rate_hz))
 
     @property
+    def silence_floor_energy(self) -> float | None:
+        """``silence_floor_dbfs`` as a sum of squared int16 samples over one frame (``None``: off)."""
+        if self.silence_floor_dbfs is None:
+            return None
+        return self.frame_samples * (32768.0 * 10.0 ** (self.silence_floor_dbfs / 20.0)) ** 2
+
+    @property
+    def trailing_samples(self) -> int:
+        """``trailing_ms`` in samples, at most the endpointing silence."""
+        return min(self.sample_rate_hz * self.trailing_ms // 1000, self.silence_frames * self.frame_samples)
+
+    @property
     def min_speech_samples(self) -> int:
         """Minimum voiced audio of an emitted utterance, in samples."""
         return self.sample_rate_hz * self.min_speech_ms // 1000
@@ -180,10 +218,17 @@ class Utterance:
         speech_start_sample: start of the first voiced frame (``>= audio_start_sample``).
         speech_end_sample: end (exclusive) of the last voiced frame
             (``<= audio_start_sample + len(samples)``).
-        samples: int16 array of shape ``(n,)``, mono, read-only; includes the pre-roll and
-            any trailing silence.
+        samples: int16 array of shape ``(n,)``, mono, read-only; includes the pre-roll and,
+            when the utterance ended in silence or at the end of the stream, at most
+            ``trailing_ms`` after the last voiced frame.
         sample_rate_hz: sample rate in Hz.
         end_reason: why the utterance ended.
+        endpoint_sample: the stream position at which the segmenter decided the utterance was
+            over (it could not have been emitted earlier): for ``SILENCE`` the end of the
+            ``silence_frames``-th unvoiced frame, for ``MAX_LENGTH`` where the length cap was
+            reached (after the cut point, which lies in a pause), for ``FLUSH`` the end of the
+            stream.  ``-1`` when unknown (utterances built by hand).  Latency is measured from
+            here (``bench/stream_bench.py``).
     """
 
     index: int
@@ -193,6 +238,7 @@ class Utterance:
     samples: np.ndarray
     sample_rate_hz: int
     end_reason: EndReason
+    endpoint_sample: int = -1
 
     @property
     def start_s(self) -> float:
@@ -247,6 +293,9 @@ class VadSegmenter:
         self._window = options.start_window_frames
         self._need_voiced = options.start_voiced_frames
         self._silence_frames = options.silence_frames
+        self._floor_energy = options.silence_floor_energy
+        self._trailing = options.trailing_samples
+        self._trailing_frames = -(-self._trailing // self._fs)  # unvoiced frames that complete the audio
 
         self._closed = False
         self._received = 0
@@ -271,6 +320,8 @@ class VadSegmenter:
         self._audio_start = 0
         self._end = 0  # absolute end (exclusive) of the utterance's audio
         self._silence_run = 0
+        self._voiced_end = 0  # absolute end of the last voiced frame of the utterance
+        self._tentative_cache: tuple[tuple[int, int, int], Utterance] | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -288,6 +339,33 @@ class VadSegmenter:
     def in_speech(self) -> bool:
         """True while an utterance is in progress (triggered and not yet ended)."""
         return self._triggered
+
+    @property
+    def tentative(self) -> Utterance | None:
+        """The utterance that the endpoint will emit, as soon as its audio is final; else None.
+
+        Once ``trailing_ms`` of unvoiced frames have followed the speech, the audio of the
+        utterance in progress can no longer change unless a voiced frame arrives before the
+        endpoint (then this goes back to None, and the utterance continues).  The returned
+        object equals, sample for sample and with the same ``index``, the one that
+        :meth:`feed` will emit (or :meth:`flush`, with ``end_reason`` FLUSH) if no voiced
+        frame comes first.  None also when the length cap would cut the utterance first.
+        Meant for speculative transcription: start decoding ``silence_frames * frame_ms -
+        trailing_ms`` before the endpoint, keep the result if the endpoint confirms it.
+        Cheap to poll after every :meth:`feed` (cached until it changes).
+        """
+        if not self._triggered or self._silence_run < max(1, self._trailing_frames) or self._voiced_end <= self._audio_start:
+            return None
+        endpoint = self._voiced_end + self._silence_frames * self._fs
+        if endpoint - self._audio_start > self._max:
+            return None  # the cap is reached before the endpoint: a MAX_LENGTH cut comes instead
+        key = (self._next_index, self._audio_start, self._trail_end())
+        if self._tentative_cache is None or self._tentative_cache[0] != key:
+            utterance = self._build(key[2], EndReason.SILENCE, endpoint, self._next_index)
+            if utterance is None:
+                return None
+            self._tentative_cache = (key, utterance)
+        return self._tentative_cache[1]
 
     @property
     def closed(self) -> bool:
@@ -344,7 +422,7 @@ class VadSegmenter:
             if self._pending.size:
                 self._append(self._pending, False)
                 self._cut_to_max(out)
-            self._emit(self._end, EndReason.FLUSH, out)
+            self._emit(self._trail_end(), EndReason.FLUSH, out)
             self._triggered = False
         self._pending = np.zeros(0, dtype=np.int16)
         self._frames, self._flags = [], []
@@ -370,7 +448,10 @@ class VadSegmenter:
         raise UsageError(f"PCM must be bytes or a 1-D int16 numpy array, got {type(pcm).__name__}")
 
     def _process_frame(self, frame: np.ndarray, out: list[Utterance]) -> None:
-        voiced = bool(self._is_speech(frame.tobytes(), self._rate))
+        voiced = bool(self._is_speech(frame.tobytes(), self._rate))  # always called: it adapts to the noise
+        if voiced and self._floor_energy is not None and frame.size == self._fs:
+            x = frame.astype(np.float64)
+            voiced = float(np.dot(x, x)) >= self._floor_energy
         frame_start = self._next_frame_start
         self._next_frame_start += self._fs
         if self._triggered:
@@ -378,7 +459,7 @@ class VadSegmenter:
             self._silence_run = 0 if voiced else self._silence_run + 1
             self._cut_to_max(out)
             if self._silence_run >= self._silence_frames:
-                self._emit(self._end, EndReason.SILENCE, out)
+                self._emit(self._trail_end(), EndReason.SILENCE, out)
                 self._reset_idle()
             return
 
@@ -411,6 +492,7 @@ class VadSegmenter:
         self._audio_start = audio_start
         self._end = self._hist_start + n * self._fs
         self._silence_run = 0  # the frame that triggered is voiced
+        self._voiced_end = self._end
         self._triggered = True
         self._hist.clear()
         self._hist_flags.clear()
@@ -426,6 +508,8 @@ class VadSegmenter:
         self._frames.append(frame)
         self._flags.append(voiced)
         self._end += frame.size
+        if voiced:
+            self._voiced_end = self._end
 
     def _frame_bounds(self, k: int) -> tuple[int, int]:
         """Absolute [start, end) of frame k of the current utterance, clipped to its audio."""
@@ -465,8 +549,12 @@ class VadSegmenter:
             # _silence_run is unchanged: it counts consecutive unvoiced frames of the stream,
             # and a pause that spans the cut still ends the (new) utterance on time.
 
-    def _emit(self, end: int, reason: EndReason, out: list[Utterance]) -> None:
-        """Emit the current utterance's audio [audio_start, end) unless it has too little speech."""
+    def _trail_end(self) -> int:
+        """End of the audio of an utterance that ends now in silence: ``trailing_ms`` after its last voiced frame."""
+        return max(self._audio_start, min(self._end, self._voiced_end + self._trailing))
+
+    def _build(self, end: int, reason: EndReason, endpoint: int, index: int) -> Utterance | None:
+        """The current utterance's audio [audio_start, end), or None if it has too little speech."""
         voiced = 0
         speech_start: int | None = None
         speech_end = 0
@@ -483,19 +571,27 @@ class VadSegmenter:
                     speech_start = s
                 speech_end = e
         if speech_start is None or voiced < self._min_voiced:
-            return
+            return None
         offset = self._audio_start - self._first_frame_start
         audio = np.concatenate(self._frames[: last_k + 1])[offset : end - self._first_frame_start]
         audio.setflags(write=False)
-        out.append(
-            Utterance(
-                index=self._next_index,
-                audio_start_sample=self._audio_start,
-                speech_start_sample=speech_start,
-                speech_end_sample=speech_end,
-                samples=audio,
-                sample_rate_hz=self._rate,
-                end_reason=reason,
-            )
+        return Utterance(
+            index=index,
+            audio_start_sample=self._audio_start,
+            speech_start_sample=speech_start,
+            speech_end_sample=speech_end,
+            samples=audio,
+            sample_rate_hz=self._rate,
+            end_reason=reason,
+            endpoint_sample=endpoint,
         )
-        self._next_index += 1
+
+    def _emit(self, end: int, reason: EndReason, out: list[Utterance]) -> None:
+        """Emit the current utterance's audio [audio_start, end) unless it has too little speech.
+
+        Called when the endpoint is decided, so the endpoint is the current stream position.
+        """
+        utterance = self._build(end, reason, self._end, self._next_index)
+        if utterance is not None:
+            out.append(utterance)
+            self._next_index += 1
