@@ -24,7 +24,7 @@ from whisper_streaming.errors import ServerError
 from whisper_streaming.process import REPO_ROOT, ServerProcess
 from whisper_streaming.protocol import MAGIC, Begin, Error, UserId, encode_packet
 
-from speech import DATA, JFK, LIBRI, assert_transcript, good_session, load_speech, raw_exchange, silence, speech_files, worker_pids
+from speech import DATA, E2E_CONFIG, JFK, LIBRI, assert_transcript, good_session, load_speech, raw_exchange, silence, speech_files, worker_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -100,6 +100,37 @@ def test_status_during_streaming(server: ServerProcess) -> None:
     assert re.search(r"^sessions: [1-4]/4$", status, re.M), status
     assert re.search(r"^utterances queued: \d+$", status, re.M), status
     assert_transcript(JFK, text)
+
+
+def _speculation_counts(port: int) -> tuple[int, int]:
+    async def run() -> str:
+        client = await AsyncStreamingClient.connect("127.0.0.1", port, user_id="spec-status")
+        try:
+            return await asyncio.wait_for(client.status(), 5)
+        finally:
+            await client.close()
+
+    m = re.search(r"^speculative transcriptions: started (\d+), used (\d+)$", asyncio.run(run()), re.M)
+    assert m is not None
+    return int(m[1]), int(m[2])
+
+
+def test_speculative_transcription_is_used_at_low_load(server: ServerProcess, tmp_path: Path) -> None:
+    """Two workers, one session: an utterance goes to a worker once its trailing audio is in
+    (before the 480 ms endpoint) and the endpoint's Transcribe takes that job over.  With one
+    worker (the shared test server) nothing is speculated: a withdrawn speculation could hold
+    the only worker."""
+    config = tmp_path / "two_workers.yaml"
+    config.write_text(E2E_CONFIG.replace("channel: 1", "channel: 2"), encoding="utf-8")
+    with ServerProcess(config=config, log_path=tmp_path / "server.log") as two:
+        text = asyncio.run(good_session(two.port, LIBRI, speed=1.0, user="spec"))
+        started, used = _speculation_counts(two.port)
+    assert_transcript(LIBRI, text)
+    assert used >= 1 and started >= used, (started, used)
+
+    before = _speculation_counts(server.port)
+    assert_transcript(JFK, asyncio.run(good_session(server.port, JFK, speed=1.0, user="spec1")))
+    assert _speculation_counts(server.port) == before
 
 
 def test_status_before_login(server: ServerProcess) -> None:

@@ -27,6 +27,8 @@ from whisper_streaming.protocol import (
     Welcome,
 )
 from whisper_streaming.session import (
+    CancelSpeculation,
+    Speculate,
     Close,
     Send,
     Session,
@@ -66,6 +68,7 @@ class FakeSegmenter:
     at_flush: list[Utterance] = field(default_factory=list)
     fed: list[bytes] = field(default_factory=list)
     flushed: bool = False
+    tentative: Utterance | None = None  # what the session may speculate on after a feed
 
     def feed(self, pcm: bytes) -> list[Utterance]:
         assert not self.flushed, "feed after flush"
@@ -867,3 +870,86 @@ def test_stream_limit_scales_with_the_stream_rate() -> None:
     actions = h.rx(Audio(b"\xd5" * 9000))  # 1.125 s at 8 kHz
     assert actions[0] == StreamAudio(audio_format.decode(b"\xd5" * 8000, "alaw").astype("<i2").tobytes())
     assert actions[-1] == Close("STREAM_TOO_LONG")
+
+
+# ---------------------------------------------------------------------------- speculation
+
+
+def _kinds(actions) -> list[str]:
+    return [type(a).__name__ for a in actions]
+
+
+def test_tentative_utterance_is_offered_once_then_claimed_by_its_transcribe() -> None:
+    h = Harness().streaming()
+    u = utt(1.0, 2.0)
+    h.seg.tentative = u
+    actions = h.rx(Audio(PCM))
+    assert _kinds(actions) == ["StreamAudio", "Speculate"]
+    spec = actions[1]
+    assert spec.utterance is u and spec.stream_index == 0 and spec.sentiment is False
+    assert h.rx(Audio(PCM)) == [StreamAudio(PCM)]  # still the same tentative: nothing new
+    h.seg.tentative = None
+    h.seg.cut = [u]  # the endpoint confirms it
+    actions = h.rx(Audio(PCM))
+    assert _kinds(actions) == ["StreamAudio", "Transcribe"]
+    t = actions[1]
+    assert t.claims == spec.key and t.ticket != spec.key
+    assert h.session.transcription_done(t.ticket, "hello") == [Send(Result(1.0, 2.0, "hello"), ResultContext(0, ""))]
+
+
+def test_speculation_is_cancelled_when_speech_resumes_or_the_utterance_differs() -> None:
+    h = Harness().streaming()
+    h.seg.tentative = utt(1.0, 2.0)
+    spec = h.rx(Audio(PCM))[1]
+    h.seg.tentative = None  # a voiced frame came back
+    assert h.rx(Audio(PCM)) == [StreamAudio(PCM), CancelSpeculation(spec.key)]
+    h.seg.tentative = utt(1.0, 3.0)  # a longer one, later
+    spec2 = h.rx(Audio(PCM))[1]
+    assert isinstance(spec2, Speculate) and spec2.key != spec.key
+    h.seg.tentative = None
+    longer = utt(1.0, 3.5)  # e.g. cut by the cap instead: other audio
+    h.seg.cut = [longer]
+    actions = h.rx(Audio(PCM))
+    assert _kinds(actions) == ["StreamAudio", "CancelSpeculation", "Transcribe"]
+    assert actions[1].key == spec2.key and actions[2].claims is None
+
+
+def test_speculation_at_finish_is_claimed_by_the_flushed_utterance_or_cancelled() -> None:
+    h = Harness().streaming()
+    u = utt(1.0, 2.0)
+    h.seg.tentative = u
+    spec = h.rx(Audio(PCM))[1]
+    h.seg.at_flush = [u]
+    actions = h.rx(Finish())
+    assert _kinds(actions)[:2] == ["Transcribe", "StreamEnded"] and actions[0].claims == spec.key
+    h2 = Harness().streaming()
+    h2.seg.tentative = utt(1.0, 2.0)
+    spec = h2.rx(Audio(PCM))[1]
+    actions = h2.rx(Finish())  # flush emits nothing (e.g. too little speech)
+    assert actions[0] == CancelSpeculation(spec.key) and Send(Finished()) in actions
+
+
+def test_speculation_is_cancelled_when_the_session_fails() -> None:
+    h = Harness().streaming()
+    h.seg.tentative = utt(1.0, 2.0)
+    spec = h.rx(Audio(PCM))[1]
+    actions = h.rx(UserId("again"))
+    assert actions[0] == CancelSpeculation(spec.key)
+    assert_error(actions[1:], "DUPLICATE_USER")
+
+
+def test_real_segmenter_speculation_matches_the_cut() -> None:
+    """With the real VadSegmenter (fake classifier): one Speculate during the pause, claimed by the cut."""
+    s = real_vad_session()
+    s.receive_packet(UserId("alice"))
+    s.receive_packet(Begin())
+    actions = []
+    pcm = speech_pcm(40, silent_frames_before=30, silent_frames_after=30)
+    for i in range(0, len(pcm), 960):
+        actions += s.receive_packet(Audio(pcm[i : i + 960]))
+    specs = [a for a in actions if isinstance(a, Speculate)]
+    (t,) = [a for a in actions if isinstance(a, Transcribe)]
+    assert len(specs) == 1 and not any(isinstance(a, CancelSpeculation) for a in actions)
+    assert t.claims == specs[0].key
+    np.testing.assert_array_equal(specs[0].utterance.samples, t.utterance.samples)
+    assert actions.index(specs[0]) < actions.index(t)

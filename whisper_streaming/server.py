@@ -8,6 +8,15 @@ enforces timeouts and connection limits, and carries out the session's actions.
 Closing after an error uses a lingering close (shut down our sending side, then read and
 discard for up to :data:`LINGER_S` until the peer closes): closing a socket with unread
 input makes the kernel send RST, which can destroy the ``%E`` the peer has not read yet.
+
+Speculative transcription: when the session offers a tentative utterance (its audio is final,
+the endpoint is still ``silence_frames * frame_ms - trailing_ms`` away) while nothing is
+queued and at least two workers are idle, the utterance is submitted at once; the
+:class:`Transcribe` that confirms it takes the job over, so the result is ready up to that
+much sooner.  A speculation that is withdrawn (speech resumed) cannot stop a job that already
+runs, so one worker is always left for confirmed utterances: with ``model.channel: 1``
+nothing is speculated, and under load (no two idle workers) neither, so speculation costs no
+throughput when the machine is busy.
 """
 
 from __future__ import annotations
@@ -25,16 +34,18 @@ from .config import ServerConfig
 from .errors import AsrError, HandshakeError, RemoteProtocolError
 from .options import StreamOptions
 from .pcm_save import PcmRecorder, PcmStreamWriter
-from .pool import AsrBackend
+from .pool import AsrBackend, EngineState
 from .protocol import MAGIC, Error, PacketDecoder, Result, Role, Status, Summary, encode_packet
 from .results_log import ResultsLog, result_record
 from .sentiment_stats import SentimentTally
 from .session import (
     Action,
+    CancelSpeculation,
     Close,
     Send,
     Session,
     SessionOptions,
+    Speculate,
     StatusRequested,
     StreamAudio,
     StreamEnded,
@@ -64,6 +75,8 @@ def vad_options_from_config(config: ServerConfig) -> VadOptions:
         start_window_frames=v.start_window_frames,
         start_voiced_frames=v.start_voiced_frames,
         min_speech_ms=v.min_speech_ms,
+        silence_floor_dbfs=v.silence_floor_dbfs,
+        trailing_ms=v.trailing_ms,
     )
 
 
@@ -91,6 +104,8 @@ class ServerStats:
     sessions_rejected: int = 0
     handshake_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # %E reasons sent
+    speculations_started: int = 0  # tentative utterances submitted before their endpoint
+    speculations_used: int = 0  # ... whose result became a final result
     sentiment: SentimentTally = field(default_factory=SentimentTally)  # of the %R sent with a sentiment
 
 
@@ -158,6 +173,7 @@ class StreamingServer:
         errors = " ".join(f"{k}={v}" for k, v in sorted(self.stats.errors.items()))
         lines.append(f"errors: {errors or 'none'}")
         lines.append(f"sentiment: {self.stats.sentiment.summary().counts_text()}")
+        lines.append(f"speculative transcriptions: started {self.stats.speculations_started}, used {self.stats.speculations_used}")
         lines.extend(extra() for extra in self.extra_status)
         lines.append(f"tasks: {len(asyncio.all_tasks())}")
         return "\n".join(lines)
@@ -244,6 +260,7 @@ class _Connection:
         self._closing: str | None = None
         self._input_stopped = False
         self._pcm: PcmStreamWriter | None = None
+        self._speculations: dict[int, asyncio.Future[Any]] = {}  # Speculate.key -> running transcription
         self._close_requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # -------------------------------------------------------------- lifecycle
@@ -395,6 +412,9 @@ class _Connection:
 
     def abort(self) -> None:
         self._close_pcm()
+        for future in self._speculations.values():
+            future.cancel()
+        self._speculations.clear()
         if not self.writer.is_closing():
             self.writer.close()
 
@@ -418,6 +438,8 @@ class _Connection:
         for action in actions:
             if isinstance(action, Transcribe):
                 await self._transcribe(action)
+            elif isinstance(action, Speculate):
+                await self._speculate(action)
             else:
                 self._run_sync_action(action)
 
@@ -425,6 +447,8 @@ class _Connection:
         for action in actions:
             if isinstance(action, Transcribe):  # only from shutdown/flush; queue without waiting
                 asyncio.get_running_loop().create_task(self._transcribe(action))
+            elif isinstance(action, Speculate):
+                pass  # optional, and never produced outside the audio path
             else:
                 self._run_sync_action(action)
 
@@ -447,6 +471,10 @@ class _Connection:
                                                             sample_rate_hz=action.sample_rate_hz)
         elif isinstance(action, StreamEnded):
             self._close_pcm()
+        elif isinstance(action, CancelSpeculation):
+            future = self._speculations.pop(action.key, None)
+            if future is not None:
+                future.cancel()  # dropped if still queued; a running job finishes unused
         elif isinstance(action, Close):
             self._request_close(action.reason)
 
@@ -460,14 +488,33 @@ class _Connection:
             results_log.write(result_record(session_id=self.conn_id, user_id=self.session.user_id, stream_index=action.context.stream_index,
                                             result=result, language=action.context.language))
 
-    async def _transcribe(self, action: Transcribe) -> None:
-        pcm = action.asr_samples().astype("<i2").tobytes()  # 16 kHz s16le for the ASR
-        try:
-            future = await self.server.backend.submit(self.conn_id, pcm, sentiment=action.sentiment)
-        except AsrError as exc:
-            self.log.error("cannot queue utterance: %s", exc)
-            self._run_sync_actions(self.session.transcription_failed(action.ticket))
+    def _backend_idle(self) -> bool:
+        """Room for a speculation: nothing queued and two idle workers (one stays free for confirmed work)."""
+        status = self.server.backend.status()
+        return status.utterances_queued == 0 and sum(state is EngineState.IDLE for state in status.engines) >= 2
+
+    async def _speculate(self, action: Speculate) -> None:
+        if not self._backend_idle():
             return
+        pcm = action.asr_samples().astype("<i2").tobytes()
+        try:
+            self._speculations[action.key] = await self.server.backend.submit(self.conn_id, pcm, sentiment=action.sentiment)
+        except AsrError:
+            return  # the confirmed utterance will be submitted (and fail) normally
+        self.server.stats.speculations_started += 1
+
+    async def _transcribe(self, action: Transcribe) -> None:
+        future = self._speculations.pop(action.claims, None) if action.claims is not None else None
+        if future is not None and not future.cancelled():
+            self.server.stats.speculations_used += 1
+        else:
+            pcm = action.asr_samples().astype("<i2").tobytes()  # 16 kHz s16le for the ASR
+            try:
+                future = await self.server.backend.submit(self.conn_id, pcm, sentiment=action.sentiment)
+            except AsrError as exc:
+                self.log.error("cannot queue utterance: %s", exc)
+                self._run_sync_actions(self.session.transcription_failed(action.ticket))
+                return
         ticket = action.ticket
 
         def done(fut: asyncio.Future[Any]) -> None:

@@ -68,6 +68,8 @@ __all__ = [
     "ResultContext",
     "Send",
     "Transcribe",
+    "Speculate",
+    "CancelSpeculation",
     "StreamStarted",
     "StreamAudio",
     "StreamEnded",
@@ -122,18 +124,53 @@ class Send:
     context: ResultContext | None = field(default=None, compare=False)
 
 
+class _UtteranceAudio:
+    utterance: Utterance
+
+    def asr_samples(self) -> np.ndarray:
+        """The utterance's int16 samples at 16 kHz (resampled when the stream is at another rate)."""
+        return audio_format.resample(self.utterance.samples, self.utterance.sample_rate_hz, audio_format.ASR_SAMPLE_RATE_HZ)
+
+
 @dataclass(frozen=True, eq=False)
-class Transcribe:
-    """Transcribe ``utterance``; report back with its ``ticket`` (with a sentiment if ``sentiment``)."""
+class Transcribe(_UtteranceAudio):
+    """Transcribe ``utterance``; report back with its ``ticket`` (with a sentiment if ``sentiment``).
+
+    ``claims``: the key of an earlier :class:`Speculate` for exactly this audio; a transport
+    that acted on it uses that transcription instead of starting another (and must still
+    report it under ``ticket``).
+    """
 
     ticket: int
     utterance: Utterance
     stream_index: int
     sentiment: bool = False
+    claims: int | None = None
 
-    def asr_samples(self) -> np.ndarray:
-        """The utterance's int16 samples at 16 kHz (resampled when the stream is at another rate)."""
-        return audio_format.resample(self.utterance.samples, self.utterance.sample_rate_hz, audio_format.ASR_SAMPLE_RATE_HZ)
+
+@dataclass(frozen=True, eq=False)
+class Speculate(_UtteranceAudio):
+    """Optional: transcribe ``utterance`` now, before its endpoint is confirmed.
+
+    The VAD's tentative utterance (:attr:`~whisper_streaming.vad.VadSegmenter.tentative`):
+    its audio is final, and the endpoint follows ``silence_frames * frame_ms - trailing_ms``
+    later unless speech resumes.  Later either a
+    :class:`Transcribe` with ``claims`` = this key takes the result over, or
+    :class:`CancelSpeculation` says it will never be needed.  A transport may ignore it
+    (e.g. when no worker is idle); nothing is reported back for a speculation itself.
+    """
+
+    key: int
+    utterance: Utterance
+    stream_index: int
+    sentiment: bool = False
+
+
+@dataclass(frozen=True)
+class CancelSpeculation:
+    """The speculation ``key`` will not be claimed (speech resumed, or the stream ended otherwise)."""
+
+    key: int
 
 
 @dataclass(frozen=True)
@@ -169,7 +206,7 @@ class Close:
     reason: str
 
 
-Action = Union[Send, Transcribe, StreamStarted, StreamAudio, StreamEnded, StatusRequested, Close]
+Action = Union[Send, Transcribe, Speculate, CancelSpeculation, StreamStarted, StreamAudio, StreamEnded, StatusRequested, Close]
 
 
 @dataclass
@@ -202,6 +239,7 @@ class Session:
         self._tally: SentimentTally | None = None  # the open stream's, when sentiment is on
         self._segmenter_rate = self.options.vad.sample_rate_hz  # the open stream's
         self._segmenter: VadSegmenter | None = None
+        self._speculation: Speculate | None = None  # the open stream's outstanding one
         self._tickets = itertools.count()
         self._outputs: deque[_Slot] = deque()
         self._pending: dict[int, _Slot] = {}
@@ -253,7 +291,9 @@ class Session:
             self.audio_samples += len(pcm) // 2
             self._audio_s += len(pcm) / 2 / self._segmenter_rate
             actions: list[Action] = [StreamAudio(pcm)]
-            actions.extend(self._submit(u) for u in self._segmenter.feed(pcm))
+            for u in self._segmenter.feed(pcm):
+                actions += self._submit(u)
+            actions += self._speculate()
             if too_long:
                 actions += self._finish_stream()
                 self._close_when_drained = self._close_error = "STREAM_TOO_LONG"
@@ -357,17 +397,47 @@ class Session:
             return self._error(exc.reason, exc.detail)
         return self._emit(OptionsAccepted(accepted))
 
-    def _submit(self, utterance: Utterance) -> Transcribe:
+    def _submit(self, utterance: Utterance) -> list[Action]:
+        actions: list[Action] = []
+        claims = None
+        spec, self._speculation = self._speculation, None
+        if spec is not None:
+            if _same_audio(spec.utterance, utterance):
+                claims = spec.key
+            else:
+                actions.append(CancelSpeculation(spec.key))
         ticket = next(self._tickets)
         slot = _Slot([], ticket, utterance.start_s, utterance.end_s, self.stream_index, self._tally)
         self._outputs.append(slot)
         self._pending[ticket] = slot
         self.utterances += 1
-        return Transcribe(ticket, utterance, self.stream_index, sentiment=self._tally is not None)
+        actions.append(Transcribe(ticket, utterance, self.stream_index, sentiment=self._tally is not None, claims=claims))
+        return actions
+
+    def _speculate(self) -> list[Action]:
+        """Offer the segmenter's tentative utterance once; withdraw an offer it no longer makes."""
+        assert self._segmenter is not None
+        tentative = self._segmenter.tentative
+        spec = self._speculation
+        if spec is not None and tentative is not None and _same_audio(spec.utterance, tentative):
+            return []
+        actions: list[Action] = []
+        if spec is not None:
+            actions.append(CancelSpeculation(spec.key))
+            self._speculation = None
+        if tentative is not None:
+            self._speculation = Speculate(next(self._tickets), tentative, self.stream_index, sentiment=self._tally is not None)
+            actions.append(self._speculation)
+        return actions
 
     def _finish_stream(self) -> list[Action]:
         assert self._segmenter is not None
-        actions: list[Action] = [self._submit(u) for u in self._segmenter.flush()]
+        actions: list[Action] = []
+        for u in self._segmenter.flush():
+            actions += self._submit(u)
+        if self._speculation is not None:
+            actions.append(CancelSpeculation(self._speculation.key))
+            self._speculation = None
         self._segmenter = None
         self.state = SessionState.READY
         actions.append(StreamEnded(self.stream_index))
@@ -405,4 +475,13 @@ class Session:
         self._outputs.clear()
         self._pending.clear()
         self._segmenter = None
-        return [Send(Error(reason)), Close(self.close_reason)]
+        actions: list[Action] = []
+        if self._speculation is not None:
+            actions.append(CancelSpeculation(self._speculation.key))
+            self._speculation = None
+        return actions + [Send(Error(reason)), Close(self.close_reason)]
+
+
+def _same_audio(a: Utterance, b: Utterance) -> bool:
+    """Whether two utterances of one stream have the same audio (a speculation can be claimed)."""
+    return a.index == b.index and a.audio_start_sample == b.audio_start_sample and len(a.samples) == len(b.samples)
