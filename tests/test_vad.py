@@ -347,26 +347,42 @@ def test_max_length_respects_custom_limit() -> None:
     assert all(len(u.samples) == 2.5 * RATE for u in utts[:-1])
     assert [u.end_reason for u in utts] == [EndReason.MAX_LENGTH] * 3 + [EndReason.SILENCE]
     assert audio_end(utts[-1]) == (30 + 300) * FS + opts.trailing_samples
-    assert utts[-1].endpoint_sample == (30 + 300 + opts.silence_frames) * FS
+    # its audio up to the speech end (1.8 s) is past 70 % of the 2.5 s cap: half the endpointing silence ends it
+    assert utts[-1].endpoint_sample == (30 + 300 + opts.silence_frames // 2) * FS
     # a cut is decided when the cap is reached, after its cut point
     for u in utts[:-1]:  # the first frame that takes the utterance past the cap
         assert 0 < u.endpoint_sample - (u.audio_start_sample + int(2.5 * RATE)) <= FS
 
 
-def test_pause_spanning_the_cut_still_ends_after_silence_frames() -> None:
-    # Speech stops at frame 345, 8 frames before the limit (inside frame 353); the pause
-    # continues for 20 frames in all.  The cut falls in the pause; the unvoiced frames after
-    # it keep counting, so the pause ends at frame 360 (16 frames) and the carried-over rest
-    # (silence only) is dropped.  The next speech (frame 365) triggers afresh.
+def test_long_utterance_ends_at_half_the_endpointing_silence() -> None:
+    # 315 voiced frames (9.45 s of speech, past 70 % of the 10 s cap), then a 20-frame pause:
+    # 8 unvoiced frames end it (not 16, and not the cap a few frames later).
     sig = from_pattern(_LEAD + "#" * 315 + "." * 20 + "#" * 20 + "." * 20)
+    opts = VadOptions()
+    first, second = run(sig, opts, is_speech=energy_vad)
+    check_invariants([first, second], sig, opts)
+    assert first.end_reason is EndReason.SILENCE
+    assert first.speech_end_sample == 345 * FS
+    assert first.endpoint_sample == (345 + 8) * FS
+    assert audio_end(first) == 345 * FS + opts.trailing_samples
+    assert second.end_reason is EndReason.SILENCE and second.speech_start_sample == 365 * FS
+    # the second one is short: the full 16 frames
+    assert second.endpoint_sample == second.speech_end_sample + 16 * FS
+
+
+def test_pause_spanning_the_cut_still_ends_after_the_silence() -> None:
+    # Speech stops at frame 349, 4 frames before the limit (inside frame 353): the cap comes
+    # before the 8 frames a long utterance needs.  The cut falls in the pause; the unvoiced
+    # frames after it keep counting, the carried-over rest (silence only) is dropped, and the
+    # next speech (frame 369) triggers afresh.
+    sig = from_pattern(_LEAD + "#" * 319 + "." * 20 + "#" * 20 + "." * 20)
     opts = VadOptions()
     first, second = run(sig, opts, is_speech=energy_vad)
     check_invariants([first, second], sig, opts, strict_tiling=False)
     assert first.end_reason is EndReason.MAX_LENGTH
-    assert first.speech_end_sample == 345 * FS
-    assert audio_end(first) == (345 * FS + 169600) // 2
-    assert second.audio_start_sample == 361 * FS  # history restarted after the dropped rest
-    assert second.speech_start_sample == 365 * FS
+    assert first.speech_end_sample == 349 * FS
+    assert audio_end(first) == (349 * FS + 169600) // 2
+    assert second.speech_start_sample == 369 * FS
     assert second.end_reason is EndReason.SILENCE
 
 

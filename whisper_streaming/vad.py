@@ -52,7 +52,8 @@ SUPPORTED_FRAME_MS: tuple[int, ...] = (10, 20, 30)
 # Minimum pre-roll: keeps word onsets (plosives, fricatives the VAD often misses) intact.
 _MIN_PREROLL_MS = 200
 # When an utterance must be cut at the maximum length, look for a pause in this final
-# fraction of the maximum length.
+# fraction of the maximum length.  In the same final fraction, half the endpointing silence
+# already ends an utterance (a long utterance ends at its next pause, not at the cap).
 _CUT_SEARCH_FRACTION = 0.3
 
 
@@ -70,7 +71,11 @@ class VadOptions:
             (the rates WebRTC VAD accepts).
         frame_ms: frame duration in ms fed to WebRTC VAD: 10, 20 or 30.
         silence_frames: number (>= 1) of consecutive unvoiced frames that end an
-            utterance (default 16 x 30 ms = 480 ms).
+            utterance (default 16 x 30 ms = 480 ms).  Once an utterance's speech reaches the
+            last 30 % of ``max_speech_s`` (7 s of 10), half as many (rounded down, >= 1) end
+            it: a long utterance ends at its next pause instead of running on to the cap,
+            where it would be cut at a pause that lies up to 3 s back (words the caller said
+            seconds earlier would wait for the cap).
         max_speech_s: maximum duration of an utterance's audio in seconds (finite, > 0);
             must exceed the audio present at trigger time (``preroll_ms`` plus
             ``start_window_frames`` frames).
@@ -293,6 +298,8 @@ class VadSegmenter:
         self._window = options.start_window_frames
         self._need_voiced = options.start_voiced_frames
         self._silence_frames = options.silence_frames
+        self._long_silence_frames = max(1, options.silence_frames // 2)
+        self._long_samples = self._max - int(self._max * _CUT_SEARCH_FRACTION)
         self._floor_energy = options.silence_floor_energy
         self._trailing = options.trailing_samples
         self._trailing_frames = -(-self._trailing // self._fs)  # unvoiced frames that complete the audio
@@ -356,7 +363,7 @@ class VadSegmenter:
         """
         if not self._triggered or self._silence_run < max(1, self._trailing_frames) or self._voiced_end <= self._audio_start:
             return None
-        endpoint = self._voiced_end + self._silence_frames * self._fs
+        endpoint = self._voiced_end + self._required_silence() * self._fs
         if endpoint - self._audio_start > self._max:
             return None  # the cap is reached before the endpoint: a MAX_LENGTH cut comes instead
         key = (self._next_index, self._audio_start, self._trail_end())
@@ -458,7 +465,7 @@ class VadSegmenter:
             self._append(frame, voiced)
             self._silence_run = 0 if voiced else self._silence_run + 1
             self._cut_to_max(out)
-            if self._silence_run >= self._silence_frames:
+            if self._silence_run >= self._required_silence():
                 self._emit(self._trail_end(), EndReason.SILENCE, out)
                 self._reset_idle()
             return
@@ -548,6 +555,12 @@ class VadSegmenter:
             self._audio_start = cut
             # _silence_run is unchanged: it counts consecutive unvoiced frames of the stream,
             # and a pause that spans the cut still ends the (new) utterance on time.
+
+    def _required_silence(self) -> int:
+        """Unvoiced frames that end the current utterance: fewer once its speech is long."""
+        if self._voiced_end - self._audio_start >= self._long_samples:
+            return self._long_silence_frames
+        return self._silence_frames
 
     def _trail_end(self) -> int:
         """End of the audio of an utterance that ends now in silence: ``trailing_ms`` after its last voiced frame."""
