@@ -221,7 +221,7 @@ class ModelConfig(BaseModel):
     transcribe_timeout_s: Annotated[_Float, Field(gt=0)] = 60.0
     """Seconds a worker may spend on one utterance before it is killed and restarted."""
 
-    encoder_window_pad_s: Optional[Annotated[_Float, Field(ge=1.0, le=30.0)]] = 3.0
+    encoder_window_pad_s: Optional[Annotated[_Float, Field(ge=1.0, le=30.0)]] = 4.0
     """Encode only the utterance plus this much padding (seconds) instead of Whisper's fixed
     30 s window; ``None`` keeps the full window.  Faster, slightly less accurate: see
     ``docs/benchmarks.md``."""
