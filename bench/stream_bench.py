@@ -5,10 +5,16 @@ Each session plays every audio file of ``--audio-dir`` one after another at real
 in 30 ms ``%s`` packets, with 1.0 s of silence between files and 2.0 s after the last, then
 ``%f``.  Measured:
 
-* per utterance, the **final latency**: wall time from sending the utterance's last sample to
-  receiving its ``%R``.  The utterance's last sample is taken as the result's ``end`` plus the
-  endpointing silence (``vad.silence_frames`` × 30 ms, where the server cuts), clipped to the
-  audio sent; ``end`` has 0.1 s resolution, so each value is ±0.05 s;
+* per utterance, the **final latency**: wall time from sending the utterance's last sample
+  (the last sample of the audio the server transcribes: ``vad.trailing_ms`` after the speech,
+  or the cut point of an utterance cut at the 10 s cap) to receiving its ``%R``.  Also, from
+  two other points: the **endpoint** (the sample at which the server's VAD decided the
+  utterance was over: ``vad.silence_frames`` of silence after the speech, or where the cap was
+  reached; the server cannot confirm the end earlier) and the **end of speech** (the end of
+  the last voiced frame; this one includes the whole endpointing wait and is what a listener
+  perceives).  The benchmark finds these samples exactly by running the same
+  :class:`~whisper_streaming.vad.VadSegmenter` (same ``--config``) over the audio it sends,
+  and matches each ``%R`` to its utterance by its times;
 * per file, the transcript (results assigned by their midpoint) and its WER against the
   reference ``.txt`` (jiwer with Whisper's English normalizer; CER for ko/ja/zh);
 * per run, the server's CPU seconds per audio second (utime+stime from /proc of the whole
@@ -33,7 +39,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +53,8 @@ from whisper_streaming.errors import ConnectionClosedError, ServerError  # noqa:
 from whisper_streaming.process import ServerProcess  # noqa: E402
 from whisper_streaming import audio_format  # noqa: E402
 from whisper_streaming.protocol import Finished, Result  # noqa: E402
+from whisper_streaming.server import vad_options_from_config  # noqa: E402
+from whisper_streaming.vad import Utterance, VadOptions, VadSegmenter  # noqa: E402
 
 PACKET_SAMPLES = 480
 RATE = 16000
@@ -124,13 +132,31 @@ class RssSampler:
 @dataclass
 class SessionResult:
     latencies_s: list[float] = field(default_factory=list)
+    results_log: list[dict[str, object]] = field(default_factory=list)  # per result: times, latency, text
+    endpoint_latencies_s: list[float] = field(default_factory=list)  # from the VAD's endpoint decision
+    speech_end_latencies_s: list[float] = field(default_factory=list)  # from the last voiced frame
     transcripts: dict[str, str] = field(default_factory=dict)
     results: int = 0
     error: str | None = None
     audio_s: float = 0.0
 
 
-async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: float, endpoint_s: float, gap_s: float, tail_s: float, user: str,
+def endpoints(samples: np.ndarray, vad: VadOptions) -> list[Utterance]:
+    """The utterances the server's VAD cuts from ``samples`` (same options), with their endpoint samples."""
+    segmenter = VadSegmenter(vad)
+    return segmenter.feed(samples) + segmenter.flush()
+
+
+def endpoint_of(result: Result, utterances: list[Utterance], used: set[int]) -> Utterance | None:
+    """The first unused utterance whose speech times print as the result's (``%R`` has 0.1 s resolution)."""
+    for u in utterances:
+        if u.index not in used and f"{u.start_s:.1f} {u.end_s:.1f}" == f"{result.start_s:.1f} {result.end_s:.1f}":
+            used.add(u.index)
+            return u
+    return None
+
+
+async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: float, vad: VadOptions, gap_s: float, tail_s: float, user: str,
                       encoding: str = "pcm_s16le") -> SessionResult:
     rate = files[0].sample_rate_hz if files else RATE
     packet_samples = rate * 30 // 1000
@@ -187,11 +213,30 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
         if client is not None:
             await client.close()
     texts: dict[str, list[str]] = {name: [] for name, _, _ in spans}
+    server_samples = audio_format.decode(wire, encoding) if encoding != "pcm_s16le" else np.frombuffer(bytes(pcm), dtype="<i2")
+    utterances = endpoints(server_samples.astype(np.int16), replace(vad, sample_rate_hz=rate))
+    used: set[int] = set()
+
+    def sent(sample: int) -> float | None:
+        """When the packet holding ``sample - 1`` (the last one before position ``sample``) was sent."""
+        packet = min(max(math.ceil(min(sample, total_samples) / packet_samples) - 1, 0), n_packets - 1)
+        return sent_at[packet] or None
+
     for recv_t, r in received:
-        last_sample = min(round((r.end_s + endpoint_s) * rate), total_samples)
-        packet = min(max(math.ceil(last_sample / packet_samples) - 1, 0), n_packets - 1)
-        if sent_at[packet]:
-            out.latencies_s.append(recv_t - sent_at[packet])
+        u = endpoint_of(r, utterances, used)
+        entry: dict[str, object] = {"start_s": r.start_s, "end_s": r.end_s, "text": r.text, "end_reason": None}
+        if u is None:  # another VAD config than --config: assume a silence endpoint with the whole silence
+            t_audio = t_endpoint = sent(round((r.end_s + vad.silence_frames * vad.frame_ms / 1000) * rate))
+            t_speech = sent(round(r.end_s * rate))
+        else:
+            t_audio, t_endpoint, t_speech = sent(u.audio_start_sample + len(u.samples)), sent(u.endpoint_sample), sent(u.speech_end_sample)
+            entry["end_reason"] = u.end_reason.value
+        for key, t, into in (("latency_s", t_audio, out.latencies_s), ("endpoint_latency_s", t_endpoint, out.endpoint_latencies_s),
+                             ("speech_end_latency_s", t_speech, out.speech_end_latencies_s)):
+            entry[key] = recv_t - t if t else None
+            if t:
+                into.append(recv_t - t)
+        out.results_log.append(entry)
         mid = (r.start_s + r.end_s) / 2
         name = min(spans, key=lambda s: 0 if s[1] <= mid <= s[2] else min(abs(mid - s[1]), abs(mid - s[2])))[0]
         texts[name].append(r.text)
@@ -203,32 +248,62 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
 # ---------------------------------------------------------------------------- one run
 
 
-async def run_streams(n: int, host: str, port: int, files: list[SpeechFile], *, speed: float, stagger_s: float, endpoint_s: float,
+async def run_streams(n: int, host: str, port: int, files: list[SpeechFile], *, speed: float, stagger_s: float, vad: VadOptions,
                       encoding: str = "pcm_s16le") -> list[SessionResult]:
     async def one(i: int) -> SessionResult:
         # Session i starts i/n of the way through the file list: independent calls do not
         # speak the same sentence at the same moment (that would synchronise every endpoint).
         k = i * len(files) // n
         await asyncio.sleep(i * stagger_s)
-        return await run_session(host, port, files[k:] + files[:k], speed=speed, endpoint_s=endpoint_s, gap_s=1.0, tail_s=2.0, user=f"bench{i}", encoding=encoding)
+        return await run_session(host, port, files[k:] + files[:k], speed=speed, vad=vad, gap_s=1.0, tail_s=2.0, user=f"bench{i}", encoding=encoding)
 
     return await asyncio.gather(*(one(i) for i in range(n)))
 
 
+async def server_status(host: str, port: int) -> str | None:
+    """The server's ``%C`` text (None if it cannot be had)."""
+    try:
+        client = await AsyncStreamingClient.connect(host, port, user_id="bench-status", timeout_s=10)
+    except (ConnectionClosedError, ServerError, OSError, asyncio.TimeoutError):
+        return None
+    try:
+        return await asyncio.wait_for(client.status(), 10)
+    except (ConnectionClosedError, ServerError, OSError, asyncio.TimeoutError):
+        return None
+    finally:
+        await client.close()
+
+
+def speculation_counts(status: str | None) -> tuple[int, int] | None:
+    """(started, used) from the ``speculative transcriptions`` line of ``%C``."""
+    for line in (status or "").splitlines():
+        if line.startswith("speculative transcriptions: started "):
+            started, used = line.split("started ", 1)[1].split(", used ")
+            return int(started), int(used)
+    return None
+
+
 def bench_run(n: int, host: str, port: int, files: list[SpeechFile], *, pid: int | None, speed: float = 1.0, stagger_s: float = 0.37,
-              endpoint_s: float = 0.48, language: str = "en", encoding: str = "pcm_s16le") -> dict[str, object]:
+              vad: VadOptions | None = None, language: str = "en", encoding: str = "pcm_s16le") -> dict[str, object]:
     """One run of ``n`` concurrent sessions; returns the summary row (see :func:`summarize`)."""
+    spec0 = speculation_counts(asyncio.run(server_status(host, port)))
     cpu0 = tree_cpu_s(pid) if pid else None
     t0 = time.monotonic()
     with RssSampler(pid) as rss:
-        sessions = asyncio.run(run_streams(n, host, port, files, speed=speed, stagger_s=stagger_s, endpoint_s=endpoint_s, encoding=encoding))
+        sessions = asyncio.run(run_streams(n, host, port, files, speed=speed, stagger_s=stagger_s, vad=vad or VadOptions(), encoding=encoding))
     wall = time.monotonic() - t0
     cpu = tree_cpu_s(pid) - cpu0 if pid and cpu0 is not None else None
-    return summarize(n, sessions, files, language, cpu, wall, rss.peak)
+    spec1 = speculation_counts(asyncio.run(server_status(host, port)))
+    row = summarize(n, sessions, files, language, cpu, wall, rss.peak)
+    if spec0 is not None and spec1 is not None:
+        row["speculations_started"], row["speculations_used"] = spec1[0] - spec0[0], spec1[1] - spec0[1]
+    return row
 
 
 def summarize(n: int, sessions: list[SessionResult], files: list[SpeechFile], language: str, cpu_s: float | None, wall_s: float, peak_rss: int) -> dict[str, object]:
     lat = [x for s in sessions for x in s.latencies_s]
+    lat_endpoint = [x for s in sessions for x in s.endpoint_latencies_s]
+    lat_speech = [x for s in sessions for x in s.speech_end_latencies_s]
     refs = {f.name: f.reference for f in files if f.reference}
     # The headline error rate compares each session's whole transcript with the concatenated
     # references: a result that straddles two files (VAD bridged the gap) is not misassigned.
@@ -247,6 +322,10 @@ def summarize(n: int, sessions: list[SessionResult], files: list[SpeechFile], la
         "latency_p50_s": percentile(lat, 50),
         "latency_p95_s": percentile(lat, 95),
         "latency_max_s": max(lat) if lat else None,
+        "endpoint_latency_p50_s": percentile(lat_endpoint, 50),
+        "endpoint_latency_p95_s": percentile(lat_endpoint, 95),
+        "speech_end_latency_p50_s": percentile(lat_speech, 50),
+        "speech_end_latency_p95_s": percentile(lat_speech, 95),
         metric: rate,
         "errors": dict(errors),
         "audio_s": audio_s,
@@ -255,6 +334,7 @@ def summarize(n: int, sessions: list[SessionResult], files: list[SpeechFile], la
         "peak_rss_mb": peak_rss / 2**20 if peak_rss else None,
         "per_file_" + metric: per_file,
         "transcripts": sessions[0].transcripts if sessions else {},
+        "results": sessions[0].results_log if sessions else [],  # the first session's results, in order
     }
 
 
@@ -264,12 +344,15 @@ def markdown(rows: list[dict[str, object]], bound_s: float) -> str:
 
     metric = "cer" if rows and "cer" in rows[0] else "wer"
     lines = [
-        f"| streams | utterances | p50 latency (s) | p95 latency (s) | max (s) | {metric.upper()} | CPU s / audio s | peak RSS (MB) | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| streams | utterances | p50 latency (s) | p95 latency (s) | max (s) | p50 / p95 from endpoint (s) | p50 / p95 from end of speech (s) "
+        f"| {metric.upper()} | CPU s / audio s | peak RSS (MB) | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['streams']} | {r['utterances']} | {f(r['latency_p50_s'], '.2f')} | {f(r['latency_p95_s'], '.2f')} | {f(r['latency_max_s'], '.2f')} | "
+            f"{f(r.get('endpoint_latency_p50_s'), '.2f')} / {f(r.get('endpoint_latency_p95_s'), '.2f')} | "
+            f"{f(r.get('speech_end_latency_p50_s'), '.2f')} / {f(r.get('speech_end_latency_p95_s'), '.2f')} | "
             f"{f(r.get(metric), '.3f')} | {f(r['cpu_s_per_audio_s'], '.3f')} | {f(r['peak_rss_mb'], '.0f')} | {r['errors'] or 0} |"
         )
     ok = [r["streams"] for r in rows if not r["errors"] and r["latency_p95_s"] is not None and r["latency_p95_s"] <= bound_s]
@@ -300,7 +383,7 @@ def main() -> int:
     if not files:
         p.error(f"no audio files in {args.audio_dir}")
     config = load_config(args.config)
-    endpoint_s = config.vad.silence_frames * config.audio.frame_duration_ms / 1000
+    vad = vad_options_from_config(config)
     levels = [int(x) for x in args.streams.split(",")]
     server = None
     if args.port is None:
@@ -311,7 +394,7 @@ def main() -> int:
     rows = []
     try:
         for n in levels:
-            row = bench_run(n, host, port, files, pid=pid, speed=args.speed, stagger_s=args.stagger_s, endpoint_s=endpoint_s, language=args.language,
+            row = bench_run(n, host, port, files, pid=pid, speed=args.speed, stagger_s=args.stagger_s, vad=vad, language=args.language,
                             encoding=args.encoding)
             rows.append(row)
             print(markdown([row], args.latency_bound_s).splitlines()[2], file=sys.stderr, flush=True)

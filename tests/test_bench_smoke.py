@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
+from whisper_streaming.config import load_config
 from whisper_streaming.process import REPO_ROOT, ServerProcess
+from whisper_streaming.server import vad_options_from_config
 
 sys.path.insert(0, str(REPO_ROOT))
 from bench.common import load_dir  # noqa: E402
@@ -20,11 +22,12 @@ from speech import DATA  # noqa: E402
 pytestmark = pytest.mark.e2e
 
 
-def test_stream_bench_one_file_one_stream(server: ServerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_stream_bench_one_file_one_stream(server: ServerProcess, e2e_config, tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "a.wav").write_bytes((DATA / "librispeech_test-clean_61-70968-0000.wav").read_bytes())
     (tmp_path / "a.txt").write_text((DATA / "librispeech_test-clean_61-70968-0000.txt").read_text())
     files = load_dir(tmp_path)
-    row = bench_run(1, server.host, server.port, files, pid=server.pid, speed=2.0)
+    vad = vad_options_from_config(load_config(e2e_config))
+    row = bench_run(1, server.host, server.port, files, pid=server.pid, speed=2.0, vad=vad)
     assert row["streams"] == 1 and row["errors"] == {}
     assert row["utterances"] >= 1
     assert "wizard" in row["transcripts"]["a.wav"].lower()
@@ -32,6 +35,10 @@ def test_stream_bench_one_file_one_stream(server: ServerProcess, tmp_path) -> No
     assert 0 < row["latency_p50_s"] <= row["latency_p95_s"] <= row["latency_max_s"] < 30
     assert 0 < row["cpu_s_per_audio_s"] < 5
     assert row["peak_rss_mb"] > 50
+    # the harness replays the server's VAD to find each utterance's endpoint: every %R matched one
+    assert len(row["results"]) == row["utterances"]
+    assert all(r["end_reason"] in ("silence", "max_length", "flush") and r["latency_s"] is not None for r in row["results"])
+    assert row["latency_p50_s"] < row["speech_end_latency_p50_s"]  # the endpointing silence lies between
     assert row["audio_s"] == pytest.approx(files[0].duration_s + 2.0, abs=0.05)
     table = markdown([row], 2.0)
     assert table.splitlines()[2].startswith("| 1 | ") and "max real-time streams" in table

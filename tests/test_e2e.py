@@ -123,13 +123,14 @@ def test_speculative_transcription_is_used_at_low_load(server: ServerProcess, tm
     config = tmp_path / "two_workers.yaml"
     config.write_text(E2E_CONFIG.replace("channel: 1", "channel: 2"), encoding="utf-8")
     with ServerProcess(config=config, log_path=tmp_path / "server.log") as two:
-        text = asyncio.run(good_session(two.port, LIBRI, speed=1.0, user="spec"))
+        # JFK: two utterances, no pause of 180-480 ms that would start a speculation to withdraw
+        text = asyncio.run(good_session(two.port, JFK, speed=1.0, user="spec"))
         started, used = _speculation_counts(two.port)
-    assert_transcript(LIBRI, text)
+    assert_transcript(JFK, text)
     assert used >= 1 and started >= used, (started, used)
 
     before = _speculation_counts(server.port)
-    assert_transcript(JFK, asyncio.run(good_session(server.port, JFK, speed=1.0, user="spec1")))
+    assert_transcript(JFK, asyncio.run(good_session(server.port, JFK, speed=2.0, user="spec1")))
     assert _speculation_counts(server.port) == before
 
 
