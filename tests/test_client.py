@@ -341,3 +341,98 @@ def test_load_for_stream_converts_rate_and_encoding(tmp_path: Path) -> None:
         mulaw = load_for_stream(str(tmp_path / name), sample_rate=8000, encoding="mulaw")
         assert len(mulaw) == 8000  # 1 s at 8 kHz, one byte a sample
         assert len(load_for_stream(str(tmp_path / name), sample_rate=8000)) == 16000
+
+
+# --------------------------------------------------------------------------- %o language
+
+from whisper_streaming.client_cli import client_main  # noqa: E402
+from whisper_streaming.errors import RemoteProtocolError  # noqa: E402
+
+
+def options_script(packet: object, received: list) -> list | None:
+    """%O from the real negotiation (an invalid value: %E BAD_OPTION), otherwise like echo_script."""
+    if isinstance(packet, Options):
+        try:
+            return [OptionsAccepted(negotiate(StreamOptions(), packet.pairs)[1])]
+        except RemoteProtocolError as exc:
+            return [Error(exc.reason)]
+    return echo_script(packet, received)
+
+
+def pre_language_script(packet: object, received: list) -> list | None:
+    """A server older than ``language``: it knows the other keys, leaves ``language`` out of %O."""
+    if isinstance(packet, Options):
+        return [OptionsAccepted(negotiate(StreamOptions(), tuple(kv for kv in packet.pairs if kv[0] != "language"))[1])]
+    return echo_script(packet, received)
+
+
+def sent_options(server: FakeServer) -> list:
+    return [p for p in server.received if isinstance(p, Options)]
+
+
+def test_sync_client_set_language(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(options_script)
+    with StreamingClient("127.0.0.1", server.port, user_id="bob") as client:
+        assert client.set_options(language="EN") == {"language": "en"}  # the server's %O, normalized
+        assert client.set_options(language="auto", sentiment=False) == {"language": "auto", "sentiment": False}
+        with pytest.raises(UsageError, match="language=None"):
+            client.set_options(language=None)  # no wire form: nothing is sent
+        client.begin()
+        assert [r.text for r in client.finish()] == ["last words"]
+        with pytest.raises(ServerError) as exc:
+            client.set_options(language="xx")
+        assert exc.value.reason == "BAD_OPTION"
+    assert sent_options(server) == [Options((("language", "EN"),)), Options((("language", "auto"), ("sentiment", "0"))), Options((("language", "xx"),))]
+
+
+def test_async_client_language_from_an_older_server(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(pre_language_script)
+
+    async def run() -> dict:
+        async with await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="alice") as client:
+            return await client.set_options(sentiment=True, language="ko")
+
+    assert asyncio.run(run()) == {"sentiment": True}  # no "language": the server keeps its own
+    assert sent_options(server) == [Options((("sentiment", "1"), ("language", "ko")))]
+
+
+@pytest.fixture
+def pcm_file(tmp_path: Path) -> str:
+    (tmp_path / "a.pcm").write_bytes(b"\x00\x00" * 8000)  # 0.5 s at 16 kHz
+    return str(tmp_path / "a.pcm")
+
+
+def cli(port: int, pcm: str, *extra: str) -> int:
+    return client_main(["--ip", "127.0.0.1", "--port", str(port), "--speed", "0", "--ifn", pcm, *extra])
+
+
+def test_cli_language_joins_the_other_options_in_one_o(fake: Callable[[Script], FakeServer], pcm_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    server = fake(options_script)
+    assert cli(server.port, pcm_file, "--sentiment", "--rate", "8000", "--encoding", "mulaw", "--language", "EN") == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.splitlines()[-1] == "9.0 9.5 : last words"
+    assert sent_options(server) == [Options((("sentiment", "1"), ("sample_rate", "8000"), ("encoding", "mulaw"), ("language", "en")))]
+
+    alone = fake(options_script)
+    assert cli(alone.port, pcm_file, "--language", "auto") == 0
+    assert capsys.readouterr().err == ""
+    assert sent_options(alone) == [Options((("language", "auto"),))]
+
+
+@pytest.mark.parametrize("code", ["xx", "english", "", "en-US"])
+def test_cli_rejects_an_invalid_language_before_connecting(fake: Callable[[Script], FakeServer], pcm_file: str, capsys: pytest.CaptureFixture[str], code: str) -> None:
+    server = fake(options_script)
+    assert cli(server.port, pcm_file, "--language", code) == 3
+    err = capsys.readouterr().err
+    assert "--language" in err and "not a Whisper language code" in err
+    assert server.received == []  # nothing sent: not even connected
+
+
+def test_cli_warns_when_the_server_does_not_know_language(fake: Callable[[Script], FakeServer], pcm_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    server = fake(pre_language_script)
+    assert cli(server.port, pcm_file, "--language", "ko", "--sentiment") == 0  # goes on
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["9.0 9.5 : last words"]
+    assert err.startswith("warning: the server does not know %o language")
+    assert len(err.splitlines()) == 1  # sentiment was accepted: no warning for it
+    assert sent_options(server) == [Options((("sentiment", "1"), ("language", "ko")))]

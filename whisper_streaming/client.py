@@ -18,6 +18,7 @@ Options (``%o``/``%O``) for the following streams, e.g. sentiment::
     accepted = await client.set_options(sentiment=True)    # {"sentiment": True} if the server can
     ...                                                     # results then carry .sentiment, and
     client.last_summary                                     # the stream's %S (a Summary) after finish()
+    await client.set_options(language="ko")                 # {"language": "ko"}; or "auto": detect per stream
 
 Errors: :class:`~whisper_streaming.errors.ServerError` when the server sends ``%E`` (its
 ``reason`` is the code); :class:`~whisper_streaming.errors.ConnectionClosedError` when the
@@ -112,14 +113,16 @@ class AsyncStreamingClient:
         return self.welcome_message
 
     async def set_options(self, **options: Any) -> dict[str, Any]:
-        """Send ``%o`` with ``options`` (e.g. ``sentiment=True``) and wait for ``%O``.
+        """Send ``%o`` with ``options`` (e.g. ``sentiment=True``, ``language="en"``) and wait for ``%O``.
 
         The options apply to the following streams.  Returns what the server accepted, with
-        effective values (``{"sentiment": False}`` when it cannot do sentiment); keys it does
-        not know are left out.
+        effective values (``{"sentiment": False}`` when it cannot do sentiment; ``language`` in
+        lower case, ``"auto"`` for detection); keys it does not know are left out (a server older
+        than ``language`` answers without it and keeps its ``model.language``).
 
         Raises:
-            UsageError: before :meth:`login`, or while a stream is open.
+            UsageError: before :meth:`login`, while a stream is open, or for a value with no wire
+                form (``language=None``: the server's default cannot be asked for again).
             ServerError: the server refused (``BAD_OPTION``; ``UNKNOWN_HEADER`` from a server
                 older than ``%o``).
         """
@@ -127,9 +130,14 @@ class AsyncStreamingClient:
             raise UsageError("login() before set_options()")
         if self._streaming:
             raise UsageError("set_options() while a stream is open; finish() it first")
-        pairs = tuple((key, encode_value(key, value)) for key, value in options.items())
+        pairs: list[tuple[str, str]] = []
+        for key, value in options.items():
+            try:
+                pairs.append((key, encode_value(key, value)))
+            except ValueError as exc:
+                raise UsageError(f"set_options({key}={value!r}): {exc}") from None
         fut: asyncio.Future[OptionPairs] = asyncio.get_running_loop().create_future()
-        self._write(Options(pairs))
+        self._write(Options(tuple(pairs)))
         self._options.append(fut)
         accepted = decode_accepted(await self._await(fut))
         if isinstance(accepted.get("encoding"), str):

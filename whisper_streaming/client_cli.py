@@ -9,6 +9,11 @@ possible), then sends ``%f`` and waits for ``%F``.  ``--status`` prints ``%C`` a
 at that rate (240 samples at 8 kHz); the defaults (16000, pcm_s16le) send no ``%o``.
 ``--sentiment`` opts in (``%o sentiment=1``): each result line ends with ``[negative 0.912]``
 (or ``[unsupported: ko]``) and the stream's summary follows the last result.
+``--language CODE`` (a Whisper language code such as ``en``/``ko``, or ``auto``: detect per
+stream) sends ``%o language=CODE``; without it the server's ``model.language`` applies.  The
+options given go in one ``%o`` (``sentiment=1;sample_rate=8000;encoding=mulaw;language=en``).
+A server that answers ``%O`` without ``language`` (older than it) gets a warning on stderr and
+the stream goes on in the server's language.
 
 Exit codes: 0 success; 1 cannot connect / connection lost; 2 the server sent ``%E``;
 3 bad arguments or unreadable audio file.
@@ -26,6 +31,7 @@ from . import audio_format
 from .audio import RAW_SUFFIXES, load_pcm16
 from .client import AsyncStreamingClient
 from .errors import ConnectionClosedError, ServerError, UsageError
+from .options import normalize_language
 from .protocol import Result, Summary, format_result_text
 from .sentiment import UNSUPPORTED
 
@@ -117,6 +123,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="send the audio at this sample rate (%%o sample_rate; default: 16000)")
     p.add_argument("--encoding", choices=audio_format.ENCODINGS, default="pcm_s16le",
                    help="send the audio in this encoding (%%o encoding; default: pcm_s16le)")
+    p.add_argument("--language", metavar="CODE",
+                   help="transcribe in this language: a Whisper language code (en, ko, ...) or auto to detect it per stream "
+                        "(%%o language; default: the server's model.language)")
     p.add_argument("--timeout", type=float, default=10.0, help="connect/login timeout in seconds (default: 10)")
     args = p.parse_args(argv)
     if not args.status and not args.ifn:
@@ -133,15 +142,18 @@ async def _run(args: argparse.Namespace) -> int:
         if args.status:
             print(await asyncio.wait_for(client.status(), args.timeout))
             return 0
-        if args.sentiment:
-            accepted = await asyncio.wait_for(client.set_options(sentiment=True), args.timeout)
-            if not accepted.get("sentiment"):
-                print("warning: the server does not do sentiment (answered %s)" % (accepted or "nothing"), file=sys.stderr)
-        if (args.rate, args.encoding) != (16000, "pcm_s16le"):
-            wanted = {"sample_rate": args.rate, "encoding": args.encoding}
+        wanted = _wanted_options(args)
+        if wanted:  # one %o for all of them; none at all with the defaults
             accepted = await asyncio.wait_for(client.set_options(**wanted), args.timeout)
-            if any(accepted.get(k) != v for k, v in wanted.items()):
-                print("error: the server does not take %s (answered %s)" % (wanted, accepted or "nothing"), file=sys.stderr)
+            answered = accepted or "nothing"
+            if args.sentiment and not accepted.get("sentiment"):
+                print("warning: the server does not do sentiment (answered %s)" % answered, file=sys.stderr)
+            if args.language is not None and accepted.get("language") != args.language:
+                why = "does not know %o language (an older server?)" if "language" not in accepted else "gives language=%s" % accepted["language"]
+                print("warning: the server %s: it transcribes in its own language (answered %s)" % (why, answered), file=sys.stderr)
+            audio = {k: v for k, v in wanted.items() if k in ("sample_rate", "encoding")}
+            if any(accepted.get(k) != v for k, v in audio.items()):
+                print("error: the server does not take %s (answered %s)" % (audio, answered), file=sys.stderr)
                 return 3
         await stream_file(client, pcm, speed=args.speed, out=sys.stdout, sample_rate=args.rate, encoding=args.encoding)
         return 0
@@ -149,9 +161,27 @@ async def _run(args: argparse.Namespace) -> int:
         await client.close()
 
 
+def _wanted_options(args: argparse.Namespace) -> dict[str, object]:
+    """The ``%o`` options the arguments ask for, in wire order (empty with the defaults)."""
+    wanted: dict[str, object] = {}
+    if args.sentiment:
+        wanted["sentiment"] = True
+    if (args.rate, args.encoding) != (16000, "pcm_s16le"):
+        wanted.update(sample_rate=args.rate, encoding=args.encoding)
+    if args.language is not None:
+        wanted["language"] = args.language
+    return wanted
+
+
 def client_main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code."""
     args = _parse_args(argv)
+    if args.language is not None:
+        try:
+            args.language = normalize_language(args.language)
+        except ValueError as exc:
+            print(f"error: --language {args.language!r}: {exc}", file=sys.stderr)
+            return 3
     try:
         return asyncio.run(_run(args))
     except UsageError as exc:

@@ -7,6 +7,14 @@ options it accepted and their *effective* values in the same form (``sentiment=0
 server cannot do sentiment).  Unknown keys are ignored and left out of ``%O``, so a newer client
 can tell what an older server supports.
 
+Known keys (:data:`OPTIONS`): ``sentiment`` (``0``/``1``), ``sample_rate`` (``8000``/``16000``),
+``encoding`` (``pcm_s16le``/``mulaw``/``alaw``) and ``language``: a Whisper language code
+(:data:`WHISPER_LANGUAGE_CODES`, matched case-insensitively, answered in lower case, e.g.
+``language=EN`` -> ``%O`` ``language=en``) or ``auto`` (detect the language per stream).  A
+session that never sends ``language`` gets the server's default (config ``model.language``);
+there is no wire value for "back to the server's default".  :func:`normalize_language` is the
+same check for other callers (the CLI, config validation).
+
 Adding an option: add a field to :class:`StreamOptions`
 and an :class:`OptionSpec` to :data:`OPTIONS`; the codec, the session and the client pick it up.
 
@@ -35,6 +43,9 @@ __all__ = [
     "negotiate",
     "encode_value",
     "decode_accepted",
+    "WHISPER_LANGUAGE_CODES",
+    "LANGUAGE_AUTO",
+    "normalize_language",
 ]
 
 OptionPairs = tuple[tuple[str, str], ...]
@@ -55,11 +66,16 @@ class StreamOptions:
     ``sentiment``: each ``%R`` carries a sentiment field and ``%S`` precedes ``%F``.
     ``sample_rate``: the Hz of the stream's ``%s`` audio (8000 or 16000).
     ``encoding``: the encoding of the stream's ``%s`` audio (``pcm_s16le``, ``mulaw``, ``alaw``).
+    ``language``: the language Whisper transcribes the stream in: a lower-case Whisper language
+    code (``en``, ``ko``; one of :data:`WHISPER_LANGUAGE_CODES`), ``"auto"``
+    (:data:`LANGUAGE_AUTO`: detect it per stream), or ``None``: the server's default (config
+    ``model.language``, which may itself be detection).  Wire key ``language``.
     """
 
     sentiment: bool = False
     sample_rate: int = 16000
     encoding: str = "pcm_s16le"
+    language: str | None = None
 
 
 def _parse_bool(text: str) -> bool:
@@ -88,6 +104,50 @@ def _parse_encoding(text: str) -> str:
     return text
 
 
+# Whisper's language codes, in the order of openai/whisper ``whisper/tokenizer.py`` ``LANGUAGES``
+# (its keys; openai-whisper 20250625).  faster-whisper 1.2.1 has the same set as the private
+# ``faster_whisper.tokenizer._LANGUAGE_CODES``; tests/test_options.py checks both, so drift is
+# caught.  Kept here so that the options (and the client) do not import either engine.
+WHISPER_LANGUAGE_CODES: tuple[str, ...] = (
+    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar", "sv",
+    "it", "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no",
+    "th", "ur", "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr",
+    "az", "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw",
+    "gl", "mr", "pa", "si", "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu",
+    "am", "yi", "lo", "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl",
+    "mg", "as", "tt", "haw", "ln", "ha", "ba", "jw", "su", "yue",
+)  # fmt: skip
+"""Every language code Whisper knows (lower case)."""
+
+LANGUAGE_AUTO = "auto"
+"""The ``language`` value that asks for detection (per stream)."""
+
+_LANGUAGES = frozenset(WHISPER_LANGUAGE_CODES) | {LANGUAGE_AUTO}
+
+
+def normalize_language(text: str) -> str:
+    """A language as given (``"EN"``, ``"ko"``, ``"Auto"``) -> its canonical form (``"en"``, ``"ko"``, ``"auto"``).
+
+    Accepts a Whisper language code (:data:`WHISPER_LANGUAGE_CODES`) or ``auto``, in any case;
+    nothing else (no language names, no surrounding spaces, not empty).
+
+    Raises:
+        ValueError: not a string, or not a Whisper language code (nor ``auto``).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"must be a string (a Whisper language code or {LANGUAGE_AUTO}), not {type(text).__name__}")
+    code = text.lower()
+    if not text.isascii() or code not in _LANGUAGES:
+        raise ValueError(f"not a Whisper language code (e.g. en, ko) nor {LANGUAGE_AUTO}")
+    return code
+
+
+def _format_language(value: Any) -> str:
+    if value is None:  # the server's default: there is no wire value for it
+        raise ValueError("None (the server's default) has no wire value; send a code or auto")
+    return str(value)
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One known key: the :class:`StreamOptions` field it sets and its wire value syntax.
@@ -105,6 +165,7 @@ OPTIONS: dict[str, OptionSpec] = {
     "sentiment": OptionSpec("sentiment", "sentiment", _parse_bool, _format_bool),
     "sample_rate": OptionSpec("sample_rate", "sample_rate", _parse_sample_rate, str),
     "encoding": OptionSpec("encoding", "encoding", _parse_encoding, str),
+    "language": OptionSpec("language", "language", normalize_language, _format_language),
 }
 """Registry of the keys this server understands."""
 
@@ -172,7 +233,11 @@ def negotiate(current: StreamOptions, pairs: OptionPairs, policy: EffectivePolic
 
 
 def encode_value(key: str, value: Any) -> str:
-    """A client-side value -> wire text: known keys through their spec, others: bools as 0/1, else ``str``."""
+    """A client-side value -> wire text: known keys through their spec, others: bools as 0/1, else ``str``.
+
+    Does not validate (the server does), except that a value with no wire form raises
+    ``ValueError`` (``language=None``).
+    """
     spec = OPTIONS.get(key)
     if spec is not None:
         return spec.format(value)
