@@ -5,7 +5,8 @@ No VAD, no streaming: each file is transcribed in one call inside this process, 
 streaming report (``bench/stream_bench.py``) can show streaming WER next to offline WER.
 The error rate is computed the same way as the streaming one: all files of the directory
 concatenated (corpus WER; CER for ko/ja/zh), plus per file. Prints a markdown table and
-writes JSON.
+writes JSON.  :func:`transcribe_file` (one file, one engine call) is importable;
+``bench/generalization.py`` uses it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DEFAULT_AUDIO_DIR, corpus_error_rate, error_rate, load_dir, machine_info  # noqa: E402
+from bench.common import DEFAULT_AUDIO_DIR, SpeechFile, corpus_error_rate, error_rate, load_dir, machine_info  # noqa: E402
 from whisper_streaming.app import engine_options_from_config  # noqa: E402
-from whisper_streaming.asr import create_engine, pcm16_to_float32  # noqa: E402
+from whisper_streaming.asr import AsrEngine, create_engine, pcm16_to_float32  # noqa: E402
 from whisper_streaming.config import load_config  # noqa: E402
+
+
+def transcribe_file(engine: AsrEngine, f: SpeechFile, language: str) -> dict[str, object]:
+    """One whole file (16 kHz) in one engine call: ``{file, duration_s, seconds, wer|cer, text}``."""
+    if f.sample_rate_hz != 16000:
+        raise ValueError(f"{f.name}: the engine takes 16 kHz, got {f.sample_rate_hz} Hz")
+    t0 = time.perf_counter()
+    transcript = engine.transcribe(pcm16_to_float32(f.pcm))
+    elapsed = time.perf_counter() - t0
+    metric, rate = error_rate(f.reference or "", transcript.text, language)
+    return {"file": f.name, "duration_s": f.duration_s, "seconds": elapsed, metric: rate, "text": transcript.text}
 
 
 def main() -> int:
@@ -38,12 +50,9 @@ def main() -> int:
     engine = create_engine(engine_options_from_config(config))
     rows, t_all = [], 0.0
     for f in files:
-        t0 = time.perf_counter()
-        transcript = engine.transcribe(pcm16_to_float32(f.pcm))
-        elapsed = time.perf_counter() - t0
-        t_all += elapsed
-        metric, rate = error_rate(f.reference or "", transcript.text, args.language)
-        rows.append({"file": f.name, "duration_s": f.duration_s, "seconds": elapsed, metric: rate, "text": transcript.text})
+        row = transcribe_file(engine, f, args.language)
+        t_all += float(row["seconds"])  # type: ignore[arg-type]
+        rows.append(row)
     metric, total = corpus_error_rate([(" ".join(f.reference or "" for f in files), " ".join(r["text"] for r in rows))], args.language)
     audio_s = sum(f.duration_s for f in files)
     report = {"machine": machine_info(), "config": config.model_dump(mode="json"), "audio_dir": str(args.audio_dir),
