@@ -9,7 +9,7 @@ For each set (``en``, ``tel``) and each variant directory under ``--variants-dir
   by the server's :class:`~whisper_streaming.vad.VadSegmenter` running at that rate (``tel``:
   8 kHz, as for a ``%o sample_rate=8000`` stream), each utterance resampled to 16 kHz exactly as
   the server does (``Transcribe.asr_samples``) and transcribed in order with the engine and
-  decode options of ``--config`` (``model.language: null`` = detected per utterance, as the
+  decode options of ``--config`` (``model.language: null`` = detected once per stream and kept, as the
   server does).  Corpus WER of the joined transcript against the joined references;
 - **offline WER**: each whole file at 16 kHz through the same model in one call, with the
   set's language given (``en`` for both sets): the offline baseline is "whole files, same
@@ -61,7 +61,8 @@ from bench.variants import MIX, SETS, VARIANTS  # noqa: E402
 from whisper_streaming.app import engine_options_from_config  # noqa: E402
 from whisper_streaming.asr import AsrEngine, EngineOptions, create_engine  # noqa: E402
 from whisper_streaming.config import load_config  # noqa: E402
-from whisper_streaming.server import vad_options_from_config  # noqa: E402
+from whisper_streaming.language import LanguagePolicy, LanguageTracker  # noqa: E402
+from whisper_streaming.server import language_policy_from_config, vad_options_from_config  # noqa: E402
 from whisper_streaming.vad import VadOptions  # noqa: E402
 
 SET_LANGUAGE = {"en": "en", "tel": "en"}
@@ -85,6 +86,8 @@ class Task:
     offline_options: EngineOptions | None  # None: --no-offline
     vad_options: VadOptions
     offline_cache: dict[str, dict[str, object]]
+    stream_language: str | None = None  # model.language: None = detected once per stream, then kept
+    language_policy: LanguagePolicy = LanguagePolicy()
 
 
 _ENGINES: dict[EngineOptions, AsrEngine] = {}
@@ -126,7 +129,8 @@ def file_of_utterances(result: Replay) -> list[int]:
 
 def measure_streaming(task: Task, files: list[SpeechFile]) -> dict[str, object]:
     """Streaming WER of ``files`` by the vad_replay method, with per-file and per-utterance detail."""
-    result = replay(files, get_engine(task.streaming_options), task.vad_options)
+    tracker = LanguageTracker(task.stream_language, task.language_policy)
+    result = replay(files, get_engine(task.streaming_options), task.vad_options, tracker)
     owner = file_of_utterances(result)
     per_file = []
     for i, f in enumerate(files):
@@ -272,7 +276,7 @@ def main() -> int:
                 print(f"skip {set_name}/{variant}: no directory {directory} (run bench/variants.py)", file=sys.stderr)
                 continue
             tasks.append(Task(set_name, variant, directory, sample_rate_of(set_dir, set_name), language, args.files,
-                              base, offline, vad, cache))
+                              base, offline, vad, cache, config.model.language, language_policy_from_config(config)))
     if not tasks:
         print(f"nothing to do: no variant directories under {args.variants_dir} (run bench/variants.py first)", file=sys.stderr)
         return 1

@@ -36,7 +36,8 @@ from whisper_streaming import audio_format  # noqa: E402
 from whisper_streaming.app import engine_options_from_config  # noqa: E402
 from whisper_streaming.asr import AsrEngine, Transcript, create_engine, pcm16_to_float32  # noqa: E402
 from whisper_streaming.config import load_config  # noqa: E402
-from whisper_streaming.server import vad_options_from_config  # noqa: E402
+from whisper_streaming.language import LanguageTracker  # noqa: E402
+from whisper_streaming.server import language_policy_from_config, vad_options_from_config  # noqa: E402
 from whisper_streaming.vad import Utterance, VadOptions, VadSegmenter  # noqa: E402
 
 GAP_S = 1.0
@@ -83,17 +84,22 @@ def session_audio(files: list[SpeechFile]) -> tuple[npt.NDArray[np.int16], list[
     return np.frombuffer(bytes(pcm), dtype="<i2").astype(np.int16), spans
 
 
-def transcribe_utterance(engine: AsrEngine, utterance: Utterance) -> Transcript:
+def transcribe_utterance(engine: AsrEngine, utterance: Utterance, language: LanguageTracker | None = None) -> Transcript:
     """The engine call the server makes for one utterance: its samples resampled to 16 kHz
-    (``Transcribe.asr_samples``), as float32 (``pool.py``).  The one place to adapt if the
-    engine's ``transcribe`` grows arguments."""
+    (``Transcribe.asr_samples``), as float32 (``pool.py``), with the stream's language state
+    (the session's :class:`LanguageTracker`), which the transcript then updates."""
     samples = audio_format.resample(utterance.samples, utterance.sample_rate_hz, audio_format.ASR_SAMPLE_RATE_HZ)
-    return engine.transcribe(pcm16_to_float32(samples))
+    if language is None:
+        return engine.transcribe(pcm16_to_float32(samples))
+    transcript = engine.transcribe(pcm16_to_float32(samples), language=language.request())
+    language.observe(transcript.language, transcript.language_probability, utterance.duration_s)
+    return transcript
 
 
-def replay(files: list[SpeechFile], engine: AsrEngine, vad_options: VadOptions) -> Replay:
+def replay(files: list[SpeechFile], engine: AsrEngine, vad_options: VadOptions, language: LanguageTracker | None = None) -> Replay:
     """Cut the session audio of ``files`` with a :class:`VadSegmenter` at the files' rate
-    (``vad_options`` with that ``sample_rate_hz``) and transcribe every utterance in order."""
+    (``vad_options`` with that ``sample_rate_hz``) and transcribe every utterance in order
+    (with ``language``, the stream's language state, as the server keeps it)."""
     samples, spans = session_audio(files)
     rate = files[0].sample_rate_hz if files else RATE
     if vad_options.sample_rate_hz != rate:
@@ -103,7 +109,7 @@ def replay(files: list[SpeechFile], engine: AsrEngine, vad_options: VadOptions) 
     out, t_asr = [], 0.0
     for u in utterances:
         t0 = time.perf_counter()
-        transcript = transcribe_utterance(engine, u)
+        transcript = transcribe_utterance(engine, u, language)
         elapsed = time.perf_counter() - t0
         t_asr += elapsed
         out.append(ReplayedUtterance(u, transcript.text, elapsed))
@@ -124,7 +130,8 @@ def main() -> int:
     files = [f for f in load_dir(args.audio_dir, limit=args.files, sample_rate_hz=args.sample_rate) if f.reference]
     config = load_config(args.config)
     engine = create_engine(engine_options_from_config(config))
-    result = replay(files, engine, vad_options_from_config(config))
+    tracker = LanguageTracker(config.model.language, language_policy_from_config(config))
+    result = replay(files, engine, vad_options_from_config(config), tracker)
     if args.verbose:
         for ru in result.utterances:
             u = ru.utterance

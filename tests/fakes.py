@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from whisper_streaming.asr import SAMPLE_RATE_HZ, EngineOptions, Transcript, TranscriptSegment
+from whisper_streaming.decoding import AttemptOutcome, DecodeBudget, cut_loops, run_attempts
 from whisper_streaming.sentiment import Sentiment, SentimentOptions
 
 CRASH = -1
@@ -35,6 +36,10 @@ HANG_ONCE = -4
 """transcribe hangs on the first attempt only (per flag id = second sample), then succeeds."""
 RAISE = -5
 """transcribe raises RuntimeError (the worker survives)."""
+LOOP = -6
+"""Every decode attempt loops (``"uh uh uh ..."``) and takes *second sample* ms: the engine runs
+the real fallback policy (:func:`whisper_streaming.decoding.run_attempts`) with the real time
+budget of ``EngineOptions.limits``, as the faster-whisper engine does."""
 SENTIMENT_RAISE = 1000
 """A normal utterance (``"utt 1000"``) on which the fake sentiment engine raises."""
 
@@ -67,6 +72,7 @@ class FakeEngine:
 
     def __init__(self, options: EngineOptions) -> None:
         self.flag_dir = options.model
+        self.limits = options.limits
 
     def _first_time(self, kind: str, flag_id: int) -> bool:
         """True (and records it) the first time ``kind``/``flag_id`` is seen, across processes."""
@@ -78,7 +84,7 @@ class FakeEngine:
         os.close(fd)
         return True
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: object = None) -> Transcript:
         samples = np.round(audio * 32768.0).astype(np.int64)
         tag = int(samples[0])
         arg = int(samples[1])
@@ -91,11 +97,30 @@ class FakeEngine:
                 time.sleep(3600)
         if tag == RAISE:
             raise RuntimeError("fake engine failure")
+        if tag == LOOP:
+            return self._looping(audio, arg / 1000)
         if tag >= 0 and arg > 0:
             time.sleep(arg / 1000)
         duration = len(audio) / SAMPLE_RATE_HZ
         segment = TranscriptSegment(0.0, duration, f"pid={os.getpid()}", -0.1, 0.01, 1.0)
         return Transcript(text_for(tag), "en", 1.0, (segment,), duration)
+
+
+    def _looping(self, audio: np.ndarray, attempt_s: float) -> Transcript:
+        duration = len(audio) / SAMPLE_RATE_HZ
+        t0 = time.perf_counter()
+
+        def attempt() -> AttemptOutcome[str]:
+            time.sleep(attempt_s)
+            text = " ".join(["uh"] * 200)
+            return AttemptOutcome(text, text, -0.3, 1.5, 0.01, attempt_s)
+
+        budget = DecodeBudget(self.limits.budget_s(duration))
+        got = run_attempts([attempt] * 6, budget, log_prob_threshold=-1.0, compression_ratio_threshold=2.4, no_speech_threshold=0.6)
+        segment = TranscriptSegment(0.0, duration, got.chosen.text, -0.3, 0.01, 1.5)
+        return Transcript(cut_loops(got.chosen.text) if got.looped else got.chosen.text, "en", 1.0, (segment,), duration,
+                          attempts=got.attempts, loops_seen=got.loops_seen, loop_cut=got.looped, timed_out=got.timed_out,
+                          decode_s=time.perf_counter() - t0)
 
 
 def make_engine(options: EngineOptions) -> FakeEngine:

@@ -441,3 +441,24 @@ def test_sentiment_engine_init_failure_makes_start_raise_model_error(tmp_path):
 
     asyncio.run(main())
     assert worker_processes() == []
+
+
+def test_a_looping_decode_cannot_hold_a_worker_past_its_budget(tmp_path):
+    """Every attempt of this utterance loops and takes 0.8 s; unbounded, Whisper's six
+    temperatures would hold the worker 4.8 s.  The budget (2 s + 1 s per audio s) stops the
+    fallbacks after two attempts, the repeated tail is cut, and %C's counters say so."""
+    async def body(pool: ProcessPool) -> None:
+        budget_s = pool.options.engine.limits.budget_s(160 / 16000)
+        t0 = time.monotonic()
+        got = await asyncio.wait_for(await pool.submit("s", pcm(fakes.LOOP, 800)), WAIT_S)
+        held_s = time.monotonic() - t0
+        t = got.transcript
+        assert t.text == "uh" and t.attempts == 2 and t.timed_out and t.loop_cut
+        assert t.decode_s <= budget_s
+        assert held_s < budget_s + 1.0  # + pipe and scheduling overhead
+        g = pool.status().guards
+        assert (g.loops, g.loop_cuts, g.time_limited) == (1, 1, 1)
+        normal = await asyncio.wait_for(await pool.submit("s", pcm(7)), WAIT_S)  # the worker serves the next one
+        assert normal.transcript.text == text_for(7) and pool.status().guards.loops == 1
+
+    run_pool(tmp_path, body, workers=1)

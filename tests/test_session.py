@@ -268,7 +268,7 @@ def speech_pcm(voiced_frames: int, silent_frames_before: int = 0, silent_frames_
     samples = np.concatenate(
         [
             np.zeros(silent_frames_before * fs, dtype="<i2"),
-            np.full(voiced_frames * fs, 1000, dtype="<i2"),
+            np.resize(np.array([1000, -1000], dtype="<i2"), voiced_frames * fs),  # a constant would be digital silence
             np.zeros(silent_frames_after * fs, dtype="<i2"),
         ]
     )
@@ -840,7 +840,8 @@ def test_8khz_mulaw_stream_times_are_seconds_of_caller_audio() -> None:
     ]
     assert s.receive_packet(Begin()) == [StreamStarted(0, "alice", 8000)]
     fs = 240  # 30 ms at 8 kHz
-    samples = np.concatenate([np.zeros(32 * fs), np.full(33 * fs, 1000), np.zeros(16 * fs)]).astype(np.int16)
+    voiced = np.resize([1000, -1000], 33 * fs)  # a constant would be digital silence
+    samples = np.concatenate([np.zeros(32 * fs), voiced, np.zeros(16 * fs)]).astype(np.int16)
     wire = audio_format.encode(samples, "mulaw")
     assert len(wire) == len(samples)  # one byte a sample
     actions = s.receive_packet(Audio(wire[:-1]))  # an odd G.711 byte count is fine
@@ -953,3 +954,70 @@ def test_real_segmenter_speculation_matches_the_cut() -> None:
     assert t.claims == specs[0].key
     np.testing.assert_array_equal(specs[0].utterance.samples, t.utterance.samples)
     assert actions.index(specs[0]) < actions.index(t)
+
+
+# ---------------------------------------------------------------------------- language per stream
+
+from whisper_streaming.language import LanguagePolicy, LanguageRequest  # noqa: E402
+from whisper_streaming.protocol import Options, OptionsAccepted  # noqa: E402
+
+
+def _language_harness(default: str | None = None) -> Harness:
+    return Harness(SessionOptions(default_language=default, language_policy=LanguagePolicy(min_detect_s=2.0, min_probability=0.5)))
+
+
+def test_language_option_fixes_the_stream_language() -> None:
+    h = _language_harness().ready()
+    assert h.rx(Options((("language", "EN"),))) == [Send(OptionsAccepted((("language", "en"),)))]
+    h.rx(Begin())
+    (t,) = h.cut(utt(0.5, 3.5))
+    assert t.language == LanguageRequest(fixed="en")
+    h.session.transcription_done(t.ticket, "hello", None, "en", 1.0)
+    (t2,) = h.cut(utt(4.0, 5.0, 1))
+    assert t2.language == LanguageRequest(fixed="en")
+
+
+def test_server_default_language_applies_unless_the_stream_asks_for_auto() -> None:
+    h = _language_harness(default="ko").streaming()
+    (t,) = h.cut(utt(0.5, 1.0))
+    assert t.language == LanguageRequest(fixed="ko")
+    h.rx(Finish())
+    h.session.transcription_done(t.ticket, "", None, "ko", 1.0)
+    assert h.rx(Options((("language", "auto"),))) == [Send(OptionsAccepted((("language", "auto"),)))]
+    h.rx(Begin())
+    (t2,) = h.cut(utt(0.5, 1.0))
+    assert t2.language == LanguageRequest()
+
+
+def test_detected_language_is_kept_once_an_utterance_is_long_enough() -> None:
+    h = _language_harness().streaming()
+    (short,) = h.cut(utt(0.5, 1.0))  # 0.8 s of audio
+    assert short.language == LanguageRequest()
+    h.session.transcription_done(short.ticket, "ne li", None, "cy", 0.9)  # a fragment: not kept
+    (long,) = h.cut(utt(2.0, 5.0, 1))  # 3.3 s
+    assert long.language == LanguageRequest()
+    h.session.transcription_done(long.ticket, "the birch canoe", None, "en", 0.98)
+    (after,) = h.cut(utt(6.0, 6.5, 2))
+    assert after.language == LanguageRequest(kept="en")
+    # a new stream detects afresh
+    h.rx(Finish())
+    h.session.transcription_done(after.ticket, "yes", None, "en", 0.4)
+    h.rx(Begin())
+    (fresh,) = h.cut(utt(0.5, 1.0))
+    assert fresh.language == LanguageRequest()
+
+
+def test_speculation_made_before_the_language_was_kept_is_not_claimed() -> None:
+    h = _language_harness().streaming()
+    (first,) = h.cut(utt(0.5, 3.5))
+    tentative = utt(4.0, 5.0, 1)
+    h.seg.tentative = tentative
+    spec = [a for a in h.rx(Audio(PCM)) if isinstance(a, Speculate)]
+    assert len(spec) == 1 and spec[0].language == LanguageRequest()
+    h.session.transcription_done(first.ticket, "hello there", None, "en", 0.99)  # now the stream keeps en
+    h.seg.tentative = None
+    h.seg.cut = [tentative]
+    actions = h.rx(Audio(PCM))
+    (t,) = [a for a in actions if isinstance(a, Transcribe)]
+    assert t.claims is None and t.language == LanguageRequest(kept="en")
+    assert CancelSpeculation(spec[0].key) in actions

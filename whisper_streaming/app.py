@@ -17,7 +17,9 @@ from typing import Sequence
 from .audiosocket_server import AudioSocketServer
 from .asr import DecodeOptions, EngineOptions
 from .config import ServerConfig, load_config, with_overrides
+from .decoding import DecodeLimits
 from .errors import ConfigError, ModelError, WhisperStreamingError
+from .language import LanguagePolicy
 from .models import resolve_model
 from .pool import PoolOptions, ProcessPool
 from .results_log import ResultsLog
@@ -55,6 +57,14 @@ def engine_options_from_config(config: ServerConfig) -> EngineOptions:
         cpu_threads=m.cpu_threads,
         encoder_window_pad_s=m.encoder_window_pad_s,
         decode=decode,
+        limits=DecodeLimits(
+            tokens_per_s=m.max_tokens_per_s,
+            base_tokens=m.max_tokens_base,
+            budget_base_s=m.decode_budget_s,
+            budget_per_audio_s=m.decode_budget_per_audio_s,
+            short_utterance_s=m.short_utterance_s,
+        ),
+        language_policy=LanguagePolicy(m.language_min_detect_s, m.language_min_probability, m.language_redetect_below),
     )
 
 

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from .decoding import AttemptOutcome, DecodeBudget, DecodeLimits, cut_loops, run_attempts
 from .errors import AsrError, UsageError
+from .language import LanguagePolicy, LanguageRequest, choose_language
 
 __all__ = [
     "SAMPLE_RATE_HZ",
@@ -82,6 +85,8 @@ class EngineOptions:
     cpu_threads: int = 0
     encoder_window_pad_s: float | None = None  # None: Whisper's full 30 s window
     decode: DecodeOptions = field(default_factory=DecodeOptions)
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    language_policy: LanguagePolicy = field(default_factory=LanguagePolicy)
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,15 @@ class Transcript:
     """The final hypothesis for one utterance.
 
     ``text`` is the segments' text joined and stripped; empty when every segment was
-    judged silence/hallucination.  ``language`` is an ISO 639-1 code (as Whisper reports).
+    judged silence/hallucination.  ``language`` is the code the text was decoded in (ISO
+    639-1 as Whisper reports); ``language_probability`` the detector's probability of it
+    (1.0 when it was given, not detected).
+
+    Guard counters (:mod:`whisper_streaming.decoding`): ``attempts`` decodes ran;
+    ``loops_seen`` of them looped; ``loop_cut``: no decode was loop-free and the repeated tail
+    was cut from the text; ``timed_out``: the time budget stopped the fallbacks;
+    ``dropped_no_speech``: a short fragment judged not to be speech (text emptied);
+    ``decode_s``: seconds spent.
     """
 
     text: str
@@ -109,6 +122,12 @@ class Transcript:
     language_probability: float
     segments: tuple[TranscriptSegment, ...]
     audio_duration_s: float
+    attempts: int = 1
+    loops_seen: int = 0
+    loop_cut: bool = False
+    timed_out: bool = False
+    dropped_no_speech: bool = False
+    decode_s: float = 0.0
 
 
 @runtime_checkable
@@ -117,8 +136,11 @@ class AsrEngine(Protocol):
 
     name: str
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None) -> Transcript:
         """Transcribe ``audio``: float32, shape ``(n,)``, mono, 16 kHz, values in [-1, 1].
+
+        ``language``: the stream's language state (:class:`~whisper_streaming.language.LanguageRequest`;
+        None: detect, unless the engine's options fix a language).
 
         Raises:
             AsrError: the engine failed on this input.
@@ -162,9 +184,15 @@ class FasterWhisperEngine:
       encodes 30 s (3000 mel frames) however short the audio.  CTranslate2 accepts a shorter
       input, so we encode the utterance plus ``encoder_window_pad_s`` of padding, rounded up to
       a second (whisper.cpp's ``audio_ctx`` is the same idea).  On a short window Whisper
-      sometimes stops early; a decode with fewer than :data:`MIN_TOKENS_PER_S` text tokens per
-      second of speech is redone with the full window (``full_window_retries`` counts them).
-      ``docs/benchmarks.md`` has the accuracy and speed of each setting.
+      sometimes stops early or says the utterance twice; such a decode falls back to the full
+      window (``full_window_retries`` counts them).
+
+    Decoding itself is guarded (:mod:`whisper_streaming.decoding`): each decode may generate
+    at most :meth:`DecodeLimits.tokens_for` tokens; the temperature fallback of Whisper's
+    ``transcribe()`` runs here, one temperature per attempt, with a loop as one more reason to
+    fall back and a time budget checked before each attempt; a text that still loops has its
+    repeated tail cut.  A short utterance whose decode says no speech is dropped.  The
+    language follows :func:`~whisper_streaming.language.choose_language`.
 
     Raises:
         AsrError: from construction if the model cannot be loaded.
@@ -187,7 +215,8 @@ class FasterWhisperEngine:
             raise AsrError(f"cannot load faster-whisper model {options.model!r}: {exc}") from exc
         self._eot = self._model.hf_tokenizer.token_to_id("<|endoftext|>")  # special tokens and timestamps follow it
 
-    def _encode_once(self, audio: np.ndarray, pad_s: float | None) -> tuple[object, str | None, float]:
+    def _encode(self, audio: np.ndarray, pad_s: float | None, detect: bool) -> tuple[object, dict[str, float] | None]:
+        """Encoder output for the (trimmed or full) window, and the language probabilities when ``detect``."""
         from faster_whisper.audio import pad_or_trim
 
         fe = self._model.feature_extractor
@@ -198,22 +227,22 @@ class FasterWhisperEngine:
             per_s = fe.sampling_rate // fe.hop_length  # 100 frames per second
             frames = min(frames, -(-(content + int(pad_s * per_s)) // per_s) * per_s)
         encoder_output = self._model.encode(pad_or_trim(features[:, :content], frames))  # not primed: a real pass
-        language, probability = self.options.decode.language, 1.0
-        if language is None and self._model.model.is_multilingual:
-            token, probability = self._model.model.detect_language(encoder_output)[0][0]
-            language = token[2:-2]
-        return encoder_output, language, probability
+        probabilities = None
+        if detect and self._model.model.is_multilingual:
+            probabilities = {token[2:-2]: p for token, p in self._model.model.detect_language(encoder_output)[0]}
+        return encoder_output, probabilities
 
-    def _decode(self, audio: np.ndarray, pad_s: float | None) -> tuple[tuple[TranscriptSegment, ...], int, str | None, float]:
+    def _attempt(self, audio: np.ndarray, encoded: object, language: str | None, temperature: float,
+                 max_tokens: int, suspect_check: bool) -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
         d = self.options.decode
-        encoder_output, language, probability = self._encode_once(audio, pad_s)
-        self._model._primed = encoder_output
+        t0 = time.perf_counter()
+        self._model._primed = encoded
         try:
             segments, _ = self._model.transcribe(
                 audio,
                 language=language,
                 beam_size=d.beam_size,
-                temperature=list(d.temperatures),
+                temperature=[temperature],
                 no_speech_threshold=d.no_speech_threshold,
                 log_prob_threshold=d.log_prob_threshold,
                 compression_ratio_threshold=d.compression_ratio_threshold,
@@ -221,29 +250,96 @@ class FasterWhisperEngine:
                 initial_prompt=d.initial_prompt,
                 vad_filter=False,
                 without_timestamps=False,
+                max_new_tokens=max_tokens,
             )
-            decoded, tokens = [], 0
+            decoded, tokens, weighted, weights = [], 0, 0.0, 0
             for s in segments:  # consume the lazy generator here, in the worker
                 decoded.append(TranscriptSegment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob, s.compression_ratio))
-                tokens += sum(1 for t in s.tokens if t < self._eot)  # text tokens, not timestamps
+                n = sum(1 for t in s.tokens if t < self._eot)  # text tokens, not timestamps
+                tokens += n
+                weighted += s.avg_logprob * max(n, 1)
+                weights += max(n, 1)
         finally:
             self._model._primed = None
-        return tuple(decoded), tokens, language, probability
+        segs = tuple(decoded)
+        text = " ".join(s.text.strip() for s in segs if s.text.strip())
+        duration_s = len(audio) / SAMPLE_RATE_HZ
+        suspect = suspect_check and (_looks_truncated(segs, tokens, duration_s) or _looks_repeated(segs))
+        if not segs:  # every segment judged silence: nothing to fall back from
+            return AttemptOutcome(segs, "", 0.0, 0.0, 1.0, time.perf_counter() - t0)
+        return AttemptOutcome(
+            segs,
+            text,
+            weighted / weights,
+            max(s.compression_ratio for s in segs),
+            segs[0].no_speech_prob,
+            time.perf_counter() - t0,
+            suspect,
+        )
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None) -> Transcript:
         if audio.dtype != np.float32 or audio.ndim != 1:
             raise UsageError("audio must be a 1-D float32 array")
+        t0 = time.perf_counter()
+        o, d = self.options, self.options.decode
         duration_s = len(audio) / SAMPLE_RATE_HZ
-        pad_s = self.options.encoder_window_pad_s
+        request = language if language is not None else LanguageRequest(fixed=d.language)
+        pad_s = o.encoder_window_pad_s
+        budget = DecodeBudget(o.limits.budget_s(duration_s))
+        max_tokens = o.limits.tokens_for(duration_s)
         try:
-            decoded, tokens, language, probability = self._decode(audio, pad_s)
-            if pad_s is not None and (_looks_truncated(decoded, tokens, duration_s) or _looks_repeated(decoded)):
-                self.full_window_retries += 1
-                decoded, tokens, language, probability = self._decode(audio, None)
+            first_encoded, probabilities = self._encode(audio, pad_s, detect=request.fixed is None)
+            code, probability = choose_language(request, probabilities, duration_s, o.language_policy)
+            encoded: dict[float | None, object] = {pad_s: first_encoded}
+
+            def attempt(window: float | None, temperature: float) -> Callable[[], AttemptOutcome[tuple[TranscriptSegment, ...]]]:
+                def run() -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
+                    if window not in encoded:
+                        if window is None:
+                            self.full_window_retries += 1
+                        encoded[window] = self._encode(audio, window, detect=False)[0]
+                    return self._attempt(audio, encoded[window], code, temperature, max_tokens, suspect_check=window is not None)
+                return run
+
+            temps = d.temperatures or (0.0,)
+            plan = [attempt(pad_s, temps[0])]
+            if pad_s is not None:
+                plan.append(attempt(None, temps[0]))
+            plan += [attempt(None, t) for t in temps[1:]]
+            result = run_attempts(
+                plan,
+                budget,
+                log_prob_threshold=d.log_prob_threshold,
+                compression_ratio_threshold=d.compression_ratio_threshold,
+                no_speech_threshold=d.no_speech_threshold,
+            )
         except Exception as exc:  # noqa: BLE001
             raise AsrError(f"faster-whisper failed: {exc}") from exc
-        text = " ".join(s.text.strip() for s in decoded if s.text.strip())
-        return Transcript(text, language or "", probability, decoded, duration_s)
+        chosen = result.chosen
+        text = chosen.text
+        if result.looped:
+            text = cut_loops(text)
+        dropped = bool(
+            text
+            and d.no_speech_threshold is not None
+            and duration_s <= o.limits.short_utterance_s
+            and chosen.no_speech_prob > d.no_speech_threshold
+        )
+        if dropped:
+            text = ""
+        return Transcript(
+            text,
+            code or "",
+            probability,
+            chosen.result,
+            duration_s,
+            attempts=result.attempts,
+            loops_seen=result.loops_seen,
+            loop_cut=result.looped,
+            timed_out=result.timed_out,
+            dropped_no_speech=dropped,
+            decode_s=time.perf_counter() - t0,
+        )
 
 
 MIN_TOKENS_PER_S = 1.5

@@ -226,6 +226,36 @@ class ModelConfig(BaseModel):
     30 s window; ``None`` keeps the full window.  Faster, slightly less accurate: see
     ``docs/benchmarks.md``."""
 
+    max_tokens_per_s: Annotated[_Float, Field(gt=0, le=100)] = 10.0
+    """A decode may generate at most ``max_tokens_base + max_tokens_per_s * duration`` tokens
+    (capped at Whisper's 224): a loop stops early (read speech is 2-8 tokens/s)."""
+
+    max_tokens_base: Annotated[StrictInt, Field(ge=1, le=224)] = 16
+    """See ``max_tokens_per_s``."""
+
+    decode_budget_s: Annotated[_Float, Field(gt=0, le=600)] = 2.0
+    """Time bound of one utterance: no further decode (fallback temperature, full-window retry)
+    starts unless it can end within ``decode_budget_s + decode_budget_per_audio_s * duration``
+    seconds; the best text so far is used (``%C`` counts these as time limited)."""
+
+    decode_budget_per_audio_s: Annotated[_Float, Field(ge=0, le=100)] = 1.0
+    """See ``decode_budget_s``."""
+
+    short_utterance_s: Annotated[_Float, Field(ge=0, le=30)] = 1.2
+    """An utterance with at most this much audio whose decode has a no-speech probability above
+    ``no_speech_threshold`` is dropped (noise and breath fragments); 0 = never."""
+
+    language_min_detect_s: Annotated[_Float, Field(gt=0, le=30)] = 2.0
+    """With auto-detection, an utterance must have this much audio (s) for its detected
+    language to become the stream's, or to replace it."""
+
+    language_min_probability: Annotated[_Float, Field(gt=0, le=1)] = 0.5
+    """The detector's probability needed for a detected language to become the stream's."""
+
+    language_redetect_below: Annotated[_Float, Field(ge=0, lt=1)] = 0.1
+    """The stream's kept language is replaced for an utterance (of at least
+    ``language_min_detect_s``) on which its probability falls below this."""
+
     @field_validator("size")
     @classmethod
     def _check_size(cls, value: str) -> str:
@@ -281,9 +311,29 @@ class VadConfig(BaseModel):
     used).  Once that much silence is in, the utterance can be transcribed speculatively while
     the endpoint is awaited (``VadOptions.trailing_ms``)."""
 
-    silence_floor_dbfs: Optional[Annotated[_Float, Field(ge=-120.0, le=0.0)]] = -60.0
-    """Frames quieter than this RMS level (dBFS) are never speech, whatever WebRTC VAD says
-    (it can report exact digital silence as speech; see ``VadOptions``); ``None`` = off."""
+    silence_floor_dbfs: Optional[Annotated[_Float, Field(ge=-120.0, le=0.0)]] = None
+    """Frames quieter than this RMS level (dBFS) are never speech, whatever WebRTC VAD says;
+    ``None`` = off (the default: quiet lines carry speech at -50 to -70 dBFS; the digital
+    silence rule below handles muted lines)."""
+
+    digital_silence_peak: Annotated[StrictInt, Field(ge=0, le=1000)] = 4
+    """A frame whose samples span at most this many LSB (max - min; zeros, a constant, a few
+    LSB of dither) is near digital silence: never amplified for the VAD, and a run of
+    ``digital_silence_frames`` of them is never speech."""
+
+    digital_silence_frames: Annotated[StrictInt, Field(ge=1, le=1000)] = 8
+    """From this frame of a run of near-silent frames on, frames are unvoiced (``VadOptions``)."""
+
+    agc_target_dbfs: Optional[Annotated[_Float, Field(ge=-60.0, le=0.0)]] = -20.0
+    """Level normalisation of the VAD's copy of the audio: the loudest frame of the last
+    ``agc_window_ms`` is brought to this level (dBFS); ``None`` = off.  Makes endpointing the
+    same from -10 to -70 dBFS (``VadOptions``)."""
+
+    agc_max_gain_db: Annotated[_Float, Field(ge=0.0, le=60.0)] = 45.0
+    """Largest gain of that normalisation (dB)."""
+
+    agc_window_ms: Annotated[StrictInt, Field(ge=30, le=600000)] = 10000
+    """How long the loudest frame sets the gain (ms)."""
 
     @field_validator("start_voiced_frames")
     @classmethod

@@ -28,6 +28,7 @@ import numpy as np
 
 from .asr import SAMPLE_RATE_HZ, EngineOptions, Transcript, TranscriptSegment
 from .errors import AsrError, UsageError
+from .language import LanguageRequest, choose_language
 
 __all__ = ["OpenAIWhisperEngine", "BEST_OF"]
 
@@ -79,10 +80,9 @@ class OpenAIWhisperEngine:
             raise AsrError(f"cannot load openai-whisper model {model!r}: {exc}") from exc
         self._model.eval()
 
-    def _language(self, audio: np.ndarray) -> tuple[str, float]:
-        language = self.options.decode.language
-        if language is not None:
-            return language, 1.0
+    def _language(self, audio: np.ndarray, request: LanguageRequest) -> tuple[str, float]:
+        if request.fixed is not None:
+            return request.fixed, 1.0
         if not self._model.is_multilingual:
             return "en", 1.0
         from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
@@ -91,16 +91,21 @@ class OpenAIWhisperEngine:
         dtype = self._torch.float16 if self.fp16 else self._torch.float32
         segment = pad_or_trim(mel, N_FRAMES).to(self._model.device).to(dtype)  # as transcribe() does
         _, probs = self._model.detect_language(segment)
-        language = max(probs, key=probs.get)
-        return language, float(probs[language])
+        code, probability = choose_language(request, {k: float(v) for k, v in probs.items()}, len(audio) / SAMPLE_RATE_HZ,
+                                            self.options.language_policy)
+        assert code is not None
+        return code, probability
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None) -> Transcript:
+        """See :meth:`whisper_streaming.asr.AsrEngine.transcribe` (the language rule is the same;
+        the decoding guards of :mod:`whisper_streaming.decoding` are the faster-whisper engine's only)."""
+        request = language or LanguageRequest(fixed=self.options.decode.language)
         d = self.options.decode
         if audio.dtype != np.float32 or audio.ndim != 1:
             raise UsageError("audio must be a 1-D float32 array")
         try:
             with self._torch.inference_mode():
-                language, probability = self._language(audio)
+                language, probability = self._language(audio, request)
                 result = self._whisper.transcribe(
                     self._model,
                     audio,

@@ -39,10 +39,11 @@ from typing import Any, Callable, Hashable
 
 from .asr import AsrEngine, EngineOptions, Transcript, create_engine, pcm16_to_float32
 from .errors import AsrError, ModelError
+from .language import LanguageRequest
 from .scheduler import FairQueue
 from .sentiment import Sentiment, SentimentEngine, SentimentOptions, analyze, create_sentiment_engine
 
-__all__ = ["EngineState", "BackendStatus", "UtteranceResult", "AsrBackend", "ProcessPool", "PoolOptions"]
+__all__ = ["EngineState", "GuardCounts", "BackendStatus", "UtteranceResult", "AsrBackend", "ProcessPool", "PoolOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,34 @@ class EngineState(enum.Enum):
 
 
 @dataclass(frozen=True)
+class GuardCounts:
+    """How often the decoding guards acted (``%C``): utterances in which a decode looped
+    (``loops``), whose text was cut because every decode looped (``loop_cuts``), whose
+    fallbacks the time budget stopped (``time_limited``), and short fragments dropped as
+    no speech (``no_speech_dropped``)."""
+
+    loops: int = 0
+    loop_cuts: int = 0
+    time_limited: int = 0
+    no_speech_dropped: int = 0
+
+    def add(self, transcript: Transcript) -> GuardCounts:
+        return GuardCounts(
+            self.loops + (transcript.loops_seen > 0),
+            self.loop_cuts + transcript.loop_cut,
+            self.time_limited + transcript.timed_out,
+            self.no_speech_dropped + transcript.dropped_no_speech,
+        )
+
+
+@dataclass(frozen=True)
 class BackendStatus:
     engines: tuple[EngineState, ...]
     utterances_queued: int
     worker_restarts: int
     utterances_done: int
     utterances_failed: int
+    guards: GuardCounts = GuardCounts()
 
 
 @dataclass(frozen=True)
@@ -88,9 +111,11 @@ class AsrBackend(abc.ABC):
         """Load engines; raise :class:`ModelError` if they cannot start."""
 
     @abc.abstractmethod
-    async def submit(self, session_key: Hashable, pcm: bytes, *, sentiment: bool = False) -> asyncio.Future[UtteranceResult]:
+    async def submit(self, session_key: Hashable, pcm: bytes, *, sentiment: bool = False,
+                     language: LanguageRequest | None = None) -> asyncio.Future[UtteranceResult]:
         """Queue one utterance (s16le 16 kHz mono), waiting while the queue is full.
 
+        ``language``: the stream's language state for the engine (None: the engine's default).
         Returns a future resolving to its :class:`UtteranceResult` (with a sentiment if
         ``sentiment`` and the backend has a sentiment engine) or raising :class:`AsrError`.
         """
@@ -136,6 +161,7 @@ class _Job:
     future: asyncio.Future[UtteranceResult]
     sentiment: bool = False
     attempts: int = 0
+    language: LanguageRequest | None = None
 
 
 class _WorkerDied(Exception):
@@ -161,7 +187,7 @@ def _worker_main(
     sentiment_factory: Callable[[SentimentOptions], SentimentEngine] | None = None,
     sentiment_options: SentimentOptions | None = None,
 ) -> None:
-    """Worker process: build the engines once, then answer ``(job_id, pcm, sentiment)`` messages."""
+    """Worker process: build the engines once, then answer ``(job_id, pcm, sentiment, language)`` messages."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     try:
         engine = factory(options)
@@ -179,9 +205,10 @@ def _worker_main(
             return
         if msg is None:
             return
-        job_id, pcm, want_sentiment = msg
+        job_id, pcm, want_sentiment, language = msg
         try:
-            transcript = engine.transcribe(pcm16_to_float32(pcm))
+            audio = pcm16_to_float32(pcm)
+            transcript = engine.transcribe(audio, language=language) if language is not None else engine.transcribe(audio)
         except Exception as exc:  # noqa: BLE001 - one bad utterance must not kill the worker
             conn.send(("error", job_id, f"{type(exc).__name__}: {exc}"))
             continue
@@ -211,6 +238,7 @@ class ProcessPool(AsrBackend):
         self._restarts = 0
         self._done = 0
         self._failed = 0
+        self._guards = GuardCounts()
         self._closed = False
 
     # ------------------------------------------------------------------ AsrBackend
@@ -226,10 +254,11 @@ class ProcessPool(AsrBackend):
             await self.close()
             raise ModelError(f"ASR engine failed to start: {errors[0]}")
 
-    async def submit(self, session_key: Hashable, pcm: bytes, *, sentiment: bool = False) -> asyncio.Future[UtteranceResult]:
+    async def submit(self, session_key: Hashable, pcm: bytes, *, sentiment: bool = False,
+                     language: LanguageRequest | None = None) -> asyncio.Future[UtteranceResult]:
         if self._closed:
             raise AsrError("the ASR pool is closed")
-        job = _Job(next(self._ids), session_key, pcm, asyncio.get_running_loop().create_future(), sentiment)
+        job = _Job(next(self._ids), session_key, pcm, asyncio.get_running_loop().create_future(), sentiment, language=language)
         await self._queue.put(session_key, job)
         if self._closed:  # close() ran while we waited for room: nobody will serve the queue now
             for stale in self._queue.remove_all():
@@ -242,7 +271,7 @@ class ProcessPool(AsrBackend):
             job.future.cancel()
 
     def status(self) -> BackendStatus:
-        return BackendStatus(tuple(s.state for s in self._slots), len(self._queue), self._restarts, self._done, self._failed)
+        return BackendStatus(tuple(s.state for s in self._slots), len(self._queue), self._restarts, self._done, self._failed, self._guards)
 
     async def close(self) -> None:
         if self._closed:
@@ -297,6 +326,7 @@ class ProcessPool(AsrBackend):
                 raise
             if reply[0] == "ok":
                 self._done += 1
+                self._guards = self._guards.add(reply[2].transcript)
                 if not job.future.done():
                     job.future.set_result(reply[2])
             else:
@@ -332,7 +362,7 @@ class ProcessPool(AsrBackend):
     async def _exchange(self, slot: _Slot, job: _Job) -> tuple[Any, ...]:
         assert slot.conn is not None
         try:
-            slot.conn.send((job.job_id, job.pcm, job.sentiment))
+            slot.conn.send((job.job_id, job.pcm, job.sentiment, job.language))
         except (OSError, ValueError) as exc:
             raise _WorkerDied(f"send failed: {exc}") from exc
         while True:

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from .config import ServerConfig
 from .errors import AsrError, HandshakeError, RemoteProtocolError
+from .language import LanguagePolicy
 from .options import StreamOptions
 from .pcm_save import PcmRecorder, PcmStreamWriter
 from .pool import AsrBackend, EngineState
@@ -77,7 +78,17 @@ def vad_options_from_config(config: ServerConfig) -> VadOptions:
         min_speech_ms=v.min_speech_ms,
         silence_floor_dbfs=v.silence_floor_dbfs,
         trailing_ms=v.trailing_ms,
+        digital_silence_peak=v.digital_silence_peak,
+        digital_silence_frames=v.digital_silence_frames,
+        agc_target_dbfs=v.agc_target_dbfs,
+        agc_max_gain_db=v.agc_max_gain_db,
+        agc_window_ms=v.agc_window_ms,
     )
+
+
+def language_policy_from_config(config: ServerConfig) -> LanguagePolicy:
+    m = config.model
+    return LanguagePolicy(m.language_min_detect_s, m.language_min_probability, m.language_redetect_below)
 
 
 def _refuse(requested: Any) -> bool:
@@ -92,6 +103,8 @@ def session_options_from_config(config: ServerConfig) -> SessionOptions:
         vad=vad_options_from_config(config),
         max_stream_samples=None if max_stream_s is None else int(max_stream_s * config.audio.sample_rate),
         stream_defaults=StreamOptions(sentiment=s.enabled),
+        default_language=config.model.language,
+        language_policy=language_policy_from_config(config),
         option_policy={"sentiment": _refuse} if s.engine == "none" else {},
     )
 
@@ -174,6 +187,9 @@ class StreamingServer:
         lines.append(f"errors: {errors or 'none'}")
         lines.append(f"sentiment: {self.stats.sentiment.summary().counts_text()}")
         lines.append(f"speculative transcriptions: started {self.stats.speculations_started}, used {self.stats.speculations_used}")
+        g = st.guards
+        lines.append(f"decoding guards: loops {g.loops}, loops cut {g.loop_cuts}, time limited {g.time_limited}, "
+                     f"no-speech fragments dropped {g.no_speech_dropped}")
         lines.extend(extra() for extra in self.extra_status)
         lines.append(f"tasks: {len(asyncio.all_tasks())}")
         return "\n".join(lines)
@@ -498,7 +514,7 @@ class _Connection:
             return
         pcm = action.asr_samples().astype("<i2").tobytes()
         try:
-            self._speculations[action.key] = await self.server.backend.submit(self.conn_id, pcm, sentiment=action.sentiment)
+            self._speculations[action.key] = await self.server.backend.submit(self.conn_id, pcm, sentiment=action.sentiment, language=action.language)
         except AsrError:
             return  # the confirmed utterance will be submitted (and fail) normally
         self.server.stats.speculations_started += 1
@@ -510,7 +526,7 @@ class _Connection:
         else:
             pcm = action.asr_samples().astype("<i2").tobytes()  # 16 kHz s16le for the ASR
             try:
-                future = await self.server.backend.submit(self.conn_id, pcm, sentiment=action.sentiment)
+                future = await self.server.backend.submit(self.conn_id, pcm, sentiment=action.sentiment, language=action.language)
             except AsrError as exc:
                 self.log.error("cannot queue utterance: %s", exc)
                 self._run_sync_actions(self.session.transcription_failed(action.ticket))
@@ -526,7 +542,8 @@ class _Connection:
                 self._run_sync_actions(self.session.transcription_failed(ticket))
             else:
                 got = fut.result()
-                self._run_sync_actions(self.session.transcription_done(ticket, got.transcript.text, got.sentiment, got.transcript.language))
+                t = got.transcript
+                self._run_sync_actions(self.session.transcription_done(ticket, t.text, got.sentiment, t.language, t.language_probability))
 
         future.add_done_callback(done)
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from . import audio_format
 from .errors import RemoteProtocolError
+from .language import LanguagePolicy, LanguageRequest, LanguageTracker
 from .options import StreamOptions, negotiate
 from .protocol import (
     Audio,
@@ -95,6 +96,9 @@ class SessionOptions:
     ``stream_defaults``: the options of a session that sends no ``%o`` (the server-wide default).
     ``option_policy``: per ``%o`` key, the effective value the server gives a requested one
     (see :func:`~whisper_streaming.options.negotiate`).
+    ``default_language``: the language of a stream whose options say none (``model.language``;
+    None: detect per stream).  ``language_policy``: when a detected language is kept
+    (:class:`~whisper_streaming.language.LanguageTracker`).
     """
 
     vad: VadOptions = field(default_factory=VadOptions)
@@ -102,6 +106,8 @@ class SessionOptions:
     max_stream_samples: int | None = None
     stream_defaults: StreamOptions = field(default_factory=StreamOptions)
     option_policy: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+    default_language: str | None = None
+    language_policy: LanguagePolicy = field(default_factory=LanguagePolicy)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,7 @@ class Transcribe(_UtteranceAudio):
 
     ``claims``: the key of an earlier :class:`Speculate` for exactly this audio; a transport
     that acted on it uses that transcription instead of starting another (and must still
-    report it under ``ticket``).
+    report it under ``ticket``).  ``language``: the stream's language state, for the engine.
     """
 
     ticket: int
@@ -146,6 +152,7 @@ class Transcribe(_UtteranceAudio):
     stream_index: int
     sentiment: bool = False
     claims: int | None = None
+    language: LanguageRequest | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +171,7 @@ class Speculate(_UtteranceAudio):
     utterance: Utterance
     stream_index: int
     sentiment: bool = False
+    language: LanguageRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +227,8 @@ class _Slot:
     tally: SentimentTally | None = None  # the stream's, when sentiment is on
     summary: bool = False  # the %F slot of a sentiment stream: %S first
     language: str = ""
+    tracker: LanguageTracker | None = None  # the stream's
+    duration_s: float = 0.0  # of the utterance's audio
 
 
 class Session:
@@ -237,6 +247,7 @@ class Session:
         self.stream_index = -1
         self.stream_options = self.options.stream_defaults  # for the following streams
         self._tally: SentimentTally | None = None  # the open stream's, when sentiment is on
+        self._language: LanguageTracker | None = None  # the open stream's
         self._segmenter_rate = self.options.vad.sample_rate_hz  # the open stream's
         self._segmenter: VadSegmenter | None = None
         self._speculation: Speculate | None = None  # the open stream's outstanding one
@@ -316,6 +327,9 @@ class Session:
             self.stream_index += 1
             self._stream_samples = 0
             self._tally = SentimentTally() if self.stream_options.sentiment else None
+            wanted = self.stream_options.language
+            fixed = self.options.default_language if wanted is None else (None if wanted == "auto" else wanted)
+            self._language = LanguageTracker(fixed, self.options.language_policy)
             vad = self.options.vad
             rate = self.stream_options.sample_rate
             if rate != vad.sample_rate_hz:
@@ -358,15 +372,19 @@ class Session:
         self._close_when_drained = reason
         return actions + self._drain()
 
-    def transcription_done(self, ticket: int, text: str, sentiment: Sentiment | None = None, language: str = "") -> list[Action]:
+    def transcription_done(self, ticket: int, text: str, sentiment: Sentiment | None = None, language: str = "",
+                           language_probability: float = 0.0) -> list[Action]:
         """The transcript of ``ticket`` arrived; empty text sends no ``%R``.
 
         ``sentiment`` goes into the ``%R`` when the utterance's stream has sentiment on (None:
-        no field); ``language`` is the detected language (for :class:`ResultContext`).
+        no field); ``language`` is the language it was decoded in (for :class:`ResultContext`),
+        detected with ``language_probability``: it may become the stream's kept language.
         """
         slot = self._pending.pop(ticket, None)
         if slot is None or self.state is SessionState.CLOSED:
             return []
+        if slot.tracker is not None:
+            slot.tracker.observe(language, language_probability, slot.duration_s)
         text = sanitize_text(text).strip()
         if text:
             if slot.tally is None:
@@ -400,18 +418,21 @@ class Session:
     def _submit(self, utterance: Utterance) -> list[Action]:
         actions: list[Action] = []
         claims = None
+        language = self._language.request() if self._language is not None else None
         spec, self._speculation = self._speculation, None
         if spec is not None:
-            if _same_audio(spec.utterance, utterance):
+            # a speculation started before the stream's language was kept decoded without it
+            if _same_audio(spec.utterance, utterance) and spec.language == language:
                 claims = spec.key
             else:
                 actions.append(CancelSpeculation(spec.key))
         ticket = next(self._tickets)
-        slot = _Slot([], ticket, utterance.start_s, utterance.end_s, self.stream_index, self._tally)
+        slot = _Slot([], ticket, utterance.start_s, utterance.end_s, self.stream_index, self._tally,
+                     tracker=self._language, duration_s=utterance.duration_s)
         self._outputs.append(slot)
         self._pending[ticket] = slot
         self.utterances += 1
-        actions.append(Transcribe(ticket, utterance, self.stream_index, sentiment=self._tally is not None, claims=claims))
+        actions.append(Transcribe(ticket, utterance, self.stream_index, sentiment=self._tally is not None, claims=claims, language=language))
         return actions
 
     def _speculate(self) -> list[Action]:
@@ -419,14 +440,15 @@ class Session:
         assert self._segmenter is not None
         tentative = self._segmenter.tentative
         spec = self._speculation
-        if spec is not None and tentative is not None and _same_audio(spec.utterance, tentative):
+        language = self._language.request() if self._language is not None else None
+        if spec is not None and tentative is not None and _same_audio(spec.utterance, tentative) and spec.language == language:
             return []
         actions: list[Action] = []
         if spec is not None:
             actions.append(CancelSpeculation(spec.key))
             self._speculation = None
         if tentative is not None:
-            self._speculation = Speculate(next(self._tickets), tentative, self.stream_index, sentiment=self._tally is not None)
+            self._speculation = Speculate(next(self._tickets), tentative, self.stream_index, sentiment=self._tally is not None, language=language)
             actions.append(self._speculation)
         return actions
 

@@ -61,6 +61,10 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class VadOptions:
     """Settings of a :class:`VadSegmenter`.  Validated on construction.
@@ -100,7 +104,41 @@ class VadOptions:
             of ``shared/data/speech/en`` joined by 1 s all-zero gaps: 3 of 30 gaps were
             "speech" from end to end in modes 0 and 1 (1 in mode 2), joining those files into
             one utterance; with the floor, none.  -60 dBFS is far below speech (read speech is
-            about -20 to -30 dBFS) and at or below the noise floor of a quiet line.
+            about -20 to -30 dBFS) and at or below the noise floor of a quiet line.  Off by
+            default since the digital-silence rule below replaced it: quiet lines carry
+            speech at -50 to -70 dBFS, and an RMS floor called such speech silence (a 10 s
+            sentence at -65 dBFS gave no utterance at all).
+        digital_silence_peak: a frame whose largest absolute sample is at most this (int16
+            LSB, 0..1000) is *near digital silence* (all zeros, or a few LSB of dither: a
+            muted phone, a PBX without RTP).  Such a frame never raises the gain below and
+            never sets it: a stream of nothing but near-silence is not amplified at all.
+        digital_silence_frames: from the ``digital_silence_frames``-th frame of a run of
+            near-silent frames on, frames are unvoiced whatever the detector says (>= 1).
+            The first ones keep the detector's verdict if the last frame that was not
+            near-silent was voiced, like its own hangover of up to 7 frames
+            (``kOverHangMax2``), so short quiet stretches inside quiet speech behave as they do
+            at a normal level; near-silence never starts speech (a fresh detector calls the
+            first frames of +-2 LSB dither speech), and the detector's quirk of calling a long
+            run of digital silence speech is cut off after 8 frames (240 ms).
+        agc_target_dbfs: level normalisation before the detector (``None``: off).  WebRTC
+            VAD is not level-invariant (its GMM features are log band energies with an
+            absolute floor, ``kMinEnergy`` in ``vad_core.c``): measured on
+            ``shared/data/speech/en`` re-levelled to a whole-file RMS of -65 dBFS it lost 21 %
+            of the voiced frames of the original level, at -70 dBFS 31 %.  Each frame handed
+            to the detector (never the audio the ASR gets) is scaled so that the loudest
+            frame RMS of the last ``agc_window_ms`` (near-silent frames excluded; the
+            current frame included, so a sudden loud frame is never over-amplified) sits at
+            this level, with a gain in -20 .. ``agc_max_gain_db`` dB, clipped to int16.  With
+            it the frames agree with the original level's to 98-99 % from -10 to -70 dBFS
+            (``docs/benchmarks.md``).
+        agc_max_gain_db: the largest gain of the normalisation, dB (0..60).  45 dB brings a
+            -70 dBFS whole-file RMS (loudest frames near -60) to the target; noise on an
+            idle line is amplified by as much, so lower it where lines carry audible hiss
+            and never quiet speech.
+        agc_window_ms: how long the loudest frame keeps setting the gain (ms, >= frame_ms).
+            10 s spans the pauses of a conversation, so the gain does not rise on the noise
+            between two sentences; after a loud burst, quieter speech is under-amplified for
+            up to this long.
 
     Raises:
         UsageError: if any field is invalid; the message lists every problem.
@@ -115,8 +153,13 @@ class VadOptions:
     start_window_frames: int = 10
     start_voiced_frames: int = 3
     min_speech_ms: int = 150
-    silence_floor_dbfs: float | None = -60.0
+    silence_floor_dbfs: float | None = None
     trailing_ms: int = 180
+    digital_silence_peak: int = 4
+    digital_silence_frames: int = 8
+    agc_target_dbfs: float | None = -20.0
+    agc_max_gain_db: float = 45.0
+    agc_window_ms: int = 10000
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -150,6 +193,17 @@ class VadOptions:
             not isinstance(floor, (int, float)) or isinstance(floor, bool) or not math.isfinite(floor) or not -120.0 <= floor <= 0.0
         ):
             problems.append(f"silence_floor_dbfs must be None or a number in -120..0, got {floor!r}")
+        if not _is_int(self.digital_silence_peak) or not 0 <= self.digital_silence_peak <= 1000:
+            problems.append(f"digital_silence_peak must be an int in 0..1000, got {self.digital_silence_peak!r}")
+        if not _is_int(self.digital_silence_frames) or self.digital_silence_frames < 1:
+            problems.append(f"digital_silence_frames must be an int >= 1, got {self.digital_silence_frames!r}")
+        target = self.agc_target_dbfs
+        if target is not None and (not _is_number(target) or not -60.0 <= target <= 0.0):
+            problems.append(f"agc_target_dbfs must be None or a number in -60..0, got {target!r}")
+        if not _is_number(self.agc_max_gain_db) or not 0.0 <= self.agc_max_gain_db <= 60.0:
+            problems.append(f"agc_max_gain_db must be a number in 0..60, got {self.agc_max_gain_db!r}")
+        if not _is_int(self.agc_window_ms) or self.agc_window_ms < 1:
+            problems.append(f"agc_window_ms must be an int >= 1, got {self.agc_window_ms!r}")
         max_ok = (
             isinstance(self.max_speech_s, (int, float))
             and not isinstance(self.max_speech_s, bool)
@@ -273,7 +327,8 @@ class VadSegmenter:
         options: endpointing settings.
         is_speech: classifier ``(frame_bytes, sample_rate_hz) -> bool`` called once per
             frame with ``frame_samples`` native-endian int16 samples.  Defaults to
-            ``webrtcvad.Vad(options.mode).is_speech``; injectable for tests.
+            ``webrtcvad.Vad(options.mode).is_speech``, which gets the level-normalised frame
+            (``agc_target_dbfs``); an injected classifier (tests) gets the frame as it is.
     """
 
     def __init__(
@@ -284,6 +339,7 @@ class VadSegmenter:
     ) -> None:
         if not isinstance(options, VadOptions):
             raise UsageError(f"options must be a VadOptions, got {type(options).__name__}")
+        custom = is_speech is not None
         if is_speech is None:
             import webrtcvad
 
@@ -303,6 +359,13 @@ class VadSegmenter:
         self._floor_energy = options.silence_floor_energy
         self._trailing = options.trailing_samples
         self._trailing_frames = -(-self._trailing // self._fs)  # unvoiced frames that complete the audio
+        self._silence_peak = options.digital_silence_peak
+        self._silence_run_limit = options.digital_silence_frames
+        self._near_silent_run = 0
+        self._last_audible_voiced = False  # the verdict on the last frame that was not near-silent
+        # The normalisation compensates WebRTC VAD's level dependence; an injected classifier
+        # (tests, other detectors) gets the frames as they are.
+        self._agc = None if options.agc_target_dbfs is None or custom else _LevelNormalizer(options)
 
         self._closed = False
         self._received = 0
@@ -455,7 +518,15 @@ class VadSegmenter:
         raise UsageError(f"PCM must be bytes or a 1-D int16 numpy array, got {type(pcm).__name__}")
 
     def _process_frame(self, frame: np.ndarray, out: list[Utterance]) -> None:
-        voiced = bool(self._is_speech(frame.tobytes(), self._rate))  # always called: it adapts to the noise
+        near_silent = frame.size == 0 or int(frame.max()) - int(frame.min()) <= self._silence_peak
+        self._near_silent_run = self._near_silent_run + 1 if near_silent else 0
+        detector_frame = frame if self._agc is None else self._agc.apply(frame, near_silent)
+        voiced = bool(self._is_speech(detector_frame.tobytes(), self._rate))  # always called: it adapts to the noise
+        if near_silent:
+            # near-silence may continue speech (like the detector's hangover), never start it
+            voiced = voiced and self._last_audible_voiced and self._near_silent_run < self._silence_run_limit
+        else:
+            self._last_audible_voiced = voiced
         if voiced and self._floor_energy is not None and frame.size == self._fs:
             x = frame.astype(np.float64)
             voiced = float(np.dot(x, x)) >= self._floor_energy
@@ -608,3 +679,48 @@ class VadSegmenter:
         if utterance is not None:
             out.append(utterance)
             self._next_index += 1
+
+
+_AGC_MIN_LEVEL_DBFS = -75.0
+"""No gain while the loudest frame of the window is below this: speech at a whole-file RMS of
+-70 dBFS has its loudest 30 ms frames near -60 dBFS, so such a window holds only line noise or
+dither, which must not be amplified into "speech"."""
+
+
+class _LevelNormalizer:
+    """Per-frame gain for the detector's copy of the audio (see ``VadOptions.agc_target_dbfs``).
+
+    The level is the largest frame RMS (dBFS) over the last ``agc_window_ms``, kept with a
+    monotonic deque (sliding-window maximum, O(1) amortised per frame); near-silent frames
+    neither enter the window nor, while it is empty, get any gain.
+    """
+
+    _MIN_GAIN_DB = -20.0
+
+    def __init__(self, options: VadOptions) -> None:
+        assert options.agc_target_dbfs is not None
+        self._target = options.agc_target_dbfs
+        self._max_gain = options.agc_max_gain_db
+        self._window = max(1, options.agc_window_ms // options.frame_ms)
+        self._levels: collections.deque[tuple[int, float]] = collections.deque()  # (frame number, dBFS), decreasing
+        self._frame = 0
+
+    def apply(self, frame: np.ndarray, near_silent: bool) -> np.ndarray:
+        """The frame scaled by the current gain (int16, same shape), or the frame itself at 0 dB."""
+        n = self._frame
+        self._frame += 1
+        if not near_silent:
+            x = frame.astype(np.float64)
+            level = 10.0 * math.log10(max(float(np.dot(x, x)) / x.size, 1e-3) / 32768.0**2)
+            while self._levels and self._levels[-1][1] <= level:
+                self._levels.pop()
+            self._levels.append((n, level))
+        while self._levels and self._levels[0][0] <= n - self._window:
+            self._levels.popleft()
+        if not self._levels or self._levels[0][1] < _AGC_MIN_LEVEL_DBFS:
+            return frame
+        gain_db = min(max(self._target - self._levels[0][1], self._MIN_GAIN_DB), self._max_gain)
+        if abs(gain_db) < 0.05:
+            return frame
+        scaled = np.rint(frame.astype(np.float64) * 10.0 ** (gain_db / 20.0))
+        return np.clip(scaled, -32768, 32767).astype(np.int16)

@@ -1,0 +1,109 @@
+"""Language per stream, not per fragment (pure; no model).
+
+Whisper detects the language of each window from the encoder output; on a fraction of a
+second of speech the guess is unreliable (English fragments came back as ``ja``, ``cy``,
+``nn``, ``ar`` and were decoded as gibberish in those languages).  A stream's language is
+therefore:
+
+* **fixed** when the client sends ``%o language=<code>`` or the server has ``model.language``:
+  every utterance is decoded in it, no detection;
+* otherwise **detected once, then kept** (:class:`LanguageTracker`): utterances are decoded
+  in the detected language until one utterance of at least ``min_detect_s`` seconds is
+  detected with probability at least ``min_probability``; from then on the stream's language
+  is kept and passed to the engine with every utterance;
+* **re-detected** when the speaker really switches: the engine still computes the language
+  probabilities (one decoder step on the encoder output it already has) and decodes in the
+  newly detected language instead of the kept one when the kept language's probability falls
+  below ``redetect_below`` on an utterance of at least ``min_detect_s``; the tracker then
+  keeps the new language if its probability reaches ``min_probability``.
+
+``docs/benchmarks.md`` has the measurements behind the defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LanguagePolicy", "LanguageRequest", "LanguageTracker", "choose_language"]
+
+
+@dataclass(frozen=True)
+class LanguagePolicy:
+    """Thresholds of the per-stream language rule (see the module docstring).
+
+    ``min_detect_s``: seconds of utterance audio a detection must rest on to set or change the
+    stream's language (> 0).  ``min_probability``: the detector's probability needed to keep a
+    language, in (0, 1].  ``redetect_below``: a kept language whose probability on a long
+    enough utterance falls below this is replaced for that utterance, in [0, 1).
+    """
+
+    min_detect_s: float = 2.0
+    min_probability: float = 0.5
+    redetect_below: float = 0.1
+
+
+@dataclass(frozen=True)
+class LanguageRequest:
+    """What the engine is told about an utterance's language.
+
+    ``fixed``: decode in this code, no detection.  ``kept``: the stream's language so far
+    (decode in it unless re-detection overrides, see :func:`choose_language`).  Both None:
+    detect.
+    """
+
+    fixed: str | None = None
+    kept: str | None = None
+
+
+def choose_language(
+    request: LanguageRequest,
+    probabilities: dict[str, float] | None,
+    duration_s: float,
+    policy: LanguagePolicy,
+) -> tuple[str | None, float]:
+    """The language to decode an utterance in, and the detector's probability of it.
+
+    ``probabilities``: code -> probability from the detector (None when not run).  Returns
+    ``(None, 0.0)`` when there is nothing to decide on (no request, no detection).
+    """
+    if request.fixed is not None:
+        return request.fixed, 1.0
+    if not probabilities:
+        return request.kept, 1.0 if request.kept is not None else 0.0
+    top = max(probabilities, key=probabilities.__getitem__)
+    if request.kept is None:
+        return top, probabilities[top]
+    kept_p = probabilities.get(request.kept, 0.0)
+    if duration_s >= policy.min_detect_s and kept_p < policy.redetect_below and top != request.kept:
+        return top, probabilities[top]
+    return request.kept, kept_p
+
+
+class LanguageTracker:
+    """The language state of one stream (see the module docstring).
+
+    Args:
+        fixed: a language code every utterance is decoded in (from ``%o language=`` or
+            ``model.language``), or None to detect.
+        policy: thresholds.
+    """
+
+    def __init__(self, fixed: str | None, policy: LanguagePolicy | None = None) -> None:
+        self.policy = policy or LanguagePolicy()
+        self.fixed = fixed
+        self.kept: str | None = None
+        self.changes = 0  # how often a kept language was replaced
+
+    def request(self) -> LanguageRequest:
+        """What to tell the engine about the next utterance."""
+        return LanguageRequest(self.fixed, None if self.fixed is not None else self.kept)
+
+    def observe(self, language: str, probability: float, duration_s: float) -> None:
+        """An utterance of ``duration_s`` seconds was decoded in ``language`` (detected with ``probability``)."""
+        if self.fixed is not None or not language:
+            return
+        if duration_s < self.policy.min_detect_s or probability < self.policy.min_probability:
+            return
+        if self.kept is not None and language != self.kept:
+            self.changes += 1
+        self.kept = language
