@@ -86,6 +86,7 @@ class EngineOptions:
     encoder_window_pad_s: float | None = None  # None: Whisper's full 30 s window
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     limits: DecodeLimits = field(default_factory=DecodeLimits)
+    fallback_window: str = "trimmed"  # temperature fallbacks on the trimmed window, or "full"
     language_policy: LanguagePolicy = field(default_factory=LanguagePolicy)
 
 
@@ -292,20 +293,33 @@ class FasterWhisperEngine:
             code, probability = choose_language(request, probabilities, duration_s, o.language_policy)
             encoded: dict[float | None, object] = {pad_s: first_encoded}
 
-            def attempt(window: float | None, temperature: float) -> Callable[[], AttemptOutcome[tuple[TranscriptSegment, ...]]]:
-                def run() -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
+            outcomes: list[AttemptOutcome[tuple[TranscriptSegment, ...]]] = []
+            trimmed_fallback = o.fallback_window == "trimmed"
+
+            def attempt(kind: str, temperature: float) -> Callable[[], AttemptOutcome[tuple[TranscriptSegment, ...]] | None]:
+                def run() -> AttemptOutcome[tuple[TranscriptSegment, ...]] | None:
+                    if kind == "first":
+                        window = pad_s
+                    elif kind == "full":  # the trimmed window's own failure: stopped early, said it twice
+                        if not outcomes[0].suspect:
+                            return None
+                        window = None
+                    else:  # a temperature fallback
+                        window = pad_s if trimmed_fallback and not outcomes[0].suspect else None
                     if window not in encoded:
                         if window is None:
                             self.full_window_retries += 1
                         encoded[window] = self._encode(audio, window, detect=False)[0]
-                    return self._attempt(audio, encoded[window], code, temperature, max_tokens, suspect_check=window is not None)
+                    out = self._attempt(audio, encoded[window], code, temperature, max_tokens, suspect_check=window is not None)
+                    outcomes.append(out)
+                    return out
                 return run
 
             temps = d.temperatures or (0.0,)
-            plan = [attempt(pad_s, temps[0])]
+            plan = [attempt("first", temps[0])]
             if pad_s is not None:
-                plan.append(attempt(None, temps[0]))
-            plan += [attempt(None, t) for t in temps[1:]]
+                plan.append(attempt("full", temps[0]))
+            plan += [attempt("fallback", t) for t in temps[1:]]
             result = run_attempts(
                 plan,
                 budget,

@@ -243,7 +243,7 @@ class Attempts(Generic[R]):
 
 
 def run_attempts(
-    plan: Sequence[Callable[[], AttemptOutcome[R]]],
+    plan: Sequence[Callable[[], AttemptOutcome[R] | None]],
     budget: DecodeBudget,
     *,
     log_prob_threshold: float | None,
@@ -252,6 +252,7 @@ def run_attempts(
 ) -> Attempts[R]:
     """Run ``plan`` in order until an attempt needs no fallback (Whisper's rule plus loops).
 
+    An attempt may return None: it does not apply (nothing is counted).
     An attempt *needs a fallback* when its compression ratio is above the threshold, its
     average log-probability below the threshold, or its text loops (:func:`find_loop`) --
     unless it is silence (no-speech probability above the threshold *and* log-probability
@@ -271,11 +272,13 @@ def run_attempts(
     outcomes: list[AttemptOutcome[R]] = []
     loops: list[bool] = []
     timed_out = False
-    for i, attempt in enumerate(plan):
-        if i > 0 and not budget.allows(max(o.elapsed_s for o in outcomes)):
+    for attempt in plan:
+        if outcomes and not budget.allows(max(o.elapsed_s for o in outcomes)):
             timed_out = True
             break
         outcome = attempt()
+        if outcome is None:  # the attempt does not apply (e.g. a retry for a failure that did not occur)
+            continue
         looped = find_loop(outcome.text) is not None
         outcomes.append(outcome)
         loops.append(looped)
@@ -284,6 +287,8 @@ def run_attempts(
         too_repetitive = compression_ratio_threshold is not None and outcome.compression_ratio > compression_ratio_threshold
         if not outcome.suspect and (silence or not (low_logprob or too_repetitive or looped)):
             return Attempts(outcome, looped, len(outcomes), False, sum(loops))
+    if not outcomes:
+        raise ValueError("no attempt of the plan applied")
     trusted = [k for k in range(len(outcomes)) if not outcomes[k].suspect] or list(range(len(outcomes)))
     pool = [k for k in trusted if not loops[k]]
     under = [k for k in pool if compression_ratio_threshold is None or outcomes[k].compression_ratio <= compression_ratio_threshold]

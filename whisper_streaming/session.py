@@ -25,7 +25,12 @@ before its ``%F``.  ``sample_rate``/``encoding`` say what the stream's ``%s`` ca
 session decodes it to s16le at the caller's rate (:class:`StreamAudio`), runs the VAD at that
 rate (result times are seconds of the caller's audio) and :attr:`Transcribe.asr_samples`
 resamples each utterance to 16 kHz.  An odd ``%s`` byte count is ``ODD_PCM_LENGTH`` for
-``pcm_s16le`` only (any count of G.711 bytes is whole samples).
+``pcm_s16le`` only (any count of G.711 bytes is whole samples).  ``language`` fixes the
+stream's language (``auto``: detect; absent: :attr:`SessionOptions.default_language`); with
+detection each stream has a :class:`~whisper_streaming.language.LanguageTracker` that
+:meth:`Session.transcription_done` feeds, and every :class:`Transcribe`/:class:`Speculate`
+carries its :class:`~whisper_streaming.language.LanguageRequest` (a speculation made under an
+older request is not claimed).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ Endpointing follows the ring-buffer idea of py-webrtcvad's ``example.py``
 enough of the last few frames are voiced; the audio of the utterance then starts a pre-roll
 before the first voiced frame so word onsets are never clipped.  While in speech, the
 utterance ends after a run of consecutive unvoiced frames.  On top of that this module adds a
-hard maximum utterance length (cutting preferably inside a pause), a minimum amount of voiced
+hard maximum utterance length (cutting preferably inside a pause, else at the quietest frame of
+the last 30 %), a minimum amount of voiced
 audio (to drop clicks), and exact sample bookkeeping so that:
 
 * no sample ever appears in two utterances;
@@ -617,6 +618,8 @@ class VadSegmenter:
                     run_start = s
                 if e - run_start >= best_len:  # ties: prefer the later pause
                     best_len, cut = e - run_start, (run_start + e) // 2
+            if best_len == 0:
+                cut = self._quietest_point(lo, limit, cut)
             self._emit(cut, EndReason.MAX_LENGTH, out)
             # Carry the rest over as a new utterance that is already in speech.
             k_cut = (cut - self._first_frame_start) // self._fs
@@ -626,6 +629,27 @@ class VadSegmenter:
             self._audio_start = cut
             # _silence_run is unchanged: it counts consecutive unvoiced frames of the stream,
             # and a pause that spans the cut still ends the (new) utterance on time.
+
+    def _quietest_point(self, lo: int, limit: int, default: int) -> int:
+        """The middle of the quietest whole frame in ``[lo, limit)``: where to cut speech that has
+        no pause (babble or a noisy line keeps the detector voiced for 10 s, and a cut at the
+        cap itself splits a word; the energy still dips between words).  ``default`` if none."""
+        best, cut = math.inf, default
+        voiced = 0  # never in the pre-roll, nor so early that the first part would be dropped
+        for k in range(len(self._frames)):
+            s, e = self._frame_bounds(k)
+            if s >= limit:
+                break
+            enough = voiced >= self._min_voiced + self._fs  # voiced audio before this frame
+            if self._flags[k]:
+                voiced += e - s
+            if not enough or s < lo or e > limit or e - s < self._fs:
+                continue
+            x = self._frames[k].astype(np.float64)
+            energy = float(np.dot(x, x))
+            if energy <= best:  # ties: the later frame
+                best, cut = energy, (s + e) // 2
+        return cut
 
     def _required_silence(self) -> int:
         """Unvoiced frames that end the current utterance: fewer once its speech is long."""
