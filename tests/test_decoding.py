@@ -172,3 +172,17 @@ def test_first_attempt_always_runs_even_with_no_budget() -> None:
 def test_empty_plan_is_a_caller_error() -> None:
     with pytest.raises(ValueError):
         run_attempts([], DecodeBudget(1.0), **GUARDS)
+
+
+def test_short_non_speech_fragments_are_dropped_but_one_word_answers_stay() -> None:
+    from whisper_streaming.decoding import is_non_speech_fragment
+
+    limits = DecodeLimits()
+    # a sentence "heard" in 0.7 s of audio (0.2 s of codec noise + pre-roll and trailing audio)
+    assert is_non_speech_fragment("I don't know if it's true, but I", 0.7, 0.1, 0.6, limits)
+    assert is_non_speech_fragment("Thank you.", 0.8, 0.9, 0.6, limits)  # the model says no speech
+    assert not is_non_speech_fragment("Yes.", 0.8, 0.1, 0.6, limits)
+    assert not is_non_speech_fragment("Ten of clubs.", 1.1, 0.2, 0.6, limits)
+    assert not is_non_speech_fragment("Thank you.", 0.8, 0.9, None, limits)  # the check disabled
+    long_text = "I don't know if it's true, but I think so"
+    assert not is_non_speech_fragment(long_text, 3.0, 0.1, 0.6, limits)  # long utterances are not judged

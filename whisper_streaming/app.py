@@ -56,6 +56,7 @@ def engine_options_from_config(config: ServerConfig) -> EngineOptions:
         compute_type=m.compute_type,
         cpu_threads=m.cpu_threads,
         encoder_window_pad_s=m.encoder_window_pad_s,
+        retry_window_pad_s=m.retry_window_pad_s,
         decode=decode,
         limits=DecodeLimits(
             tokens_per_s=m.max_tokens_per_s,

@@ -30,7 +30,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from .decoding import AttemptOutcome, DecodeBudget, DecodeLimits, cut_loops, run_attempts
+from .decoding import AttemptOutcome, DecodeBudget, DecodeLimits, cut_loops, is_non_speech_fragment, run_attempts
 from .errors import AsrError, UsageError
 from .language import LanguagePolicy, LanguageRequest, choose_language
 
@@ -87,6 +87,7 @@ class EngineOptions:
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     fallback_window: str = "trimmed"  # temperature fallbacks on the trimmed window, or "full"
+    retry_window_pad_s: float | None = None  # the window of a retry after a suspect trimmed decode and of fallbacks (None: 30 s)
     language_policy: LanguagePolicy = field(default_factory=LanguagePolicy)
 
 
@@ -185,8 +186,10 @@ class FasterWhisperEngine:
       encodes 30 s (3000 mel frames) however short the audio.  CTranslate2 accepts a shorter
       input, so we encode the utterance plus ``encoder_window_pad_s`` of padding, rounded up to
       a second (whisper.cpp's ``audio_ctx`` is the same idea).  On a short window Whisper
-      sometimes stops early or says the utterance twice; such a decode falls back to the full
-      window (``full_window_retries`` counts them).
+      sometimes stops early or says the utterance twice; such a decode is redone on a wider
+      window, the utterance plus ``retry_window_pad_s`` (None: the full 30 s), and its
+      temperature fallbacks use that window too (``full_window_retries`` counts the wider
+      encodings).  Other fallbacks (``fallback_window="trimmed"``) stay on the trimmed window.
 
     Decoding itself is guarded (:mod:`whisper_streaming.decoding`): each decode may generate
     at most :meth:`DecodeLimits.tokens_for` tokens; the temperature fallback of Whisper's
@@ -303,14 +306,14 @@ class FasterWhisperEngine:
                     elif kind == "full":  # the trimmed window's own failure: stopped early, said it twice
                         if not outcomes[0].suspect:
                             return None
-                        window = None
+                        window = o.retry_window_pad_s
                     else:  # a temperature fallback
-                        window = pad_s if trimmed_fallback and not outcomes[0].suspect else None
+                        window = pad_s if trimmed_fallback and not outcomes[0].suspect else o.retry_window_pad_s
                     if window not in encoded:
-                        if window is None:
+                        if window != pad_s:
                             self.full_window_retries += 1
                         encoded[window] = self._encode(audio, window, detect=False)[0]
-                    out = self._attempt(audio, encoded[window], code, temperature, max_tokens, suspect_check=window is not None)
+                    out = self._attempt(audio, encoded[window], code, temperature, max_tokens, suspect_check=window == pad_s and pad_s is not None)
                     outcomes.append(out)
                     return out
                 return run
@@ -333,12 +336,7 @@ class FasterWhisperEngine:
         text = chosen.text
         if result.looped:
             text = cut_loops(text)
-        dropped = bool(
-            text
-            and d.no_speech_threshold is not None
-            and duration_s <= o.limits.short_utterance_s
-            and chosen.no_speech_prob > d.no_speech_threshold
-        )
+        dropped = is_non_speech_fragment(text, duration_s, chosen.no_speech_prob, d.no_speech_threshold, o.limits)
         if dropped:
             text = ""
         return Transcript(

@@ -226,6 +226,10 @@ class ModelConfig(BaseModel):
     30 s window; ``None`` keeps the full window.  Faster, slightly less accurate: see
     ``docs/benchmarks.md``."""
 
+    retry_window_pad_s: Optional[Annotated[_Float, Field(ge=1.0, le=30.0)]] = 10.0
+    """A trimmed-window decode that stopped early or said itself twice is redone on the
+    utterance plus this much padding (seconds; ``None``: Whisper's full 30 s window)."""
+
     max_tokens_per_s: Annotated[_Float, Field(gt=0, le=100)] = 10.0
     """A decode may generate at most ``max_tokens_base + max_tokens_per_s * duration`` tokens
     (capped at Whisper's 224): a loop stops early (read speech is 2-8 tokens/s)."""

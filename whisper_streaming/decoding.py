@@ -43,6 +43,7 @@ __all__ = [
     "AttemptOutcome",
     "Attempts",
     "run_attempts",
+    "is_non_speech_fragment",
 ]
 
 MIN_SINGLE_WORD_REPEATS = 4
@@ -166,7 +167,10 @@ class DecodeLimits:
     ``budget_per_audio_s``: the time bound of :class:`DecodeBudget`.  ``short_utterance_s``:
     an utterance with at most this much audio (pre-roll and trailing audio included) whose
     chosen decode has a no-speech probability above ``no_speech_threshold`` is dropped, even
-    when its log-probability passes Whisper's own silence rule (fragments of noise or breath).
+    when its log-probability passes Whisper's own silence rule (fragments of noise or breath),
+    and so is one whose text has more than ``short_max_words + short_max_words_per_s *
+    duration`` words (a sentence "heard" in 0.2 s of codec noise: "I don't know if it's true,
+    but I"; fast speech is about 4 words a second).
     """
 
     tokens_per_s: float = 10.0
@@ -174,6 +178,8 @@ class DecodeLimits:
     budget_base_s: float = 2.0
     budget_per_audio_s: float = 1.0
     short_utterance_s: float = 1.2
+    short_max_words: float = 2.0
+    short_max_words_per_s: float = 4.0
 
     def tokens_for(self, duration_s: float) -> int:
         return max_new_tokens(duration_s, tokens_per_s=self.tokens_per_s, base_tokens=self.base_tokens)
@@ -295,3 +301,18 @@ def run_attempts(
     candidates = under or pool or trusted
     best = max(candidates, key=lambda k: outcomes[k].avg_logprob)
     return Attempts(outcomes[best], loops[best], len(outcomes), timed_out, sum(loops))
+
+
+def is_non_speech_fragment(text: str, duration_s: float, no_speech_prob: float, no_speech_threshold: float | None,
+                           limits: DecodeLimits) -> bool:
+    """Whether a short utterance's decode is to be dropped (see :class:`DecodeLimits`).
+
+    ``duration_s``: the utterance's audio (pre-roll and trailing audio included).  Only
+    utterances of at most ``limits.short_utterance_s`` are judged; a real one-word answer
+    ("yes", "no", a digit) has a low no-speech probability and few words, so it stays.
+    """
+    if not text or duration_s > limits.short_utterance_s:
+        return False
+    if no_speech_threshold is not None and no_speech_prob > no_speech_threshold:
+        return True
+    return len(text.split()) > limits.short_max_words + limits.short_max_words_per_s * duration_s
