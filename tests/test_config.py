@@ -452,3 +452,9 @@ def test_sentiment_and_results_errors(data: dict, path: str, words: str) -> None
     (line,) = _error_lines(data)
     assert line.startswith(f"cfg.yaml: {path}: "), line
     assert words in line, line
+
+
+def test_model_language_must_be_a_whisper_code() -> None:
+    with pytest.raises(ConfigError, match="Whisper language code"):
+        parse_config({"model": {"language": "xx"}})
+    assert parse_config({"model": {"language": "haw"}}).model.language == "haw"

@@ -38,6 +38,11 @@ NOT_LOOPS = [
     "The birch canoe slid on the smooth planks.",
     "...",
     "안녕하세요 반갑습니다",
+    "It costs 1000000 dollars.",
+    "My PIN is 1 1 1 1, and the code is 0 0 0 0 0.",
+    "account 0000000123",
+    "PIN 111111",
+    "hahahahahaha",
     "",
 ]
 
@@ -64,7 +69,8 @@ def test_loop_unit_and_repeats_are_reported() -> None:
     [
         ("In In In In In", "In"),
         ("style . . . . . . . .", "style"),
-        ("4 4 4 4 4 fl fl fl fl fl", "4 fl"),
+        ("4 4 4 4 4 fl fl fl fl fl", "4 4 4 4 4 fl"),  # digits are cut only from 8 in a row
+        ("1 1 1 1 1 1 1 1 1 1", "1"),
         ("The pencils were all used. $ $ $ $ $ $", "The pencils were all used."),
         ("go to the store to the store to the store now", "go to the store now"),
         ("No, no, no.", "No, no, no."),
@@ -77,9 +83,9 @@ def test_cut_loops_keeps_one_copy(text: str, expected: str) -> None:
 def test_max_new_tokens_grows_with_duration_and_is_capped() -> None:
     assert max_new_tokens(1.0, tokens_per_s=10, base_tokens=16) == 26
     assert max_new_tokens(10.0, tokens_per_s=10, base_tokens=16) == 116
-    assert max_new_tokens(60.0, tokens_per_s=10, base_tokens=16) == 224  # Whisper's sample_len
+    assert max_new_tokens(60.0, tokens_per_s=10, base_tokens=16) == 220  # under Whisper's sample_len, room for a prompt
     limits = DecodeLimits()
-    assert limits.tokens_for(0.5) < limits.tokens_for(5.0) < 224
+    assert limits.tokens_for(0.5) < limits.tokens_for(5.0) < 220
     assert limits.budget_s(10.0) == pytest.approx(limits.budget_base_s + 10.0 * limits.budget_per_audio_s)
 
 
@@ -161,6 +167,18 @@ def test_the_budget_stops_a_looping_decode_and_bounds_the_time() -> None:
     assert ran == [0, 1] and got.timed_out and budget.exhausted
     assert budget.elapsed_s <= 4.0
     assert got.looped and cut_loops(got.chosen.text) in ("a", "b")
+
+
+def test_budget_is_not_reported_when_the_skipped_attempt_would_not_have_run() -> None:
+    clock, ran = FakeClock(), []
+    plan = plan_of(clock, [outcome("q", logprob=-1.5, elapsed=5.0)], ran)
+
+    def not_applicable() -> None:
+        return None
+
+    not_applicable.applies = lambda: False  # type: ignore[attr-defined]
+    got = run_attempts([plan[0], not_applicable], DecodeBudget(1.0, clock=clock), **GUARDS)
+    assert ran == [0] and not got.timed_out
 
 
 def test_first_attempt_always_runs_even_with_no_budget() -> None:

@@ -1021,3 +1021,11 @@ def test_speculation_made_before_the_language_was_kept_is_not_claimed() -> None:
     (t,) = [a for a in actions if isinstance(a, Transcribe)]
     assert t.claims is None and t.language == LanguageRequest(kept="en")
     assert CancelSpeculation(spec[0].key) in actions
+
+
+def test_an_utterance_without_text_does_not_set_the_stream_language() -> None:
+    h = _language_harness().streaming()
+    (noise,) = h.cut(utt(0.5, 3.5))  # 3.3 s of hold music, "detected" as Nynorsk, no text
+    h.session.transcription_done(noise.ticket, "", None, "nn", 0.55)
+    (after,) = h.cut(utt(4.0, 5.0, 1))
+    assert after.language == LanguageRequest()

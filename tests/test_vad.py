@@ -751,3 +751,13 @@ def test_near_silence_after_quiet_speech_ends_the_utterance() -> None:
     second = (len(speech) + len(dither)) / RATE
     assert len(utts) == 2 and utts[0].end_s < len(speech) / RATE + 0.5 and abs(utts[1].start_s - second) < 0.1
     assert utts[1].end_s < second + len(speech) / RATE + 0.5
+
+
+def test_near_silence_after_a_click_does_not_start_speech() -> None:
+    """One 30 ms click in digital silence, with a detector that calls everything speech (its
+    hangover and its digital-silence quirk at their worst): near-silence may only continue an
+    utterance in progress, so the click alone (1 frame < min_speech_ms) gives none."""
+    always = lambda frame, rate: True  # noqa: E731
+    click = np.random.default_rng(5).integers(-3000, 3000, FS).astype(np.int16)
+    sig = np.concatenate([silence(0.6), click, silence(1.0)])
+    assert run(sig, VadOptions(), is_speech=always) == []

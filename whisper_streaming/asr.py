@@ -297,6 +297,9 @@ class FasterWhisperEngine:
             encoded: dict[float | None, object] = {pad_s: first_encoded}
 
             outcomes: list[AttemptOutcome[tuple[TranscriptSegment, ...]]] = []
+            retry = o.retry_window_pad_s
+            # the redo must see a wider window than the first decode; else Whisper's 30 s one
+            retry_window = retry if retry is not None and pad_s is not None and retry > pad_s else None
             trimmed_fallback = o.fallback_window == "trimmed"
 
             def attempt(kind: str, temperature: float) -> Callable[[], AttemptOutcome[tuple[TranscriptSegment, ...]] | None]:
@@ -306,9 +309,9 @@ class FasterWhisperEngine:
                     elif kind == "full":  # the trimmed window's own failure: stopped early, said it twice
                         if not outcomes[0].suspect:
                             return None
-                        window = o.retry_window_pad_s
+                        window = retry_window
                     else:  # a temperature fallback
-                        window = pad_s if trimmed_fallback and not outcomes[0].suspect else o.retry_window_pad_s
+                        window = pad_s if trimmed_fallback and not outcomes[0].suspect else retry_window
                     if window not in encoded:
                         if window != pad_s:
                             self.full_window_retries += 1
@@ -316,6 +319,8 @@ class FasterWhisperEngine:
                     out = self._attempt(audio, encoded[window], code, temperature, max_tokens, suspect_check=window == pad_s and pad_s is not None)
                     outcomes.append(out)
                     return out
+
+                run.applies = lambda: kind != "full" or bool(outcomes and outcomes[0].suspect)  # type: ignore[attr-defined]
                 return run
 
             temps = d.temperatures or (0.0,)

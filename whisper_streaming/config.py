@@ -47,6 +47,7 @@ from pydantic import (
 )
 
 from whisper_streaming.errors import ConfigError, UsageError
+from whisper_streaming.options import WHISPER_LANGUAGE_CODES
 
 __all__ = [
     "AudioConfig",
@@ -247,7 +248,8 @@ class ModelConfig(BaseModel):
 
     short_utterance_s: Annotated[_Float, Field(ge=0, le=30)] = 1.2
     """An utterance with at most this much audio whose decode has a no-speech probability above
-    ``no_speech_threshold`` is dropped (noise and breath fragments); 0 = never."""
+    ``no_speech_threshold``, or more than 2 + 4 words per second of audio, is dropped (noise,
+    breath and codec-noise fragments; ``DecodeLimits``); 0 = never."""
 
     language_min_detect_s: Annotated[_Float, Field(gt=0, le=30)] = 2.0
     """With auto-detection, an utterance must have this much audio (s) for its detected
@@ -268,9 +270,9 @@ class ModelConfig(BaseModel):
     @field_validator("language")
     @classmethod
     def _check_language(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not _LANGUAGE_RE.fullmatch(value):
+        if value is not None and (not _LANGUAGE_RE.fullmatch(value) or value not in WHISPER_LANGUAGE_CODES):
             raise ValueError(
-                f"must be a 2-3 letter lowercase language code such as 'en', 'ko' or 'yue' "
+                f"must be a Whisper language code (2-3 lowercase letters) such as 'en', 'ko' or 'yue' "
                 f"(or null to auto-detect), got {value!r}"
             )
         return value

@@ -8,8 +8,10 @@ and tests drive it with fake attempts.
   compression ratio above 2.4 (openai/whisper ``transcribe.py``), misses short loops (a short
   string does not compress), so :func:`find_loop` looks for a 1-4-word unit repeated in a row
   (a single word at least :data:`MIN_SINGLE_WORD_REPEATS` times, a 2-4-word unit at least
-  :data:`MIN_NGRAM_REPEATS` times), a run of punctuation-or-symbol tokens, and, for text
-  written without spaces, a 1-4-character unit repeated :data:`MIN_CHAR_REPEATS` times.
+  :data:`MIN_NGRAM_REPEATS` times, digits only at least :data:`MIN_DIGIT_REPEATS` times), a
+  run of punctuation-or-symbol tokens, and, for text written without spaces in a non-Latin
+  script, a 1-4-character unit repeated :data:`MIN_CHAR_REPEATS` times.  Numbers are never
+  cut: a PIN read digit by digit is speech, not a loop.
 * **Token bound.**  :func:`max_new_tokens` allows a generous multiple of the tokens speech can
   carry in the utterance's duration instead of Whisper's 448 per window, so a loop ends early.
 * **Time bound.**  :class:`DecodeBudget`: one utterance may hold a worker for at most
@@ -59,7 +61,12 @@ MIN_PUNCT_RUN = 3
 
 MIN_CHAR_REPEATS = 6
 """In text without spaces (Korean, Japanese, Chinese runs), a 1-4-character unit repeated this
-many times in a row is a loop."""
+many times in a row is a loop.  Only characters outside ASCII count: "1000000 dollars", a PIN
+"111111" or "0000000123" are numbers, not loops."""
+
+MIN_DIGIT_REPEATS = 8
+"""A word made of digits only ("1", "4") is a loop only when repeated this many times in a row:
+a PIN or an account number read digit by digit ("1 1 1 1", "0 0 0 0") is real."""
 
 _TOKEN = re.compile(r"\S+")
 _WORDLIKE = re.compile(r"\w")
@@ -99,11 +106,14 @@ def _token_loop(text: str) -> Loop | None:
         else:
             i += 1
     for size in (1, 2, 3, 4):
-        need = MIN_SINGLE_WORD_REPEATS if size == 1 else MIN_NGRAM_REPEATS
-        for i in range(0, n - size * need + 1):
+        for i in range(0, n - size * MIN_NGRAM_REPEATS + 1):
             unit = norms[i : i + size]
             if not all(unit):
                 continue
+            if all(u.isdigit() for u in unit):
+                need = MIN_DIGIT_REPEATS
+            else:
+                need = MIN_SINGLE_WORD_REPEATS if size == 1 else MIN_NGRAM_REPEATS
             reps = 1
             while norms[i + reps * size : i + (reps + 1) * size] == unit:
                 reps += 1
@@ -113,7 +123,7 @@ def _token_loop(text: str) -> Loop | None:
     return None
 
 
-_CHAR_LOOP = re.compile(r"(\S{1,4}?)\1{%d,}" % (MIN_CHAR_REPEATS - 1))
+_CHAR_LOOP = re.compile(r"([^\x00-\x7f\s]{1,4}?)\1{%d,}" % (MIN_CHAR_REPEATS - 1))
 
 
 def _char_loop(text: str) -> Loop | None:
@@ -147,14 +157,16 @@ def cut_loops(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def max_new_tokens(duration_s: float, *, tokens_per_s: float, base_tokens: int, model_limit: int = 224) -> int:
+def max_new_tokens(duration_s: float, *, tokens_per_s: float, base_tokens: int, model_limit: int = 220) -> int:
     """Tokens a decode of ``duration_s`` of audio may generate: ``base + tokens_per_s * duration``
     (rounded up), at most ``model_limit``.
 
     Read speech carries 2-5 Whisper text tokens per second in English; Korean up to about 8
     (``docs/benchmarks.md``); timestamp tokens add two per segment.  Whisper's own limit is
     half its 448-token context per window (``sample_len`` in openai/whisper ``decoding.py``
-    is 224), which a looping decode on a 1 s fragment otherwise fills.
+    is 224), which a looping decode on a 1 s fragment otherwise fills.  The cap is 220 so that
+    a prompt of up to 227 tokens (faster-whisper keeps at most 223 of previous text plus the
+    start tokens) still fits the 448-token context (faster-whisper raises otherwise).
     """
     return max(1, min(model_limit, base_tokens + math.ceil(tokens_per_s * max(duration_s, 0.0))))
 
@@ -258,7 +270,9 @@ def run_attempts(
 ) -> Attempts[R]:
     """Run ``plan`` in order until an attempt needs no fallback (Whisper's rule plus loops).
 
-    An attempt may return None: it does not apply (nothing is counted).
+    An attempt may return None: it does not apply (nothing is counted).  An attempt may carry
+    an ``applies()`` attribute that says so without running it: the plan counts as stopped by
+    the budget (``timed_out``) only if some attempt it skipped applied.
     An attempt *needs a fallback* when its compression ratio is above the threshold, its
     average log-probability below the threshold, or its text loops (:func:`find_loop`) --
     unless it is silence (no-speech probability above the threshold *and* log-probability
@@ -278,9 +292,9 @@ def run_attempts(
     outcomes: list[AttemptOutcome[R]] = []
     loops: list[bool] = []
     timed_out = False
-    for attempt in plan:
+    for k, attempt in enumerate(plan):
         if outcomes and not budget.allows(max(o.elapsed_s for o in outcomes)):
-            timed_out = True
+            timed_out = any(getattr(rest, "applies", lambda: True)() for rest in plan[k:])
             break
         outcome = attempt()
         if outcome is None:  # the attempt does not apply (e.g. a retry for a failure that did not occur)

@@ -388,7 +388,7 @@ class Session:
         slot = self._pending.pop(ticket, None)
         if slot is None or self.state is SessionState.CLOSED:
             return []
-        if slot.tracker is not None:
+        if slot.tracker is not None and text.strip():  # noise or hold music must not set the language
             slot.tracker.observe(language, language_probability, slot.duration_s)
         text = sanitize_text(text).strip()
         if text:

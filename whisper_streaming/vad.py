@@ -109,7 +109,7 @@ class VadOptions:
             default since the digital-silence rule below replaced it: quiet lines carry
             speech at -50 to -70 dBFS, and an RMS floor called such speech silence (a 10 s
             sentence at -65 dBFS gave no utterance at all).
-        digital_silence_peak: a frame whose largest absolute sample is at most this (int16
+        digital_silence_peak: a frame whose samples span at most this (max - min, int16
             LSB, 0..1000) is *near digital silence* (all zeros, or a few LSB of dither: a
             muted phone, a PBX without RTP).  Such a frame never raises the gain below and
             never sets it: a stream of nothing but near-silence is not amplified at all.
@@ -525,7 +525,7 @@ class VadSegmenter:
         voiced = bool(self._is_speech(detector_frame.tobytes(), self._rate))  # always called: it adapts to the noise
         if near_silent:
             # near-silence may continue speech (like the detector's hangover), never start it
-            voiced = voiced and self._last_audible_voiced and self._near_silent_run < self._silence_run_limit
+            voiced = voiced and self._triggered and self._last_audible_voiced and self._near_silent_run < self._silence_run_limit
         else:
             self._last_audible_voiced = voiced
         if voiced and self._floor_energy is not None and frame.size == self._fs:
