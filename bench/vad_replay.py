@@ -84,19 +84,17 @@ def session_audio(files: list[SpeechFile]) -> tuple[npt.NDArray[np.int16], list[
     return np.frombuffer(bytes(pcm), dtype="<i2").astype(np.int16), spans
 
 
-def transcribe_utterance(engine: AsrEngine, utterance: Utterance, language: LanguageTracker | None = None) -> Transcript:
+def transcribe_utterance(engine: AsrEngine, utterance: Utterance, language: LanguageTracker) -> Transcript:
     """The engine call the server makes for one utterance: its samples resampled to 16 kHz
     (``Transcribe.asr_samples``), as float32 (``pool.py``), with the stream's language state
     (the session's :class:`LanguageTracker`), which the transcript then updates."""
     samples = audio_format.resample(utterance.samples, utterance.sample_rate_hz, audio_format.ASR_SAMPLE_RATE_HZ)
-    if language is None:
-        return engine.transcribe(pcm16_to_float32(samples))
     transcript = engine.transcribe(pcm16_to_float32(samples), language=language.request())
     language.observe(transcript.language, transcript.language_probability, utterance.duration_s)
     return transcript
 
 
-def replay(files: list[SpeechFile], engine: AsrEngine, vad_options: VadOptions, language: LanguageTracker | None = None) -> Replay:
+def replay(files: list[SpeechFile], engine: AsrEngine, vad_options: VadOptions, language: LanguageTracker) -> Replay:
     """Cut the session audio of ``files`` with a :class:`VadSegmenter` at the files' rate
     (``vad_options`` with that ``sample_rate_hz``) and transcribe every utterance in order
     (with ``language``, the stream's language state, as the server keeps it)."""

@@ -19,12 +19,11 @@ from .asr import DecodeOptions, EngineOptions
 from .config import ServerConfig, load_config, with_overrides
 from .decoding import DecodeLimits
 from .errors import ConfigError, ModelError, WhisperStreamingError
-from .language import LanguagePolicy
 from .models import resolve_model
 from .pool import PoolOptions, ProcessPool
 from .results_log import ResultsLog
 from .sentiment import SentimentOptions
-from .server import StreamingServer
+from .server import StreamingServer, language_policy_from_config
 from .webhook import WebhookSink
 
 __all__ = ["engine_options_from_config", "sentiment_options_from_config", "pool_options_from_config", "run_server", "server_main"]
@@ -65,7 +64,7 @@ def engine_options_from_config(config: ServerConfig) -> EngineOptions:
             budget_per_audio_s=m.decode_budget_per_audio_s,
             short_utterance_s=m.short_utterance_s,
         ),
-        language_policy=LanguagePolicy(m.language_min_detect_s, m.language_min_probability, m.language_redetect_below),
+        language_policy=language_policy_from_config(config),
     )
 
 

@@ -86,8 +86,7 @@ class EngineOptions:
     encoder_window_pad_s: float | None = None  # None: Whisper's full 30 s window
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     limits: DecodeLimits = field(default_factory=DecodeLimits)
-    fallback_window: str = "trimmed"  # temperature fallbacks on the trimmed window, or "full"
-    retry_window_pad_s: float | None = None  # the window of a retry after a suspect trimmed decode and of fallbacks (None: 30 s)
+    retry_window_pad_s: float | None = None  # the window of a retry after a suspect trimmed decode and of its fallbacks (None: 30 s)
     language_policy: LanguagePolicy = field(default_factory=LanguagePolicy)
 
 
@@ -189,7 +188,7 @@ class FasterWhisperEngine:
       sometimes stops early or says the utterance twice; such a decode is redone on a wider
       window, the utterance plus ``retry_window_pad_s`` (None: the full 30 s), and its
       temperature fallbacks use that window too (``full_window_retries`` counts the wider
-      encodings).  Other fallbacks (``fallback_window="trimmed"``) stay on the trimmed window.
+      encodings).  Other temperature fallbacks stay on the trimmed window.
 
     Decoding itself is guarded (:mod:`whisper_streaming.decoding`): each decode may generate
     at most :meth:`DecodeLimits.tokens_for` tokens; the temperature fallback of Whisper's
@@ -237,9 +236,11 @@ class FasterWhisperEngine:
         return encoder_output, probabilities
 
     def _attempt(self, audio: np.ndarray, encoded: object, language: str | None, temperature: float,
-                 max_tokens: int, suspect_check: bool) -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
+                 max_tokens: int, suspect_check: bool, started: float) -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
+        """One decode of ``audio`` from ``encoded``; ``elapsed_s`` counts from ``started`` (the
+        encoding of a new window included, so the budget sees what the attempt cost)."""
         d = self.options.decode
-        t0 = time.perf_counter()
+        t0 = started
         self._model._primed = encoded
         try:
             segments, _ = self._model.transcribe(
@@ -300,33 +301,34 @@ class FasterWhisperEngine:
             retry = o.retry_window_pad_s
             # the redo must see a wider window than the first decode; else Whisper's 30 s one
             retry_window = retry if retry is not None and pad_s is not None and retry > pad_s else None
-            trimmed_fallback = o.fallback_window == "trimmed"
 
             def attempt(kind: str, temperature: float) -> Callable[[], AttemptOutcome[tuple[TranscriptSegment, ...]] | None]:
                 def run() -> AttemptOutcome[tuple[TranscriptSegment, ...]] | None:
+                    started = time.perf_counter()
                     if kind == "first":
                         window = pad_s
-                    elif kind == "full":  # the trimmed window's own failure: stopped early, said it twice
+                    elif kind == "retry":  # the trimmed window's own failure: stopped early, said it twice
                         if not outcomes[0].suspect:
                             return None
                         window = retry_window
-                    else:  # a temperature fallback
-                        window = pad_s if trimmed_fallback and not outcomes[0].suspect else retry_window
+                    else:  # a temperature fallback: on the window of the last trusted decode
+                        window = retry_window if outcomes[0].suspect else pad_s
                     if window not in encoded:
                         if window != pad_s:
                             self.full_window_retries += 1
                         encoded[window] = self._encode(audio, window, detect=False)[0]
-                    out = self._attempt(audio, encoded[window], code, temperature, max_tokens, suspect_check=window == pad_s and pad_s is not None)
+                    out = self._attempt(audio, encoded[window], code, temperature, max_tokens,
+                                        suspect_check=window == pad_s and pad_s is not None, started=started)
                     outcomes.append(out)
                     return out
 
-                run.applies = lambda: kind != "full" or bool(outcomes and outcomes[0].suspect)  # type: ignore[attr-defined]
+                run.applies = lambda: kind != "retry" or bool(outcomes and outcomes[0].suspect)  # type: ignore[attr-defined]
                 return run
 
             temps = d.temperatures or (0.0,)
             plan = [attempt("first", temps[0])]
             if pad_s is not None:
-                plan.append(attempt("full", temps[0]))
+                plan.append(attempt("retry", temps[0]))
             plan += [attempt("fallback", t) for t in temps[1:]]
             result = run_attempts(
                 plan,

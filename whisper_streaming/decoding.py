@@ -161,8 +161,10 @@ def max_new_tokens(duration_s: float, *, tokens_per_s: float, base_tokens: int, 
     """Tokens a decode of ``duration_s`` of audio may generate: ``base + tokens_per_s * duration``
     (rounded up), at most ``model_limit``.
 
-    Read speech carries 2-5 Whisper text tokens per second in English; Korean up to about 8
-    (``docs/benchmarks.md``); timestamp tokens add two per segment.  Whisper's own limit is
+    Measured on the references of ``shared/data/speech`` (Whisper's tokenizer over each
+    file's duration): at most 8.5 text tokens per second in English (short LibriSpeech
+    files), 5.6 in Korean, 4.0 on the telephone prompts; timestamp tokens add two per
+    segment.  16 + 10/s leaves at least 1.5x that.  Whisper's own limit is
     half its 448-token context per window (``sample_len`` in openai/whisper ``decoding.py``
     is 224), which a looping decode on a 1 s fragment otherwise fills.  The cap is 220 so that
     a prompt of up to 227 tokens (faster-whisper keeps at most 223 of previous text plus the

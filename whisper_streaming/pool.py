@@ -208,7 +208,7 @@ def _worker_main(
         job_id, pcm, want_sentiment, language = msg
         try:
             audio = pcm16_to_float32(pcm)
-            transcript = engine.transcribe(audio, language=language) if language is not None else engine.transcribe(audio)
+            transcript = engine.transcribe(audio, language=language)
         except Exception as exc:  # noqa: BLE001 - one bad utterance must not kill the worker
             conn.send(("error", job_id, f"{type(exc).__name__}: {exc}"))
             continue

@@ -55,7 +55,7 @@ from .session import (
 )
 from .vad import VadOptions
 
-__all__ = ["StreamingServer", "ServerStats", "vad_options_from_config", "session_options_from_config", "LINGER_S", "READ_CHUNK_BYTES", "finish_tasks"]
+__all__ = ["StreamingServer", "ServerStats", "vad_options_from_config", "session_options_from_config", "language_policy_from_config", "LINGER_S", "READ_CHUNK_BYTES", "finish_tasks"]
 
 log = logging.getLogger(__name__)
 

@@ -252,7 +252,7 @@ class Session:
         self.stream_index = -1
         self.stream_options = self.options.stream_defaults  # for the following streams
         self._tally: SentimentTally | None = None  # the open stream's, when sentiment is on
-        self._language: LanguageTracker | None = None  # the open stream's
+        self._language = LanguageTracker(self.options.default_language, self.options.language_policy)  # the open stream's
         self._segmenter_rate = self.options.vad.sample_rate_hz  # the open stream's
         self._segmenter: VadSegmenter | None = None
         self._speculation: Speculate | None = None  # the open stream's outstanding one
@@ -423,7 +423,7 @@ class Session:
     def _submit(self, utterance: Utterance) -> list[Action]:
         actions: list[Action] = []
         claims = None
-        language = self._language.request() if self._language is not None else None
+        language = self._language.request()
         spec, self._speculation = self._speculation, None
         if spec is not None:
             # a speculation started before the stream's language was kept decoded without it
@@ -445,7 +445,7 @@ class Session:
         assert self._segmenter is not None
         tentative = self._segmenter.tentative
         spec = self._speculation
-        language = self._language.request() if self._language is not None else None
+        language = self._language.request()
         if spec is not None and tentative is not None and _same_audio(spec.utterance, tentative) and spec.language == language:
             return []
         actions: list[Action] = []
