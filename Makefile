@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-openai-whisper.txt 
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m whisper_streaming.demo
+	$(PY) demo.py
 
 server: install
 	$(PY) tcp_server.py --config config_vad.yaml

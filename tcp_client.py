@@ -3,7 +3,7 @@
 
 import sys
 
-from whisper_streaming.client_cli import client_main
+from whisper_streaming.client.cli import client_main
 
 if __name__ == "__main__":
     sys.exit(client_main())

@@ -3,7 +3,7 @@
 
 import sys
 
-from whisper_streaming.app import server_main
+from whisper_streaming.app.main import server_main
 
 if __name__ == "__main__":
     sys.exit(server_main())

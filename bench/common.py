@@ -12,7 +12,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from whisper_streaming.audio import load_pcm16
+from whisper_streaming.client.audio_files import load_pcm16
 
 __all__ = ["SpeechFile", "load_dir", "error_rate", "machine_info", "percentile", "DEFAULT_AUDIO_DIR"]
 

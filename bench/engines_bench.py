@@ -27,10 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DEFAULT_AUDIO_DIR, corpus_error_rate, error_rate, load_dir, machine_info  # noqa: E402
-from whisper_streaming.app import engine_options_from_config  # noqa: E402
-from whisper_streaming.asr import create_engine, pcm16_to_float32  # noqa: E402
-from whisper_streaming.config import parse_config  # noqa: E402
-from whisper_streaming.models import assemble_bundled_base, converted_bundled_base  # noqa: E402
+from whisper_streaming.app.wiring import engine_options_from_config  # noqa: E402
+from whisper_streaming.engines.registry import create_engine  # noqa: E402
+from whisper_streaming.engines.base import pcm16_to_float32  # noqa: E402
+from whisper_streaming.config.schema import parse_config  # noqa: E402
+from whisper_streaming.models.resolve import assemble_bundled_base, converted_bundled_base  # noqa: E402
 
 ENGINES = ("openai-whisper:float32", "faster-whisper:float32", "faster-whisper:int8", "faster-whisper:int8:3")
 REFERENCE = "openai-whisper:float32"

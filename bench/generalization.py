@@ -6,7 +6,7 @@ For each set (``en``, ``tel``) and each variant directory under ``--variants-dir
 
 - **streaming WER** by the ``bench/vad_replay.py`` method: one session's audio (every file,
   1.0 s of digital silence between files, 2.0 s after the last) at the set's native rate, cut
-  by the server's :class:`~whisper_streaming.vad.VadSegmenter` running at that rate (``tel``:
+  by the server's :class:`~whisper_streaming.pipeline.vad.VadSegmenter` running at that rate (``tel``:
   8 kHz, as for a ``%o sample_rate=8000`` stream), each utterance resampled to 16 kHz exactly as
   the server does (``Transcribe.asr_samples``) and transcribed in order with the engine and
   decode options of ``--config`` (``model.language: null`` = detected once per stream and kept, as the
@@ -58,12 +58,13 @@ from bench.offline_wer import transcribe_file  # noqa: E402
 from bench.vad_replay import Replay, replay  # noqa: E402
 from bench.variants import DEFAULT_OUT as DEFAULT_VARIANTS_DIR  # noqa: E402
 from bench.variants import MIX, SETS, VARIANTS  # noqa: E402
-from whisper_streaming.app import engine_options_from_config  # noqa: E402
-from whisper_streaming.asr import AsrEngine, EngineOptions, create_engine  # noqa: E402
-from whisper_streaming.config import load_config  # noqa: E402
-from whisper_streaming.language import LanguagePolicy, LanguageTracker  # noqa: E402
-from whisper_streaming.server import language_policy_from_config, vad_options_from_config  # noqa: E402
-from whisper_streaming.vad import VadOptions  # noqa: E402
+from whisper_streaming.app.wiring import engine_options_from_config  # noqa: E402
+from whisper_streaming.engines.base import AsrEngine, EngineOptions  # noqa: E402
+from whisper_streaming.engines.registry import create_engine  # noqa: E402
+from whisper_streaming.config.schema import load_config  # noqa: E402
+from whisper_streaming.core.language import LanguagePolicy, LanguageTracker  # noqa: E402
+from whisper_streaming.app.wiring import language_policy_from_config, vad_options_from_config  # noqa: E402
+from whisper_streaming.pipeline.vad import VadOptions  # noqa: E402
 
 SET_LANGUAGE = {"en": "en", "tel": "en"}
 """Language of each set's references (the offline baseline is given it); other sets: ``en``."""

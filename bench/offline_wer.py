@@ -21,9 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DEFAULT_AUDIO_DIR, SpeechFile, corpus_error_rate, error_rate, load_dir, machine_info  # noqa: E402
-from whisper_streaming.app import engine_options_from_config  # noqa: E402
-from whisper_streaming.asr import AsrEngine, create_engine, pcm16_to_float32  # noqa: E402
-from whisper_streaming.config import load_config  # noqa: E402
+from whisper_streaming.app.wiring import engine_options_from_config  # noqa: E402
+from whisper_streaming.engines.base import AsrEngine, pcm16_to_float32  # noqa: E402
+from whisper_streaming.engines.registry import create_engine  # noqa: E402
+from whisper_streaming.config.schema import load_config  # noqa: E402
 
 
 def transcribe_file(engine: AsrEngine, f: SpeechFile, language: str) -> dict[str, object]:

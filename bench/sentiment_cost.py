@@ -8,7 +8,7 @@ dataclass).  Two measurements per engine:
 * **engine**: in a fresh process with 1 thread (as a worker runs with ``model.cpu_threads: 1``):
   import + load time, RSS added, and the per-call time over the reference texts of the audio
   directory (each ``--repeats`` times, after one warm-up pass);
-* **pool** (``--pool``): the real :class:`~whisper_streaming.pool.ProcessPool` with the real ASR
+* **pool** (``--pool``): the real :class:`~whisper_streaming.backends.pool.ProcessPool` with the real ASR
   (the config's model, 1 worker) on the first ``--files`` files, sentiment asked for every
   utterance: the worker-measured sentiment time per result next to the utterance's whole
   submit-to-result time.
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.common import DEFAULT_AUDIO_DIR, load_dir, machine_info, percentile  # noqa: E402
-from whisper_streaming.sentiment import SentimentOptions  # noqa: E402
+from whisper_streaming.analyzers.sentiment import SentimentOptions  # noqa: E402
 
 ENGINES = ("vader", "transformers-tiny", "transformers-distilbert-base-shape")
 
@@ -54,7 +54,8 @@ def _rss_mb() -> float:
 
 def _measure_engine(options: SentimentOptions, texts: list[str], repeats: int) -> dict[str, object]:
     """Runs in a fresh spawned process."""
-    from whisper_streaming.sentiment import analyze, create_sentiment_engine
+    from whisper_streaming.analyzers.sentiment import analyze
+    from whisper_streaming.analyzers.sentiment_registry import create_sentiment_engine
 
     rss0 = _rss_mb()
     t0 = time.perf_counter()
@@ -74,21 +75,24 @@ def _measure_engine(options: SentimentOptions, texts: list[str], repeats: int) -
 
 
 async def _measure_pool(options: SentimentOptions, pcms: list[bytes], config_path: Path) -> dict[str, object]:
-    from whisper_streaming.app import engine_options_from_config, pool_options_from_config
-    from whisper_streaming.config import load_config, with_overrides
-    from whisper_streaming.pool import ProcessPool
+    from whisper_streaming.app.wiring import engine_options_from_config, pool_options_from_config
+    from whisper_streaming.config.schema import load_config, with_overrides
+    from whisper_streaming.analyzers.sentiment_registry import sentiment_analyzer_spec
+    from whisper_streaming.backends.base import UtteranceJob
+    from whisper_streaming.backends.pool import ProcessPool
 
     config = with_overrides(load_config(config_path), **{"model.channel": 1, "model.language": "en"})
     pool_options = pool_options_from_config(config, engine_options_from_config(config))
-    pool = ProcessPool(dataclasses.replace(pool_options, sentiment=options))
+    pool = ProcessPool(dataclasses.replace(pool_options, analyzers=(sentiment_analyzer_spec(options),)))
     await pool.start()
     try:
         rows = []
         for pcm in pcms:
             t0 = time.perf_counter()
-            got = await (await pool.submit("bench", pcm, sentiment=True))
-            rows.append({"total_ms": 1000 * (time.perf_counter() - t0), "sentiment_ms": 1000 * got.sentiment_s,
-                         "label": got.sentiment.label if got.sentiment else None})
+            got = await (await pool.submit("bench", UtteranceJob(pcm, analyses=frozenset({"sentiment"}))))
+            sentiment = got.annotations.get("sentiment")
+            rows.append({"total_ms": 1000 * (time.perf_counter() - t0), "sentiment_ms": 1000 * got.analysis_s,
+                         "label": sentiment.label if sentiment else None})
     finally:
         await pool.close()
     s_ms = [r["sentiment_ms"] for r in rows]

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DEFAULT_AUDIO_DIR, load_dir, machine_info  # noqa: E402
 from bench.stream_bench import tree_rss_bytes  # noqa: E402
-from whisper_streaming.client import AsyncStreamingClient  # noqa: E402
-from whisper_streaming.client_cli import stream_file  # noqa: E402
+from whisper_streaming.client.streaming import AsyncStreamingClient  # noqa: E402
+from whisper_streaming.client.cli import stream_file  # noqa: E402
 from whisper_streaming.errors import ServerError, WhisperStreamingError  # noqa: E402
-from whisper_streaming.process import ServerProcess  # noqa: E402
+from bench.server_process import ServerProcess  # noqa: E402
 
 
 async def status(host: str, port: int) -> str:

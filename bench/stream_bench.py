@@ -13,7 +13,7 @@ in 30 ms ``%s`` packets, with 1.0 s of silence between files and 2.0 s after the
   reached; the server cannot confirm the end earlier) and the **end of speech** (the end of
   the last voiced frame; this one includes the whole endpointing wait and is what a listener
   perceives).  The benchmark finds these samples exactly by running the same
-  :class:`~whisper_streaming.vad.VadSegmenter` (same ``--config``) over the audio it sends,
+  :class:`~whisper_streaming.pipeline.vad.VadSegmenter` (same ``--config``) over the audio it sends,
   and matches each ``%R`` to its utterance by its times;
 * per file, the transcript (results assigned by their midpoint) and its WER against the
   reference ``.txt`` (jiwer with Whisper's English normalizer; CER for ko/ja/zh);
@@ -47,14 +47,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DEFAULT_AUDIO_DIR, SpeechFile, corpus_error_rate, error_rate, load_dir, machine_info, percentile  # noqa: E402
-from whisper_streaming.client import AsyncStreamingClient  # noqa: E402
-from whisper_streaming.config import load_config  # noqa: E402
+from whisper_streaming.client.streaming import AsyncStreamingClient  # noqa: E402
+from whisper_streaming.config.schema import load_config  # noqa: E402
 from whisper_streaming.errors import ConnectionClosedError, ServerError  # noqa: E402
-from whisper_streaming.process import ServerProcess  # noqa: E402
-from whisper_streaming import audio_format  # noqa: E402
-from whisper_streaming.protocol import Finished, Result  # noqa: E402
-from whisper_streaming.server import vad_options_from_config  # noqa: E402
-from whisper_streaming.vad import Utterance, VadOptions, VadSegmenter  # noqa: E402
+from bench.server_process import ServerProcess  # noqa: E402
+from whisper_streaming.core import audio_format  # noqa: E402
+from whisper_streaming.wire.protocol import Finished, Result  # noqa: E402
+from whisper_streaming.app.wiring import vad_options_from_config  # noqa: E402
+from whisper_streaming.pipeline.vad import Utterance, VadOptions, VadSegmenter  # noqa: E402
 
 PACKET_SAMPLES = 480
 RATE = 16000

@@ -3,7 +3,7 @@
 
 Builds exactly the audio one ``bench/stream_bench.py`` session sends (every file of the
 directory, 1.0 s of silence between files, 2.0 s after the last), cuts it with the server's
-:class:`~whisper_streaming.vad.VadSegmenter` (same config), transcribes each utterance in
+:class:`~whisper_streaming.pipeline.vad.VadSegmenter` (same config), transcribes each utterance in
 order with the same engine and decode options, and prints the corpus WER.  The server cuts
 the same utterances from the same samples and decodes them the same way, so this is the
 streaming WER of a one-stream benchmark run (identical transcripts), in seconds instead of
@@ -32,13 +32,15 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DEFAULT_AUDIO_DIR, SpeechFile, corpus_error_rate, load_dir, machine_info  # noqa: E402
-from whisper_streaming import audio_format  # noqa: E402
-from whisper_streaming.app import engine_options_from_config  # noqa: E402
-from whisper_streaming.asr import AsrEngine, Transcript, create_engine, pcm16_to_float32  # noqa: E402
-from whisper_streaming.config import load_config  # noqa: E402
-from whisper_streaming.language import LanguageTracker  # noqa: E402
-from whisper_streaming.server import language_policy_from_config, vad_options_from_config  # noqa: E402
-from whisper_streaming.vad import Utterance, VadOptions, VadSegmenter  # noqa: E402
+from whisper_streaming.core import audio_format  # noqa: E402
+from whisper_streaming.app.wiring import engine_options_from_config  # noqa: E402
+from whisper_streaming.engines.base import AsrEngine, pcm16_to_float32  # noqa: E402
+from whisper_streaming.core.transcript import Transcript  # noqa: E402
+from whisper_streaming.engines.registry import create_engine  # noqa: E402
+from whisper_streaming.config.schema import load_config  # noqa: E402
+from whisper_streaming.core.language import LanguageTracker  # noqa: E402
+from whisper_streaming.app.wiring import language_policy_from_config, vad_options_from_config  # noqa: E402
+from whisper_streaming.pipeline.vad import Utterance, VadOptions, VadSegmenter  # noqa: E402
 
 GAP_S = 1.0
 TAIL_S = 2.0

@@ -62,7 +62,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from whisper_streaming.audio import load_pcm16  # noqa: E402
+from whisper_streaming.client.audio_files import load_pcm16  # noqa: E402
 
 SPEECH_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "speech"
 SETS: dict[str, tuple[Path, int]] = {"en": (SPEECH_DIR / "en", 16000), "tel": (SPEECH_DIR / "tel", 8000)}

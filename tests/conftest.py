@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from speech import E2E_CONFIG
-from whisper_streaming.process import ServerProcess
+from bench.server_process import ServerProcess
 
 
 @pytest.fixture(scope="session")

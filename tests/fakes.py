@@ -22,9 +22,11 @@ import time
 
 import numpy as np
 
-from whisper_streaming.asr import SAMPLE_RATE_HZ, EngineOptions, Transcript, TranscriptSegment
-from whisper_streaming.decoding import AttemptOutcome, DecodeBudget, cut_loops, run_attempts
-from whisper_streaming.sentiment import Sentiment, SentimentOptions
+from whisper_streaming.engines.base import SAMPLE_RATE_HZ, EngineOptions
+
+from whisper_streaming.core.transcript import Transcript, TranscriptSegment
+from whisper_streaming.engines.decoding import AttemptOutcome, DecodeBudget, cut_loops, run_attempts
+from whisper_streaming.analyzers.sentiment import Sentiment, SentimentOptions
 
 CRASH = -1
 """The worker process exits (``os._exit(1)``) on every attempt."""
@@ -38,7 +40,7 @@ RAISE = -5
 """transcribe raises RuntimeError (the worker survives)."""
 LOOP = -6
 """Every decode attempt loops (``"uh uh uh ..."``) and takes *second sample* ms: the engine runs
-the real fallback policy (:func:`whisper_streaming.decoding.run_attempts`) with the real time
+the real fallback policy (:func:`whisper_streaming.engines.decoding.run_attempts`) with the real time
 budget of ``EngineOptions.limits``, as the faster-whisper engine does."""
 SENTIMENT_RAISE = 1000
 """A normal utterance (``"utt 1000"``) on which the fake sentiment engine raises."""

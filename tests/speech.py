@@ -10,10 +10,10 @@ import jiwer
 import numpy as np
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from whisper_streaming.audio import load_pcm16
-from whisper_streaming.client import AsyncStreamingClient
-from whisper_streaming.client_cli import stream_file
-from whisper_streaming.protocol import PacketDecoder, Role
+from whisper_streaming.client.audio_files import load_pcm16
+from whisper_streaming.client.streaming import AsyncStreamingClient
+from whisper_streaming.client.cli import stream_file
+from whisper_streaming.wire.protocol import PacketDecoder, Role
 
 DATA = Path(__file__).parent / "data"
 JFK = "jfk.wav"

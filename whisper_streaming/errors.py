@@ -11,11 +11,20 @@ Two branches separate *who* did wrong, in the spirit of h11's ``RemoteProtocolEr
   instance sending ``%s`` before ``%b`` through the client library, or passing a bad option.
 
 Other branches cover configuration, models and ASR failures.
+
+:class:`ErrorReason` is the one list of reasons a session or connection can end with: its
+value is the wire text of ``%E`` (and of the ``reason`` in logs and the results sinks), and each
+carries the WebSocket close code (RFC 6455 section 7.4.1: 1008 policy violation for what the
+peer did wrong, 1013 try again later for overload, 1011 internal error for ours, 1009 message
+too big) and the HTTP status (RFC 9110) a web door answers it with.
 """
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
+    "ErrorReason",
     "WhisperStreamingError",
     "RemoteProtocolError",
     "HandshakeError",
@@ -29,6 +38,89 @@ __all__ = [
 ]
 
 
+class ErrorReason(str, enum.Enum):
+    """Why a session or connection ended; the value is the ASCII wire text (``%E`` data).
+
+    ``peer_fault``: the peer did something wrong (as opposed to overload or a failure of ours).
+    """
+
+    # the V1.0 codec (whisper_streaming.wire.protocol)
+    BAD_MAGIC = "BAD_MAGIC"
+    UNKNOWN_HEADER = "UNKNOWN_HEADER"
+    BAD_LENGTH = "BAD_LENGTH"
+    TRUNCATED = "TRUNCATED"
+    BAD_TEXT = "BAD_TEXT"
+    BAD_USER_ID = "BAD_USER_ID"
+    BAD_OPTION = "BAD_OPTION"
+    BAD_RESULT = "BAD_RESULT"
+    UNEXPECTED_PACKET = "UNEXPECTED_PACKET"
+    ODD_PCM_LENGTH = "ODD_PCM_LENGTH"
+    # the session (whisper_streaming.pipeline.session)
+    DUPLICATE_USER = "DUPLICATE_USER"
+    BEGIN_BEFORE_USER = "BEGIN_BEFORE_USER"
+    ALREADY_STREAMING = "ALREADY_STREAMING"
+    AUDIO_BEFORE_BEGIN = "AUDIO_BEFORE_BEGIN"
+    FINISH_BEFORE_BEGIN = "FINISH_BEFORE_BEGIN"
+    OPTIONS_BEFORE_USER = "OPTIONS_BEFORE_USER"
+    OPTIONS_WHILE_STREAMING = "OPTIONS_WHILE_STREAMING"
+    TIMEOUT = "TIMEOUT"
+    STREAM_TOO_LONG = "STREAM_TOO_LONG"
+    ASR_FAILED = "ASR_FAILED"
+    # admission (whisper_streaming.runtime)
+    SERVER_TOO_BUSY = "SERVER_TOO_BUSY"
+    TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
+    # the AudioSocket codec (whisper_streaming.wire.audiosocket)
+    UUID_NOT_FIRST = "UUID_NOT_FIRST"
+    UUID_REPEATED = "UUID_REPEATED"
+    BAD_UUID_LENGTH = "BAD_UUID_LENGTH"
+    UNKNOWN_KIND = "UNKNOWN_KIND"
+    FRAME_TOO_LARGE = "FRAME_TOO_LARGE"
+    BAD_DTMF = "BAD_DTMF"
+    UNEXPECTED_DATA = "UNEXPECTED_DATA"
+    DATA_AFTER_HANGUP = "DATA_AFTER_HANGUP"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def peer_fault(self) -> bool:
+        return self not in _NOT_PEER_FAULT
+
+    @property
+    def ws_close_code(self) -> int:
+        """The WebSocket close code (RFC 6455 7.4.1) a WebSocket door closes with."""
+        return _WS_CLOSE.get(self, 1008)
+
+    @property
+    def http_status(self) -> int:
+        """The HTTP status (RFC 9110 section 15) an HTTP door answers with."""
+        return _HTTP_STATUS.get(self, 400)
+
+
+_NOT_PEER_FAULT = frozenset({ErrorReason.SERVER_TOO_BUSY, ErrorReason.TOO_MANY_CONNECTIONS, ErrorReason.ASR_FAILED, ErrorReason.TIMEOUT})
+_WS_CLOSE = {
+    ErrorReason.SERVER_TOO_BUSY: 1013,
+    ErrorReason.TOO_MANY_CONNECTIONS: 1013,
+    ErrorReason.ASR_FAILED: 1011,
+    ErrorReason.TIMEOUT: 1001,
+    ErrorReason.STREAM_TOO_LONG: 1009,
+    ErrorReason.BAD_LENGTH: 1009,
+    ErrorReason.FRAME_TOO_LARGE: 1009,
+}
+_HTTP_STATUS = {
+    ErrorReason.SERVER_TOO_BUSY: 503,
+    ErrorReason.TOO_MANY_CONNECTIONS: 429,
+    ErrorReason.ASR_FAILED: 500,
+    ErrorReason.TIMEOUT: 408,
+    ErrorReason.STREAM_TOO_LONG: 413,
+    ErrorReason.BAD_LENGTH: 413,
+    ErrorReason.FRAME_TOO_LARGE: 413,
+}
+
+
 class WhisperStreamingError(Exception):
     """Root of every exception this package raises on purpose."""
 
@@ -37,13 +129,13 @@ class RemoteProtocolError(WhisperStreamingError):
     """The peer violated the wire protocol.
 
     Attributes:
-        reason: short upper-case ASCII code sent to the peer in ``%E`` (never contains
+        reason: the :class:`ErrorReason` sent to the peer in ``%E`` (never contains
             peer-supplied bytes).
         detail: human-readable explanation for logs; may quote sanitized peer bytes.
     """
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
+    def __init__(self, reason: str | ErrorReason, detail: str = "") -> None:
+        self.reason = ErrorReason(reason)
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
 

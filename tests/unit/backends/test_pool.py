@@ -1,0 +1,467 @@
+"""ProcessPool with fake engines (tests/fakes.py) in real ``spawn``-ed worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+import fakes
+from fakes import CRASH, CRASH_ONCE, HANG, HANG_ONCE, RAISE, pcm, text_for
+from whisper_streaming.engines.base import EngineOptions
+from whisper_streaming.core.transcript import Transcript
+from whisper_streaming.errors import AsrError, ModelError
+from whisper_streaming.backends.base import BackendStatus, EngineState, UtteranceJob, UtteranceResult
+from whisper_streaming.backends.pool import PoolOptions, ProcessPool
+from whisper_streaming.analyzers.sentiment_registry import sentiment_analyzer_spec
+from whisper_streaming.analyzers.sentiment import Sentiment, SentimentOptions
+
+pytestmark = pytest.mark.timeout(60)
+
+IDLE, BUSY, RESTARTING, STARTING, STOPPED = (
+    EngineState.IDLE,
+    EngineState.BUSY,
+    EngineState.RESTARTING,
+    EngineState.STARTING,
+    EngineState.STOPPED,
+)
+WAIT_S = 15.0  # generous upper bound for anything that should happen "soon"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def pool_options(tmp_path: Path, **kw: Any) -> PoolOptions:
+    kw.setdefault("engine_factory", fakes.make_engine)
+    return PoolOptions(EngineOptions(engine="fake", model=str(tmp_path)), **kw)
+
+
+def worker_processes() -> list[multiprocessing.process.BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.name.startswith("whisper-streaming-asr")]
+
+
+def assert_gone(pids: list[int]) -> None:
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def run_pool(tmp_path: Path, body: Callable[[ProcessPool], Awaitable[None]], **kw: Any) -> None:
+    """Start a pool, run ``body(pool)``, close it, and check no worker survived."""
+
+    async def main() -> None:
+        pool = ProcessPool(pool_options(tmp_path, **kw))
+        await asyncio.wait_for(pool.start(), WAIT_S)
+        try:
+            await body(pool)
+        finally:
+            pids = [p.pid for p in worker_processes()]
+            await pool.close()
+        assert pool.status().engines == (STOPPED,) * pool.options.workers
+        assert_gone(pids)
+
+    asyncio.run(main())
+    assert worker_processes() == []
+
+
+async def result(fut: asyncio.Future[UtteranceResult]) -> Transcript:
+    return (await asyncio.wait_for(asyncio.shield(fut), WAIT_S)).transcript
+
+
+async def wait_status(pool: ProcessPool, pred: Callable[[BackendStatus], bool], timeout: float = WAIT_S) -> BackendStatus:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = pool.status()
+        if pred(st):
+            return st
+        assert time.monotonic() < deadline, f"status never matched; last {st}"
+        await asyncio.sleep(0.005)
+
+
+class StatusRecorder:
+    """Polls ``pool.status()`` every few ms in the background and keeps every state seen."""
+
+    def __init__(self, pool: ProcessPool) -> None:
+        self.pool = pool
+        self.seen: list[BackendStatus] = []
+        self._task = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            self.seen.append(self.pool.status())
+            await asyncio.sleep(0.002)
+
+    def states(self) -> set[EngineState]:
+        return {s for st in self.seen for s in st.engines}
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+def call_tags(tmp_path: Path) -> list[int]:
+    return [tag for _, tag in fakes.calls(tmp_path)]
+
+
+def call_pids(tmp_path: Path, tag: int) -> list[int]:
+    return [pid for pid, t in fakes.calls(tmp_path) if t == tag]
+
+
+# --------------------------------------------------------------------------- normal work
+
+
+def test_status_before_start_shows_starting_engines(tmp_path):
+    pool = ProcessPool(pool_options(tmp_path, workers=3))
+    assert pool.status() == BackendStatus((STARTING,) * 3, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_results_are_the_engine_transcripts(tmp_path, workers):
+    async def body(pool: ProcessPool) -> None:
+        assert pool.status() == BackendStatus((IDLE,) * workers, 0, 0, 0, 0)
+        futures = [await pool.submit("s", UtteranceJob(pcm(tag, n=160 * (tag + 1)))) for tag in range(6)]
+        transcripts = [await result(f) for f in futures]
+        assert [t.text for t in transcripts] == [text_for(tag) for tag in range(6)]
+        assert [t.audio_duration_s for t in transcripts] == pytest.approx([0.01 * (tag + 1) for tag in range(6)])
+        pids = {p.pid for p in worker_processes()}
+        assert len(pids) == workers and {fakes.pid_of(t) for t in transcripts} <= pids
+        assert os.getpid() not in pids  # the model never runs in the server process
+        assert pool.status() == BackendStatus((IDLE,) * workers, 0, 0, 6, 0)
+
+    run_pool(tmp_path, body, workers=workers)
+
+
+def test_two_sessions_many_utterances_two_workers_all_complete(tmp_path):
+    n = 15
+
+    async def session(pool: ProcessPool, key: str, base: int) -> list[Transcript]:
+        # More utterances than the per-session bound: submit() applies backpressure.
+        futures = [await pool.submit(key, UtteranceJob(pcm(base + i, 10))) for i in range(n)]
+        return [await result(f) for f in futures]
+
+    async def body(pool: ProcessPool) -> None:
+        a, b = await asyncio.gather(session(pool, "A", 0), session(pool, "B", 100))
+        assert [t.text for t in a] == [text_for(i) for i in range(n)]
+        assert [t.text for t in b] == [text_for(100 + i) for i in range(n)]
+        # 10 ms per utterance and one blocked slot: both workers took a share.
+        assert len({fakes.pid_of(t) for t in a + b}) == 2
+        st = pool.status()
+        assert st.utterances_done == 2 * n and st.utterances_queued == 0 and st.utterances_failed == 0
+
+    run_pool(tmp_path, body, workers=2, max_queued=8, max_queued_per_session=3)
+
+
+def test_pool_serves_sessions_round_robin(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        flood = [await pool.submit("A", UtteranceJob(pcm(i, 30))) for i in range(6)]
+        late = await pool.submit("B", UtteranceJob(pcm(100)))
+        await result(late)
+        await asyncio.gather(*(result(f) for f in flood))
+        tags = call_tags(tmp_path)
+        # B's one utterance waited for at most one of A's queued ones (plus one in flight).
+        assert tags.index(100) <= 2, tags
+        assert sorted(tags) == [0, 1, 2, 3, 4, 5, 100]
+
+    run_pool(tmp_path, body, workers=1)
+
+
+def test_status_shows_busy_engine_and_queued_utterances(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        futures = [await pool.submit("s", UtteranceJob(pcm(0, 400)))]
+        futures += [await pool.submit("s", UtteranceJob(pcm(i))) for i in (1, 2, 3)]
+        st = await wait_status(pool, lambda st: st.engines == (BUSY,))
+        assert st.utterances_queued == 3
+        assert st.utterances_done == 0
+        await result(futures[0])
+        await asyncio.gather(*(result(f) for f in futures))
+        assert pool.status() == BackendStatus((IDLE,), 0, 0, 4, 0)
+
+    run_pool(tmp_path, body, workers=1)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_worker_crash_on_first_attempt_is_restarted_and_job_retried(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        first_pid = worker_processes()[0].pid
+        crashing = await pool.submit("A", UtteranceJob(pcm(CRASH_ONCE, 1)))
+        later = [await pool.submit("A", UtteranceJob(pcm(i))) for i in (1, 2)]
+        other = await pool.submit("B", UtteranceJob(pcm(7)))
+        t = await result(crashing)
+        assert t.text == text_for(CRASH_ONCE)
+        assert [(await result(f)).text for f in later] == [text_for(1), text_for(2)]
+        assert (await result(other)).text == text_for(7)
+        # The retry went first in line (before A's later utterances and B's), then round robin.
+        assert call_tags(tmp_path) == [CRASH_ONCE, CRASH_ONCE, 7, 1, 2]
+        # Two attempts, in two different processes; the second is a fresh worker.
+        pids = call_pids(tmp_path, CRASH_ONCE)
+        assert len(pids) == 2 and pids[0] == first_pid and pids[1] != first_pid
+        assert fakes.pid_of(t) == pids[1] == worker_processes()[0].pid
+        assert pool.status() == BackendStatus((IDLE,), 0, 1, 4, 0)
+
+    run_pool(tmp_path, body, workers=1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_crashing_every_time_fails_only_that_utterance(tmp_path, workers):
+    async def body(pool: ProcessPool) -> None:
+        bad = await pool.submit("A", UtteranceJob(pcm(CRASH)))
+        good = [await pool.submit("B", UtteranceJob(pcm(i))) for i in (1, 2, 3)]
+        with pytest.raises(AsrError, match="died"):
+            await result(bad)
+        assert [(await result(f)).text for f in good] == [text_for(i) for i in (1, 2, 3)]
+        assert len(set(call_pids(tmp_path, CRASH))) == 2  # tried twice, in two processes
+        st = await wait_status(pool, lambda st: st.engines == (IDLE,) * workers)
+        assert st.worker_restarts == 2 and st.utterances_failed == 1 and st.utterances_done == 3
+        # The pool keeps working, for both sessions.
+        again = [await pool.submit(key, UtteranceJob(pcm(50 + i))) for i, key in enumerate("AB")]
+        assert [(await result(f)).text for f in again] == [text_for(50), text_for(51)]
+        assert len(worker_processes()) == workers
+
+    run_pool(tmp_path, body, workers=workers)
+
+
+def test_hung_worker_is_killed_restarted_and_utterance_fails(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        rec = StatusRecorder(pool)
+        t0 = time.monotonic()
+        hung = await pool.submit("A", UtteranceJob(pcm(HANG)))
+        others = [await pool.submit("B", UtteranceJob(pcm(i, 50))) for i in range(4)]
+        # The other worker keeps serving session B meanwhile.
+        assert [(await result(f)).text for f in others] == [text_for(i) for i in range(4)]
+        assert not hung.done()
+        with pytest.raises(AsrError, match="hung"):
+            await result(hung)
+        elapsed = time.monotonic() - t0
+        await wait_status(pool, lambda st: st.engines == (IDLE, IDLE))
+        await rec.stop()
+        assert 2.0 <= elapsed < 10.0  # two attempts of transcribe_timeout_s each
+        assert RESTARTING in rec.states() and BUSY in rec.states()
+        hung_pids = call_pids(tmp_path, HANG)
+        assert len(set(hung_pids)) == 2
+        live = {p.pid for p in worker_processes()}
+        assert len(live) == 2 and not live & set(hung_pids)
+        assert_gone(hung_pids)  # killed, not left hanging
+        st = pool.status()
+        assert st.worker_restarts == 2 and st.utterances_failed == 1
+        assert (await result(await pool.submit("A", UtteranceJob(pcm(9))))).text == text_for(9)
+
+    run_pool(tmp_path, body, workers=2, transcribe_timeout_s=1.0)
+
+
+def test_worker_hung_once_is_restarted_and_retry_succeeds(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        rec = StatusRecorder(pool)
+        fut = await pool.submit("A", UtteranceJob(pcm(HANG_ONCE, 3)))
+        assert (await result(fut)).text == text_for(HANG_ONCE)
+        await rec.stop()
+        assert RESTARTING in rec.states()
+        assert pool.status() == BackendStatus((IDLE,), 0, 1, 1, 0)
+        pids = call_pids(tmp_path, HANG_ONCE)
+        assert len(set(pids)) == 2
+        assert_gone(pids[:1])
+
+    run_pool(tmp_path, body, workers=1, transcribe_timeout_s=1.0)
+
+
+@pytest.mark.parametrize("max_attempts", [1, 2, 3])
+def test_engine_exception_is_retried_then_fails_without_restart(tmp_path, max_attempts):
+    async def body(pool: ProcessPool) -> None:
+        pid = worker_processes()[0].pid
+        fut = await pool.submit("A", UtteranceJob(pcm(RAISE)))
+        with pytest.raises(AsrError, match="RuntimeError: fake engine failure"):
+            await result(fut)
+        assert call_pids(tmp_path, RAISE) == [pid] * max_attempts  # same worker every time
+        assert pool.status() == BackendStatus((IDLE,), 0, 0, 0, 1)
+        t = await result(await pool.submit("A", UtteranceJob(pcm(4))))
+        assert t.text == text_for(4) and fakes.pid_of(t) == pid
+
+    run_pool(tmp_path, body, workers=1, max_attempts=max_attempts)
+
+
+# --------------------------------------------------------------------------- cancel / close
+
+
+def test_cancel_session_cancels_its_queued_futures(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        in_flight = await pool.submit("A", UtteranceJob(pcm(0, 300)))
+        queued_a = [await pool.submit("A", UtteranceJob(pcm(i))) for i in (1, 2, 3)]
+        queued_b = await pool.submit("B", UtteranceJob(pcm(10)))
+        await wait_status(pool, lambda st: st.engines == (BUSY,))
+        assert pool.status().utterances_queued == 4
+        pool.cancel_session("A")
+        assert all(f.cancelled() for f in queued_a)
+        assert pool.status().utterances_queued == 1
+        assert (await result(in_flight)).text == text_for(0)  # already running: it finishes
+        assert (await result(queued_b)).text == text_for(10)
+        assert call_tags(tmp_path) == [0, 10]
+        pool.cancel_session("A")  # nothing left: harmless
+        pool.cancel_session("nobody")
+        assert pool.status() == BackendStatus((IDLE,), 0, 0, 2, 0)
+
+    run_pool(tmp_path, body, workers=1)
+
+
+def test_close_is_idempotent_and_kills_workers(tmp_path):
+    async def main() -> None:
+        pool = ProcessPool(pool_options(tmp_path, workers=2))
+        await asyncio.wait_for(pool.start(), WAIT_S)
+        pids = [p.pid for p in worker_processes()]
+        assert len(pids) == 2
+        assert (await result(await pool.submit("s", UtteranceJob(pcm(1))))).text == text_for(1)
+        t0 = time.monotonic()
+        await pool.close()
+        assert time.monotonic() - t0 < 2.0  # idle workers stop on request, no kill timeout
+        assert_gone(pids)
+        assert worker_processes() == []
+        assert pool.status().engines == (STOPPED, STOPPED)
+        await pool.close()
+        assert pool.status().engines == (STOPPED, STOPPED)
+        with pytest.raises(AsrError):
+            await pool.submit("s", UtteranceJob(pcm(2)))
+
+    asyncio.run(main())
+
+
+def test_close_resolves_in_flight_queued_and_blocked_submissions(tmp_path):
+    async def main() -> None:
+        pool = ProcessPool(pool_options(tmp_path, workers=1, max_queued_per_session=1))
+        await asyncio.wait_for(pool.start(), WAIT_S)
+        pid = worker_processes()[0].pid
+        in_flight = await pool.submit("A", UtteranceJob(pcm(0, 800)))
+        await wait_status(pool, lambda st: st.engines == (BUSY,))
+        queued = await pool.submit("A", UtteranceJob(pcm(1)))
+        blocked = asyncio.create_task(pool.submit("A", UtteranceJob(pcm(2))))
+        await asyncio.sleep(0.05)
+        assert not blocked.done()
+        await asyncio.wait_for(pool.close(), WAIT_S)
+        # Nobody is left waiting forever on a pool that is gone.
+        assert queued.cancelled()
+        assert in_flight.cancelled()
+        with pytest.raises(AsrError, match="closed"):
+            await asyncio.wait_for(blocked, 1)
+        assert pool.status().utterances_queued == 0
+        assert_gone([pid])
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- start failures
+
+
+def _local_factory_not_picklable() -> Callable[[EngineOptions], fakes.FakeEngine]:
+    def factory(options: EngineOptions) -> fakes.FakeEngine:
+        return fakes.FakeEngine(options)
+
+    return factory
+
+
+@pytest.mark.parametrize(
+    "factory, message",
+    [
+        (fakes.failing_factory, "RuntimeError: cannot load fake model"),
+        (fakes.exiting_factory, "pipe closed"),
+        (_local_factory_not_picklable(), "pickle"),  # spawn cannot send it to the worker
+    ],
+    ids=["raises", "exits", "unpicklable"],
+)
+def test_engine_init_failure_makes_start_raise_model_error(tmp_path, factory, message):
+    async def main() -> None:
+        pool = ProcessPool(pool_options(tmp_path, workers=2, engine_factory=factory))
+        with pytest.raises(ModelError, match=message):
+            await asyncio.wait_for(pool.start(), WAIT_S)
+        assert pool.status().engines == (STOPPED, STOPPED)
+        with pytest.raises(AsrError):
+            await pool.submit("s", UtteranceJob(pcm(1)))
+
+    asyncio.run(main())
+    assert worker_processes() == []
+
+
+def test_engine_init_timeout_makes_start_raise_model_error(tmp_path):
+    async def main() -> None:
+        # The engine would load after SLOW_INIT_S; only the start timeout can fail it.
+        pool = ProcessPool(pool_options(tmp_path, engine_factory=fakes.slow_init_factory, start_timeout_s=0.3))
+        with pytest.raises(ModelError):
+            await asyncio.wait_for(pool.start(), WAIT_S)
+
+    asyncio.run(main())
+    assert worker_processes() == []
+
+
+def test_close_during_start_makes_start_raise_model_error(tmp_path):
+    async def main() -> None:
+        pool = ProcessPool(pool_options(tmp_path, engine_factory=fakes.slow_init_factory))
+        starting = asyncio.create_task(pool.start())
+        await asyncio.sleep(0.2)
+        assert pool.status().engines == (STARTING,)
+        await asyncio.wait_for(pool.close(), WAIT_S)
+        with pytest.raises(ModelError):
+            await asyncio.wait_for(starting, 2)
+
+    asyncio.run(main())
+    assert worker_processes() == []
+
+
+# --------------------------------------------------------------------------- sentiment
+
+
+def test_sentiment_is_computed_in_the_worker_only_when_asked(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        worker_pid = worker_processes()[0].pid
+        asked = await asyncio.wait_for(await pool.submit("s", UtteranceJob(pcm(3), analyses=frozenset({"sentiment"}))), WAIT_S)
+        plain = await asyncio.wait_for(await pool.submit("s", UtteranceJob(pcm(4))), WAIT_S)
+        assert asked.transcript.text == text_for(3) and plain.transcript.text == text_for(4)
+        # The fake sentiment engine labels by its worker's pid: it ran in the worker, not here.
+        assert asked.annotations.get("sentiment") == Sentiment("neutral", fakes.sentiment_score(worker_pid))
+        assert asked.analysis_s > 0
+        assert plain.annotations == {} and plain.analysis_s == 0
+        failed = await asyncio.wait_for(await pool.submit("s", UtteranceJob(pcm(fakes.SENTIMENT_RAISE), analyses=frozenset({"sentiment"}))), WAIT_S)
+        assert failed.transcript.text == text_for(fakes.SENTIMENT_RAISE) and "sentiment" not in failed.annotations  # transcript kept
+
+    run_pool(tmp_path, body, workers=1, analyzers=(sentiment_analyzer_spec(SentimentOptions(engine="fake"), fakes.make_sentiment_engine),))
+
+
+def test_no_sentiment_engine_answers_none(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        got = await asyncio.wait_for(await pool.submit("s", UtteranceJob(pcm(5), analyses=frozenset({"sentiment"}))), WAIT_S)
+        assert got.transcript.text == text_for(5) and "sentiment" not in got.annotations
+
+    run_pool(tmp_path, body, workers=1)
+
+
+def test_sentiment_engine_init_failure_makes_start_raise_model_error(tmp_path):
+    async def main() -> None:
+        pool = ProcessPool(pool_options(tmp_path, analyzers=(sentiment_analyzer_spec(SentimentOptions(engine="fake"), fakes.failing_sentiment_factory),)))
+        with pytest.raises(ModelError, match="cannot load fake sentiment model"):
+            await asyncio.wait_for(pool.start(), WAIT_S)
+
+    asyncio.run(main())
+    assert worker_processes() == []
+
+
+def test_a_looping_decode_cannot_hold_a_worker_past_its_budget(tmp_path):
+    """Every attempt of this utterance loops and takes 0.8 s; unbounded, Whisper's six
+    temperatures would hold the worker 4.8 s.  The budget (2 s + 1 s per audio s) stops the
+    fallbacks after two attempts, the repeated tail is cut, and %C's counters say so."""
+    async def body(pool: ProcessPool) -> None:
+        budget_s = pool.options.engine.limits.budget_s(160 / 16000)
+        t0 = time.monotonic()
+        got = await asyncio.wait_for(await pool.submit("s", UtteranceJob(pcm(fakes.LOOP, 800))), WAIT_S)
+        held_s = time.monotonic() - t0
+        t = got.transcript
+        assert t.text == "uh" and t.attempts == 2 and t.timed_out and t.loop_cut
+        assert t.decode_s <= budget_s
+        assert held_s < budget_s + 1.0  # + pipe and scheduling overhead
+        g = pool.status().guards
+        assert (g.loops, g.loop_cuts, g.time_limited) == (1, 1, 1)
+        normal = await asyncio.wait_for(await pool.submit("s", UtteranceJob(pcm(7))), WAIT_S)  # the worker serves the next one
+        assert normal.transcript.text == text_for(7) and pool.status().guards.loops == 1
+
+    run_pool(tmp_path, body, workers=1)

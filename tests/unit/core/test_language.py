@@ -1,0 +1,47 @@
+"""Language per stream (pure): choose_language and LanguageTracker."""
+
+from __future__ import annotations
+
+from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, LanguageTracker, choose_language
+
+POLICY = LanguagePolicy(min_detect_s=2.0, min_probability=0.5, redetect_below=0.1)
+
+
+def test_fixed_language_is_used_without_detection() -> None:
+    assert choose_language(LanguageRequest(fixed="ko"), {"en": 0.99}, 5.0, POLICY) == ("ko", 1.0)
+
+
+def test_without_a_kept_language_the_top_detection_is_used() -> None:
+    assert choose_language(LanguageRequest(), {"en": 0.3, "ja": 0.6}, 0.5, POLICY) == ("ja", 0.6)
+
+
+def test_kept_language_wins_over_a_shaky_detection_on_a_fragment() -> None:
+    # a 0.6 s English fragment detected as Welsh: the stream's English is kept
+    assert choose_language(LanguageRequest(kept="en"), {"cy": 0.7, "en": 0.02}, 0.6, POLICY) == ("en", 0.02)
+    # a long utterance where English is still plausible: kept
+    assert choose_language(LanguageRequest(kept="en"), {"de": 0.6, "en": 0.3}, 5.0, POLICY) == ("en", 0.3)
+
+
+def test_kept_language_is_redetected_on_a_long_utterance_where_it_is_implausible() -> None:
+    assert choose_language(LanguageRequest(kept="en"), {"ko": 0.95, "en": 0.01}, 3.0, POLICY) == ("ko", 0.95)
+
+
+def test_tracker_keeps_the_first_reliable_detection() -> None:
+    t = LanguageTracker(None, POLICY)
+    assert t.request() == LanguageRequest()
+    t.observe("ja", 0.9, 0.8)  # too short to decide on
+    assert t.request() == LanguageRequest()
+    t.observe("en", 0.4, 4.0)  # long but unsure
+    assert t.request() == LanguageRequest()
+    t.observe("en", 0.97, 4.0)
+    assert t.request() == LanguageRequest(kept="en")
+    t.observe("cy", 0.9, 1.0)  # a fragment cannot change it
+    assert t.request() == LanguageRequest(kept="en") and t.changes == 0
+    t.observe("ko", 0.9, 3.0)  # a re-detected long utterance can
+    assert t.request() == LanguageRequest(kept="ko") and t.changes == 1
+
+
+def test_fixed_tracker_ignores_observations() -> None:
+    t = LanguageTracker("en", POLICY)
+    t.observe("ko", 0.99, 9.0)
+    assert t.request() == LanguageRequest(fixed="en") and t.kept is None

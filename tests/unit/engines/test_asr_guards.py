@@ -1,0 +1,34 @@
+"""The trimmed-window guards of FasterWhisperEngine: when a decode is redone with the full window."""
+
+from __future__ import annotations
+
+from whisper_streaming.engines.faster_whisper import MIN_TOKENS_PER_S, REPEATED_NGRAM_WORDS, _looks_repeated, _looks_truncated
+
+from whisper_streaming.core.transcript import TranscriptSegment
+
+
+def seg(text: str) -> TranscriptSegment:
+    return TranscriptSegment(0.0, 1.0, text, -0.3, 0.01, 1.2)
+
+
+def test_sentence_said_twice_is_a_repeat() -> None:
+    s = "A gold ring will please most any girl. The long journey home took a year."
+    assert _looks_repeated((seg(s), seg(" " + s)))  # across segments
+    assert _looks_repeated((seg(s + " " + s.upper()),))  # case and punctuation do not matter
+
+
+def test_ordinary_text_and_short_repeats_are_not() -> None:
+    assert not _looks_repeated((seg("Press 1 to record your unavailable message, press 2 to record your busy message."),))
+    assert not _looks_repeated((seg("five five five"),))  # shorter than the n-gram
+    assert not _looks_repeated(())
+    words = "one two three four".split()
+    assert REPEATED_NGRAM_WORDS == 5
+    assert not _looks_repeated((seg(" ".join(words + ["x"] + words)),))  # 4 words twice: not enough
+
+
+def test_truncation_is_too_few_tokens_for_the_audio() -> None:
+    # 3 s of audio, 0.8 s of it endpointing/pre-roll: below 1.5 tokens/s of 2.2 s is truncated
+    assert MIN_TOKENS_PER_S == 1.5
+    assert _looks_truncated((seg("The pencils"),), 2, 3.0)
+    assert not _looks_truncated((seg("The pencils have all been used."),), 7, 3.0)
+    assert not _looks_truncated((), 0, 3.0)  # no text at all is silence, not truncation

@@ -1,0 +1,134 @@
+"""The server: configuration -> model resolution -> worker pool -> sinks -> runtime and its doors; the CLI.
+
+``python tcp_server.py [--config config_vad.yaml] [--host H] [--port P]`` runs
+:func:`server_main`.  SIGINT/SIGTERM stop gracefully: stop accepting, transcribe pending
+audio, send ``%R`` and ``%F``, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Sequence
+
+from whisper_streaming.app.wiring import (
+    audiosocket_options_from_config,
+    engine_options_from_config,
+    pool_options_from_config,
+    runtime_options_from_config,
+    tcp_options_from_config,
+)
+from whisper_streaming.backends.pool import ProcessPool
+from whisper_streaming.config.schema import ServerConfig, load_config, with_overrides
+from whisper_streaming.errors import ConfigError, ModelError, WhisperStreamingError
+from whisper_streaming.runtime.runtime import Runtime
+from whisper_streaming.sinks.base import Sink
+from whisper_streaming.sinks.jsonl import JsonlSink, ResultsLog
+from whisper_streaming.sinks.pcm import PcmRecorder, PcmSink
+from whisper_streaming.sinks.webhook import WebhookSink
+from whisper_streaming.transports.audiosocket import AudioSocketTransport
+from whisper_streaming.transports.tcp import TcpTransport
+
+__all__ = ["run_server", "server_main"]
+
+log = logging.getLogger("whisper_streaming")
+
+
+async def run_server(config: ServerConfig) -> None:
+    """Start the pool, the sinks, the runtime and its doors; serve until SIGINT/SIGTERM, then stop gracefully."""
+    engine = engine_options_from_config(config)
+    log.info("model %s (%s, %s, %s), %d worker(s)", engine.model, engine.engine, engine.device, engine.compute_type, config.model.channel)
+    s = config.sentiment
+    log.info("sentiment: engine %s%s, %s by default", s.engine, f" ({s.model})" if s.engine == "transformers" else "", "on" if s.enabled else "off")
+    sinks = _build_sinks(config)
+    pool = ProcessPool(pool_options_from_config(config, engine))
+    try:
+        await pool.start()
+    except BaseException:
+        await _close_sinks(sinks)
+        raise
+    runtime = Runtime(runtime_options_from_config(config), pool, sinks=sinks)
+    if config.audiosocket.enabled:
+        runtime.add_transport(AudioSocketTransport(runtime, audiosocket_options_from_config(config)))
+    runtime.add_transport(TcpTransport(runtime, tcp_options_from_config(config)))  # last: "listening on" is the ready line
+    try:
+        await runtime.start()
+    except OSError:
+        await pool.close()
+        await _close_sinks(sinks)
+        raise
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received; stopping gracefully")
+    await runtime.shutdown()
+
+
+def _build_sinks(config: ServerConfig) -> list[Sink]:
+    """The results log, the webhook and PCM saving, as configured (in that order).
+
+    Raises:
+        ConfigError: the results log or the PCM directory cannot be opened.
+    """
+    sinks: list[Sink] = []
+    r = config.results
+    if r.jsonl_path is not None:
+        try:
+            sinks.append(JsonlSink(ResultsLog(r.jsonl_path)))
+        except OSError as exc:
+            raise ConfigError(f"results.jsonl_path: cannot open {r.jsonl_path!r} for appending: {exc}") from None
+    if r.webhook_url is not None:
+        sinks.append(WebhookSink(r.webhook_url, timeout_s=r.webhook_timeout_s, max_retries=r.webhook_max_retries))
+    if config.pcm_save.enabled:
+        try:
+            sinks.append(PcmSink(PcmRecorder(config.pcm_save.dir)))
+        except OSError as exc:
+            raise ConfigError(f"pcm_save.dir: cannot create {config.pcm_save.dir!r}: {exc}") from None
+    return sinks
+
+
+async def _close_sinks(sinks: list[Sink]) -> None:
+    for sink in sinks:
+        await sink.aclose(1.0)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="tcp_server.py", description="Streaming Whisper speech-to-text server (WHISPER_STREAMING_V1.0 over TCP).")
+    p.add_argument("--config", default=None, help="YAML config (default: built-in defaults, same as config_vad.yaml)")
+    p.add_argument("--host", default=None, help="listen address (overrides network.ip)")
+    p.add_argument("--port", type=int, default=None, help="listen port (overrides network.port; 0 = any free port)")
+    return p.parse_args(argv)
+
+
+def server_main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the process exit code."""
+    args = _parse_args(argv)
+    try:
+        config = load_config(args.config)
+        overrides = {k: v for k, v in {"network.ip": args.host, "network.port": args.port}.items() if v is not None}
+        if overrides:
+            config = with_overrides(config, **overrides)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.server.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        asyncio.run(run_server(config))
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except ModelError as exc:
+        log.error("model error: %s", exc)
+        return 3
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", config.network.ip, config.network.port, exc)
+        return 4
+    except WhisperStreamingError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

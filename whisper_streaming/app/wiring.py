@@ -1,0 +1,178 @@
+"""Wiring from configuration: the option values each layer takes, built from one :class:`ServerConfig`.
+
+Only the app layer reads the configuration; every lower layer takes its own frozen options
+(:class:`~whisper_streaming.pipeline.vad.VadOptions`,
+:class:`~whisper_streaming.pipeline.session.SessionOptions`,
+:class:`~whisper_streaming.runtime.runtime.RuntimeOptions`, the doors' options,
+:class:`~whisper_streaming.engines.base.EngineOptions`,
+:class:`~whisper_streaming.backends.pool.PoolOptions`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from whisper_streaming.analyzers.base import AnalyzerSpec
+from whisper_streaming.analyzers.sentiment import SentimentOptions
+from whisper_streaming.analyzers.sentiment_registry import sentiment_analyzer_spec
+from whisper_streaming.backends.pool import PoolOptions
+from whisper_streaming.config.schema import ServerConfig
+from whisper_streaming.core.language import LanguagePolicy
+from whisper_streaming.core.options import StreamOptions
+from whisper_streaming.engines.base import DecodeOptions, EngineOptions
+from whisper_streaming.engines.decoding import DecodeLimits
+from whisper_streaming.models.resolve import resolve_model
+from whisper_streaming.pipeline.session import SessionOptions
+from whisper_streaming.pipeline.vad import VadOptions
+from whisper_streaming.runtime.runtime import RuntimeOptions
+from whisper_streaming.transports.audiosocket import AudioSocketOptions
+from whisper_streaming.transports.tcp import TcpOptions
+
+__all__ = [
+    "vad_options_from_config",
+    "language_policy_from_config",
+    "session_options_from_config",
+    "runtime_options_from_config",
+    "tcp_options_from_config",
+    "audiosocket_options_from_config",
+    "engine_options_from_config",
+    "sentiment_options_from_config",
+    "analyzer_specs_from_config",
+    "pool_options_from_config",
+]
+
+
+def vad_options_from_config(config: ServerConfig) -> VadOptions:
+    v = config.vad
+    return VadOptions(
+        mode=v.mode,
+        sample_rate_hz=config.audio.sample_rate,
+        frame_ms=config.audio.frame_duration_ms,
+        silence_frames=v.silence_frames,
+        max_speech_s=v.max_speech_s,
+        preroll_ms=v.preroll_ms,
+        start_window_frames=v.start_window_frames,
+        start_voiced_frames=v.start_voiced_frames,
+        min_speech_ms=v.min_speech_ms,
+        silence_floor_dbfs=v.silence_floor_dbfs,
+        trailing_ms=v.trailing_ms,
+        digital_silence_peak=v.digital_silence_peak,
+        digital_silence_frames=v.digital_silence_frames,
+        agc_target_dbfs=v.agc_target_dbfs,
+        agc_max_gain_db=v.agc_max_gain_db,
+        agc_window_ms=v.agc_window_ms,
+    )
+
+
+def language_policy_from_config(config: ServerConfig) -> LanguagePolicy:
+    m = config.model
+    return LanguagePolicy(m.language_min_detect_s, m.language_min_probability, m.language_redetect_below)
+
+
+def _refuse(requested: Any) -> bool:
+    return False
+
+
+def session_options_from_config(config: ServerConfig) -> SessionOptions:
+    """VAD, stream limit and the sentiment default/policy (``sentiment.engine: none`` refuses the opt-in)."""
+    max_stream_s = config.server.max_stream_s
+    s = config.sentiment
+    return SessionOptions(
+        vad=vad_options_from_config(config),
+        max_stream_samples=None if max_stream_s is None else int(max_stream_s * config.audio.sample_rate),
+        stream_defaults=StreamOptions(sentiment=s.enabled),
+        default_language=config.model.language,
+        language_policy=language_policy_from_config(config),
+        option_policy={"sentiment": _refuse} if s.engine == "none" else {},
+    )
+
+
+def runtime_options_from_config(config: ServerConfig) -> RuntimeOptions:
+    s = config.server
+    return RuntimeOptions(
+        session=session_options_from_config(config),
+        max_sessions=s.max_connections,
+        max_sessions_per_ip=s.max_connections_per_ip or 0,
+        max_queued_utterances=s.max_queued_utterances,
+        overload_queue_fraction=s.overload_queue_fraction,
+        shutdown_timeout_s=s.shutdown_timeout_s,
+    )
+
+
+def tcp_options_from_config(config: ServerConfig) -> TcpOptions:
+    n = config.network
+    return TcpOptions(host=n.ip, port=n.port, handshake_timeout_s=n.handshake_timeout_s, socket_timeout_s=n.socket_timeout,
+                      max_send_buffer_bytes=n.max_send_buffer_bytes)
+
+
+def audiosocket_options_from_config(config: ServerConfig) -> AudioSocketOptions:
+    return AudioSocketOptions(host=config.network.ip, port=config.audiosocket.port, idle_timeout_s=config.network.socket_timeout)
+
+
+def engine_options_from_config(config: ServerConfig) -> EngineOptions:
+    """Resolve ``model.size`` for ``model.engine`` (bundled base, local path or name) and build engine options.
+
+    Raises:
+        ModelError: the model cannot be resolved (bad path, checksum mismatch ...).
+    """
+    m = config.model
+    decode = DecodeOptions(
+        language=m.language,
+        beam_size=m.beam_size,
+        temperatures=tuple(m.temperatures),
+        no_speech_threshold=m.no_speech_threshold,
+        log_prob_threshold=m.log_prob_threshold,
+        compression_ratio_threshold=m.compression_ratio_threshold,
+        condition_on_previous_text=m.condition_on_previous_text,
+        initial_prompt=m.initial_prompt,
+    )
+    return EngineOptions(
+        engine=m.engine,
+        model=resolve_model(m.size, engine=m.engine),
+        device=m.device,
+        compute_type=m.compute_type,
+        cpu_threads=m.cpu_threads,
+        encoder_window_pad_s=m.encoder_window_pad_s,
+        retry_window_pad_s=m.retry_window_pad_s,
+        decode=decode,
+        limits=DecodeLimits(
+            tokens_per_s=m.max_tokens_per_s,
+            base_tokens=m.max_tokens_base,
+            budget_base_s=m.decode_budget_s,
+            budget_per_audio_s=m.decode_budget_per_audio_s,
+            short_utterance_s=m.short_utterance_s,
+        ),
+        language_policy=language_policy_from_config(config),
+    )
+
+
+def sentiment_options_from_config(config: ServerConfig) -> SentimentOptions | None:
+    """The workers' sentiment engine, or None for ``sentiment.engine: none``."""
+    s = config.sentiment
+    if s.engine == "none":
+        return None
+    return SentimentOptions(
+        engine=s.engine,
+        model=s.model,
+        languages=None if s.languages is None else tuple(s.languages),
+        neutral_threshold=s.neutral_threshold,
+        threads=config.model.cpu_threads,
+        device="cuda" if config.model.device == "cuda" else "cpu",
+    )
+
+
+def pool_options_from_config(config: ServerConfig, engine: EngineOptions) -> PoolOptions:
+    return PoolOptions(
+        engine=engine,
+        workers=config.model.channel,
+        max_queued=config.server.max_queued_utterances,
+        max_queued_per_session=config.server.max_queued_per_session,
+        transcribe_timeout_s=config.model.transcribe_timeout_s,
+        analyzers=analyzer_specs_from_config(config),
+    )
+
+
+def analyzer_specs_from_config(config: ServerConfig) -> tuple[AnalyzerSpec, ...]:
+    """The analyzers every worker builds: sentiment unless ``sentiment.engine: none``."""
+    sentiment = sentiment_options_from_config(config)
+    return () if sentiment is None else (sentiment_analyzer_spec(sentiment),)

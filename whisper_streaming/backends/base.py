@@ -1,0 +1,135 @@
+"""The backend interface: whoever runs the ASR (and the analyses) behind the runtime.
+
+:class:`AsrBackend` takes an :class:`UtteranceJob` and gives a future of its
+:class:`UtteranceResult`; :meth:`AsrBackend.capacity` tells the runtime whether there is room
+for optional work (speculation) and new sessions.  The local implementation is
+:class:`~whisper_streaming.backends.pool.ProcessPool`; a distributed one implements the same.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from whisper_streaming.core.language import LanguageRequest
+from whisper_streaming.core.transcript import Transcript
+
+__all__ = ["EngineState", "GuardCounts", "BackendStatus", "Capacity", "UtteranceJob", "UtteranceResult", "AsrBackend"]
+
+
+class EngineState(enum.Enum):
+    """State of one ASR engine, as shown in ``%C``."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    RESTARTING = "restarting"
+    RUNNING = "running"  # up, for backends that cannot tell idle from busy
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class GuardCounts:
+    """How often the decoding guards acted (``%C``): utterances in which a decode looped
+    (``loops``), whose text was cut because every decode looped (``loop_cuts``), whose
+    fallbacks the time budget stopped (``time_limited``), and short fragments dropped as
+    no speech (``no_speech_dropped``)."""
+
+    loops: int = 0
+    loop_cuts: int = 0
+    time_limited: int = 0
+    no_speech_dropped: int = 0
+
+    def add(self, transcript: Transcript) -> GuardCounts:
+        return GuardCounts(
+            self.loops + (transcript.loops_seen > 0),
+            self.loop_cuts + transcript.loop_cut,
+            self.time_limited + transcript.timed_out,
+            self.no_speech_dropped + transcript.dropped_no_speech,
+        )
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    engines: tuple[EngineState, ...]
+    utterances_queued: int
+    worker_restarts: int
+    utterances_done: int
+    utterances_failed: int
+    guards: GuardCounts = GuardCounts()
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What a backend can take now: the runtime's speculation and admission policy reads this.
+
+    ``idle_slots``: engines free to start a job at once; ``queue_depth``: utterances waiting;
+    ``slots``: engines in all (0 when the backend cannot tell, e.g. remote workers).
+    """
+
+    idle_slots: int
+    queue_depth: int
+    slots: int
+
+
+@dataclass(frozen=True)
+class UtteranceJob:
+    """One utterance to transcribe: ``pcm`` s16le mono 16 kHz bytes; ``language`` the stream's
+    language state for the engine (None: the engine's default); ``analyses`` the names of the
+    analyzers to run on it (:class:`~whisper_streaming.analyzers.base.AnalyzerSpec`)."""
+
+    pcm: bytes
+    language: LanguageRequest | None = None
+    analyses: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class UtteranceResult:
+    """What one utterance gives: its transcript and the annotations asked for (by analysis
+    name; an analysis that gave nothing or failed is absent).
+
+    ``analysis_s``: seconds the worker spent on the analyses (0 when none).
+    """
+
+    transcript: Transcript
+    annotations: Mapping[str, Any] = field(default_factory=dict)
+    analysis_s: float = 0.0
+
+
+class AsrBackend(abc.ABC):
+    """What the runtime needs from whoever runs the ASR (a local process pool, remote workers)."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load engines; raise :class:`ModelError` if they cannot start."""
+
+    @abc.abstractmethod
+    async def submit(self, session_key: Hashable, job: UtteranceJob) -> asyncio.Future[UtteranceResult]:
+        """Queue one utterance, waiting while the queue is full (fair between ``session_key``s).
+
+        Returns a future resolving to its :class:`UtteranceResult` (with the annotations of
+        ``job.analyses`` the backend has analyzers for) or raising :class:`AsrError`.
+
+        Raises:
+            AsrError: the backend is closed.
+        """
+
+    @abc.abstractmethod
+    def cancel_session(self, session_key: Hashable) -> None:
+        """Drop the session's queued utterances (their futures are cancelled)."""
+
+    @abc.abstractmethod
+    def capacity(self) -> Capacity:
+        """Idle engines and queue depth now (cheap; called on every tentative utterance)."""
+
+    @abc.abstractmethod
+    def status(self) -> BackendStatus:
+        """Counters and per-engine states for ``%C`` (display only: decisions use :meth:`capacity`)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop every engine (idempotent)."""

@@ -1,0 +1,284 @@
+"""The local backend: ``model.channel`` worker processes, each loading its ASR engine once.
+
+:class:`ProcessPool` implements :class:`~whisper_streaming.backends.base.AsrBackend`.  The
+analyzers (:mod:`whisper_streaming.analyzers`) run in the workers too, right after the
+transcription (a transformers model must never run on the event loop): each worker builds the
+analyzers of :attr:`PoolOptions.analyzers` once, and runs those a job names.  The worker side
+is :mod:`whisper_streaming.backends.worker`.
+
+:class:`ProcessPool` supervises ``spawn``-ed worker processes (the uvicorn supervisor idea:
+the parent never runs model code, so a crashing model cannot take the server down):
+
+* utterances from all sessions wait in one :class:`~whisper_streaming.backends.scheduler.FairQueue`
+  (round-robin per session, bounded);
+* each worker slot is driven by one asyncio task: take the next utterance, send it over a
+  pipe, wait for the answer with a timeout;
+* a worker that dies (EOF on its pipe) or exceeds ``transcribe_timeout_s`` is killed and
+  restarted; its utterance goes back to the head of its session's queue once; a second
+  failure fails that utterance alone (:class:`~whisper_streaming.errors.AsrError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing
+import multiprocessing.connection
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from whisper_streaming.analyzers.base import AnalyzerSpec
+from whisper_streaming.backends.base import (
+    AsrBackend,
+    BackendStatus,
+    Capacity,
+    EngineState,
+    GuardCounts,
+    UtteranceJob,
+    UtteranceResult,
+)
+from whisper_streaming.backends.scheduler import FairQueue
+from whisper_streaming.backends.worker import JobDone, JobFailed, WorkerInitError, WorkerJob, WorkerReady, worker_main
+from whisper_streaming.engines.base import AsrEngine, EngineOptions
+from whisper_streaming.engines.registry import create_engine
+from whisper_streaming.errors import AsrError, ModelError
+
+__all__ = ["ProcessPool", "PoolOptions"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """Sizes and limits of a :class:`ProcessPool`.
+
+    ``engine_factory`` and each analyzer spec must be picklable (module-level functions);
+    they run in the worker.  ``analyzers``: built once per worker; a job asking for an
+    analysis no spec provides gets no annotation for it.
+    """
+
+    engine: EngineOptions
+    workers: int = 1
+    max_queued: int = 64
+    max_queued_per_session: int = 8
+    transcribe_timeout_s: float = 60.0
+    start_timeout_s: float = 600.0
+    max_attempts: int = 2
+    engine_factory: Callable[[EngineOptions], AsrEngine] = create_engine
+    analyzers: tuple[AnalyzerSpec, ...] = ()
+
+
+@dataclass
+class _Job:
+    job_id: int
+    session_key: Hashable
+    job: UtteranceJob
+    future: asyncio.Future[UtteranceResult]
+    attempts: int = 0
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+@dataclass
+class _Slot:
+    index: int
+    state: EngineState = EngineState.STARTING
+    process: Any = None
+    conn: multiprocessing.connection.Connection | None = None
+    task: asyncio.Task[None] | None = None
+    started: asyncio.Future[None] | None = None
+
+
+class ProcessPool(AsrBackend):
+    """Supervised worker processes behind a fair bounded queue. See the module docstring."""
+
+    def __init__(self, options: PoolOptions) -> None:
+        self.options = options
+        self._ctx = multiprocessing.get_context("spawn")
+        self._queue: FairQueue[Hashable, _Job] = FairQueue(options.max_queued, options.max_queued_per_session)
+        self._slots = [_Slot(i) for i in range(options.workers)]
+        self._ids = itertools.count()
+        self._restarts = 0
+        self._done = 0
+        self._failed = 0
+        self._guards = GuardCounts()
+        self._closed = False
+
+    # ------------------------------------------------------------------ AsrBackend
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for slot in self._slots:
+            slot.started = loop.create_future()
+            slot.task = asyncio.create_task(self._run_slot(slot), name=f"asr-worker-{slot.index}")
+        results = await asyncio.gather(*(s.started for s in self._slots), return_exceptions=True)  # type: ignore[misc]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.close()
+            raise ModelError(f"ASR engine failed to start: {errors[0]}")
+
+    async def submit(self, session_key: Hashable, job: UtteranceJob) -> asyncio.Future[UtteranceResult]:
+        if self._closed:
+            raise AsrError("the ASR pool is closed")
+        job = _Job(next(self._ids), session_key, job, asyncio.get_running_loop().create_future())
+        await self._queue.put(session_key, job)
+        if self._closed:  # close() ran while we waited for room: nobody will serve the queue now
+            for stale in self._queue.remove_all():
+                stale.future.cancel()
+            raise AsrError("the ASR pool is closed")
+        return job.future
+
+    def cancel_session(self, session_key: Hashable) -> None:
+        for job in self._queue.remove_key(session_key):
+            job.future.cancel()
+
+    def capacity(self) -> Capacity:
+        idle = sum(s.state is EngineState.IDLE for s in self._slots)
+        return Capacity(idle_slots=idle, queue_depth=len(self._queue), slots=len(self._slots))
+
+    def status(self) -> BackendStatus:
+        return BackendStatus(tuple(s.state for s in self._slots), len(self._queue), self._restarts, self._done, self._failed, self._guards)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for slot in self._slots:
+            if slot.task is not None:
+                slot.task.cancel()
+        await asyncio.gather(*(s.task for s in self._slots if s.task is not None), return_exceptions=True)
+        for slot in self._slots:
+            self._stop_process(slot, graceful=True)
+            slot.state = EngineState.STOPPED
+            if slot.started is not None and not slot.started.done():  # closed during start()
+                slot.started.set_exception(ModelError("the ASR pool was closed while starting"))
+        for job in self._queue.remove_all():
+            job.future.cancel()
+
+    # ------------------------------------------------------------------ supervision
+
+    async def _run_slot(self, slot: _Slot) -> None:
+        while True:
+            if slot.process is None:
+                try:
+                    await self._spawn(slot)
+                except Exception as exc:  # ModelError, _WorkerDied, or e.g. pickling the factory failed
+                    if slot.started is not None and not slot.started.done():
+                        slot.started.set_exception(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
+                        return
+                    log.error("engine %d failed to restart: %s; retrying in 1 s", slot.index, exc)
+                    self._stop_process(slot, graceful=False)
+                    await asyncio.sleep(1.0)
+                    continue
+                if slot.started is not None and not slot.started.done():
+                    slot.started.set_result(None)
+            slot.state = EngineState.IDLE
+            key, job = await self._queue.get()
+            if job.future.done():  # cancelled while queued
+                continue
+            slot.state = EngineState.BUSY
+            job.attempts += 1
+            try:
+                reply = await self._exchange(slot, job)
+            except _WorkerDied as exc:
+                self._restarts += 1
+                log.warning("engine %d died on utterance %d of %s (attempt %d): %s; restarting", slot.index, job.job_id, key, job.attempts, exc)
+                self._stop_process(slot, graceful=False)
+                slot.state = EngineState.RESTARTING
+                self._retry_or_fail(job, f"ASR worker died: {exc}")
+                continue
+            except asyncio.CancelledError:  # close(): drop the utterance in flight like the queued ones
+                job.future.cancel()
+                raise
+            if isinstance(reply, JobDone):
+                self._done += 1
+                self._guards = self._guards.add(reply.result.transcript)
+                if not job.future.done():
+                    job.future.set_result(reply.result)
+            else:
+                log.warning("engine %d failed on utterance %d of %s: %s", slot.index, job.job_id, key, reply.message)
+                self._retry_or_fail(job, reply.message)
+
+    def _retry_or_fail(self, job: _Job, reason: str) -> None:
+        if job.future.done():
+            return
+        if job.attempts < self.options.max_attempts:
+            self._queue.put_front(job.session_key, job)
+        else:
+            self._failed += 1
+            job.future.set_exception(AsrError(reason))
+
+    async def _spawn(self, slot: _Slot) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=worker_main,
+            args=(child, self.options.engine_factory, self.options.engine, self.options.analyzers),
+            name=f"whisper-streaming-asr-{slot.index}",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        slot.process, slot.conn = proc, parent
+        t0 = time.monotonic()
+        reply = await self._recv(slot, self.options.start_timeout_s)
+        if not isinstance(reply, WorkerReady):
+            raise ModelError(reply.message if isinstance(reply, WorkerInitError) else f"unexpected worker reply {reply!r}")
+        log.info("engine %d ready (pid %d) in %.1f s", slot.index, proc.pid, time.monotonic() - t0)
+
+    async def _exchange(self, slot: _Slot, job: _Job) -> JobDone | JobFailed:
+        assert slot.conn is not None
+        try:
+            slot.conn.send(WorkerJob(job.job_id, job.job.pcm, job.job.language, job.job.analyses))
+        except (OSError, ValueError) as exc:
+            raise _WorkerDied(f"send failed: {exc}") from exc
+        while True:
+            reply = await self._recv(slot, self.options.transcribe_timeout_s)
+            if isinstance(reply, (JobDone, JobFailed)) and reply.job_id == job.job_id:
+                return reply
+
+    async def _recv(self, slot: _Slot, timeout_s: float) -> Any:
+        """Wait for one message from the worker without blocking the event loop."""
+        conn = slot.conn
+        assert conn is not None
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        fd = conn.fileno()
+
+        def on_readable() -> None:
+            loop.remove_reader(fd)
+            if fut.done():
+                return
+            try:
+                fut.set_result(conn.recv())
+            except (EOFError, OSError) as exc:
+                fut.set_exception(_WorkerDied(f"pipe closed ({type(exc).__name__}), exit code {slot.process.exitcode if slot.process else None}"))
+
+        loop.add_reader(fd, on_readable)
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except asyncio.TimeoutError:
+            raise _WorkerDied(f"no answer within {timeout_s} s (hung); killed") from None
+        finally:
+            loop.remove_reader(fd)
+
+    def _stop_process(self, slot: _Slot, *, graceful: bool) -> None:
+        proc, conn = slot.process, slot.conn
+        slot.process = slot.conn = None
+        if conn is not None:
+            if graceful and proc is not None and proc.is_alive():
+                try:
+                    conn.send(None)
+                except (OSError, ValueError):
+                    pass
+            conn.close()
+        if proc is None:
+            return
+        proc.join(timeout=2.0 if graceful else 0.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5.0)

@@ -1,0 +1,114 @@
+"""The worker process of :class:`~whisper_streaming.backends.pool.ProcessPool` and its typed messages.
+
+Parent -> worker: :class:`WorkerJob`, or None to stop.  Worker -> parent: :class:`WorkerReady`
+or :class:`WorkerInitError` once, then one :class:`JobDone` or :class:`JobFailed` per job.
+Every message is a frozen dataclass (pickled over a ``multiprocessing`` pipe).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing.connection
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from whisper_streaming.analyzers.base import Analyzer, AnalyzerSpec, build_analyzers
+from whisper_streaming.backends.base import UtteranceResult
+from whisper_streaming.core.language import LanguageRequest
+from whisper_streaming.core.transcript import Transcript
+from whisper_streaming.engines.base import AsrEngine, EngineOptions, pcm16_to_float32
+
+__all__ = ["WorkerJob", "WorkerReady", "WorkerInitError", "JobDone", "JobFailed", "run_analyses", "worker_main"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Transcribe ``pcm`` (s16le mono 16 kHz) in ``language``, then run the ``analyses`` named."""
+
+    job_id: int
+    pcm: bytes
+    language: LanguageRequest | None
+    analyses: frozenset[str]
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    pid: int
+
+
+@dataclass(frozen=True)
+class WorkerInitError:
+    message: str
+
+
+@dataclass(frozen=True)
+class JobDone:
+    job_id: int
+    result: UtteranceResult
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    job_id: int
+    message: str
+
+
+def run_analyses(analyzers: Mapping[str, Analyzer], names: frozenset[str], audio: Any, transcript: Transcript) -> tuple[dict[str, Any], float]:
+    """The annotations of the analyzers in ``names`` (in ``analyzers`` order) and the seconds spent.
+
+    An analyzer that raises is logged and left out: the transcript still goes out.
+    """
+    annotations: dict[str, Any] = {}
+    wanted = [a for name, a in analyzers.items() if name in names]
+    if not wanted:
+        return annotations, 0.0
+    t0 = time.perf_counter()
+    for analyzer in wanted:
+        try:
+            value = analyzer.analyze(audio, transcript)
+        except Exception as exc:  # noqa: BLE001 - the transcript still goes out, without this annotation
+            log.warning("analysis %s failed: %s: %s", analyzer.name, type(exc).__name__, exc)
+            continue
+        if value is not None:
+            annotations[analyzer.name] = value
+    return annotations, time.perf_counter() - t0
+
+
+def worker_main(
+    conn: multiprocessing.connection.Connection,
+    factory: Callable[[EngineOptions], AsrEngine],
+    options: EngineOptions,
+    analyzer_specs: tuple[AnalyzerSpec, ...] = (),
+) -> None:
+    """Worker process: build the engine and analyzers once, then answer :class:`WorkerJob` messages."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format=f"worker {os.getpid()} %(levelname)s %(name)s: %(message)s")
+    try:
+        engine = factory(options)
+        analyzers = build_analyzers(analyzer_specs)
+    except BaseException as exc:  # noqa: BLE001 - report any load failure to the parent
+        conn.send(WorkerInitError(f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(WorkerReady(os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        try:
+            audio = pcm16_to_float32(msg.pcm)
+            transcript = engine.transcribe(audio, language=msg.language)
+        except Exception as exc:  # noqa: BLE001 - one bad utterance must not kill the worker
+            conn.send(JobFailed(msg.job_id, f"{type(exc).__name__}: {exc}"))
+            continue
+        annotations, seconds = run_analyses(analyzers, msg.analyses, audio, transcript)
+        conn.send(JobDone(msg.job_id, UtteranceResult(transcript, annotations, seconds)))

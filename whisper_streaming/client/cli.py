@@ -1,0 +1,197 @@
+"""``tcp_client.py``: stream an audio file to the server and print each ``%R`` as it arrives.
+
+``python tcp_client.py --ip localhost --port 5000 --ifn test.pcm [--user NAME] [--speed 1.0]``
+streams raw s16le 16 kHz mono PCM, or any WAV/FLAC (mixed to mono, resampled with soxr),
+in 30 ms packets at real-time pace (``--speed 2`` twice as fast, ``--speed 0`` as fast as
+possible), then sends ``%f`` and waits for ``%F``.  ``--status`` prints ``%C`` and exits.
+``--rate 8000`` and ``--encoding mulaw|alaw`` convert the file to that rate (soxr) and encoding
+(G.711) and send it with ``%o sample_rate=...;encoding=...`` before ``%b``, in 30 ms packets
+at that rate (240 samples at 8 kHz); the defaults (16000, pcm_s16le) send no ``%o``.
+``--sentiment`` opts in (``%o sentiment=1``): each result line ends with ``[negative 0.912]``
+(or ``[unsupported: ko]``) and the stream's summary follows the last result.
+``--language CODE`` (a Whisper language code such as ``en``/``ko``, or ``auto``: detect per
+stream) sends ``%o language=CODE``; without it the server's ``model.language`` applies.  The
+options given go in one ``%o`` (``sentiment=1;sample_rate=8000;encoding=mulaw;language=en``).
+A server that answers ``%O`` without ``language`` (older than it) gets a warning on stderr and
+the stream goes on in the server's language.
+
+Exit codes: 0 success; 1 cannot connect / connection lost; 2 the server sent ``%E``;
+3 bad arguments or unreadable audio file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Sequence
+
+from whisper_streaming.core import audio_format
+from whisper_streaming.client.audio_files import RAW_SUFFIXES, load_pcm16
+from whisper_streaming.client.streaming import AsyncStreamingClient
+from whisper_streaming.errors import ConnectionClosedError, ServerError, UsageError
+from whisper_streaming.core.options import normalize_language
+from whisper_streaming.wire.protocol import Result, Summary, format_result_text
+from whisper_streaming.analyzers.sentiment import UNSUPPORTED
+
+__all__ = ["client_main", "stream_file", "format_result_line", "load_for_stream"]
+
+PACKET_SAMPLES = 480
+"""30 ms at 16 kHz, the frame size of the original client."""
+
+PACKET_MS = 30
+
+
+def load_for_stream(path: str, *, sample_rate: int = 16000, encoding: str = "pcm_s16le") -> bytes:
+    """Read ``path`` (raw s16le 16 kHz, or WAV/FLAC...) as wire bytes at ``sample_rate`` in ``encoding``."""
+    from pathlib import Path
+
+    samples = load_pcm16(path, sample_rate_hz=sample_rate)
+    if Path(path).suffix.lower() in RAW_SUFFIXES:  # raw files are 16 kHz
+        samples = audio_format.resample(samples, 16000, sample_rate)
+    return audio_format.encode(samples, encoding)
+
+
+def format_result_line(result: Result) -> str:
+    """``start end : text``, plus ``  [negative 0.912]`` / ``  [unsupported: ko]`` with a sentiment."""
+    line = format_result_text(result.start_s, result.end_s, result.text)
+    s = result.sentiment
+    if s is None:
+        return line
+    return f"{line}  [{UNSUPPORTED}: {s.language}]" if s.label == UNSUPPORTED else f"{line}  [{s.label} {s.score:.3f}]"
+
+
+async def stream_file(client: AsyncStreamingClient, pcm: bytes, *, speed: float, packet_samples: int | None = None, out=None,  # type: ignore[no-untyped-def]
+                      sample_rate: int = 16000, encoding: str = "pcm_s16le") -> list[Result]:
+    """Send ``pcm`` (wire bytes at ``sample_rate`` in ``encoding``, as negotiated) paced at
+    ``speed`` x real time (0 = unpaced) in packets of ``packet_samples`` (default 30 ms),
+    printing results as they come (and the stream's summary, if the server sends one).
+
+    Returns every result of the stream.
+    """
+    results: list[Result] = []
+
+    async def printer() -> None:
+        while True:
+            event = await client.receive()
+            if isinstance(event, Summary):
+                if out is not None:
+                    print(f"summary:\n{event.text}", file=out, flush=True)
+                continue
+            if not isinstance(event, Result):
+                return
+            results.append(event)
+            if out is not None:
+                print(format_result_line(event), file=out, flush=True)
+
+    await client.begin()
+    task = asyncio.create_task(printer())
+    width = 2 if encoding == "pcm_s16le" else 1
+    if packet_samples is None:
+        packet_samples = sample_rate * PACKET_MS // 1000
+    step = packet_samples * width
+    t0 = time.monotonic()
+    try:
+        for i in range(0, len(pcm), step):
+            await client.send_audio(pcm[i : i + step])
+            if speed > 0:
+                due = t0 + (i + step) / width / sample_rate / speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if task.done():
+                break  # the server ended the stream (error): stop sending
+        if not task.done():
+            client.send_finish()
+        await task
+    finally:
+        task.cancel()
+    return results
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="tcp_client.py", description="Stream audio to a whisper_streaming server and print the transcript.")
+    p.add_argument("--ip", default="localhost", help="server address (default: localhost)")
+    p.add_argument("--port", type=int, default=5000, help="server port (default: 5000)")
+    p.add_argument("--ifn", help="input: raw s16le 16 kHz mono .pcm, or a WAV/FLAC file")
+    p.add_argument("--user", default="tcp_client", help="user id sent with %%u (default: tcp_client)")
+    p.add_argument("--speed", type=float, default=1.0, help="pace as a multiple of real time; 0 = as fast as possible (default: 1)")
+    p.add_argument("--status", action="store_true", help="send %%c, print the %%C status and exit")
+    p.add_argument("--sentiment", action="store_true", help="ask for the sentiment of each result and a summary at the end (%%o sentiment=1)")
+    p.add_argument("--rate", type=int, choices=audio_format.SAMPLE_RATES_HZ, default=16000,
+                   help="send the audio at this sample rate (%%o sample_rate; default: 16000)")
+    p.add_argument("--encoding", choices=audio_format.ENCODINGS, default="pcm_s16le",
+                   help="send the audio in this encoding (%%o encoding; default: pcm_s16le)")
+    p.add_argument("--language", metavar="CODE",
+                   help="transcribe in this language: a Whisper language code (en, ko, ...) or auto to detect it per stream "
+                        "(%%o language; default: the server's model.language)")
+    p.add_argument("--timeout", type=float, default=10.0, help="connect/login timeout in seconds (default: 10)")
+    args = p.parse_args(argv)
+    if not args.status and not args.ifn:
+        p.error("--ifn is required (or use --status)")
+    if args.speed < 0:
+        p.error("--speed must be >= 0")
+    return args
+
+
+async def _run(args: argparse.Namespace) -> int:
+    pcm = b"" if args.status else load_for_stream(args.ifn, sample_rate=args.rate, encoding=args.encoding)
+    client = await AsyncStreamingClient.connect(args.ip, args.port, user_id=None if args.status else args.user, timeout_s=args.timeout)
+    try:
+        if args.status:
+            print(await asyncio.wait_for(client.status(), args.timeout))
+            return 0
+        wanted = _wanted_options(args)
+        if wanted:  # one %o for all of them; none at all with the defaults
+            accepted = await asyncio.wait_for(client.set_options(**wanted), args.timeout)
+            answered = accepted or "nothing"
+            if args.sentiment and not accepted.get("sentiment"):
+                print("warning: the server does not do sentiment (answered %s)" % answered, file=sys.stderr)
+            if args.language is not None and accepted.get("language") != args.language:
+                why = "does not know %o language (an older server?)" if "language" not in accepted else "gives language=%s" % accepted["language"]
+                print("warning: the server %s: it transcribes in its own language (answered %s)" % (why, answered), file=sys.stderr)
+            audio = {k: v for k, v in wanted.items() if k in ("sample_rate", "encoding")}
+            if any(accepted.get(k) != v for k, v in audio.items()):
+                print("error: the server does not take %s (answered %s)" % (audio, answered), file=sys.stderr)
+                return 3
+        await stream_file(client, pcm, speed=args.speed, out=sys.stdout, sample_rate=args.rate, encoding=args.encoding)
+        return 0
+    finally:
+        await client.close()
+
+
+def _wanted_options(args: argparse.Namespace) -> dict[str, object]:
+    """The ``%o`` options the arguments ask for, in wire order (empty with the defaults)."""
+    wanted: dict[str, object] = {}
+    if args.sentiment:
+        wanted["sentiment"] = True
+    if (args.rate, args.encoding) != (16000, "pcm_s16le"):
+        wanted.update(sample_rate=args.rate, encoding=args.encoding)
+    if args.language is not None:
+        wanted["language"] = args.language
+    return wanted
+
+
+def client_main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit code."""
+    args = _parse_args(argv)
+    if args.language is not None:
+        try:
+            args.language = normalize_language(args.language)
+        except ValueError as exc:
+            print(f"error: --language {args.language!r}: {exc}", file=sys.stderr)
+            return 3
+    try:
+        return asyncio.run(_run(args))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except ServerError as exc:
+        print(f"error: the server ended the session: {exc.reason}", file=sys.stderr)
+        return 2
+    except (OSError, asyncio.TimeoutError, ConnectionClosedError) as exc:
+        print(f"error: cannot talk to {args.ip}:{args.port}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,261 @@
+"""Per-session stream options negotiated with ``%o`` / ``%O`` (pure; no I/O).
+
+A client that wants more than the original protocol sends ``%o`` after ``%u`` and outside a
+stream; the options apply to every following stream of the connection.  Data is UTF-8
+``key=value`` pairs separated by ``;`` (``sentiment=1``).  The server answers ``%O`` with the
+options it accepted and their *effective* values in the same form (``sentiment=0`` when the
+server cannot do sentiment).  Unknown keys are ignored and left out of ``%O``, so a newer client
+can tell what an older server supports.
+
+Known keys (:data:`OPTIONS`): ``sentiment`` (``0``/``1``), ``sample_rate`` (``8000``/``16000``),
+``encoding`` (``pcm_s16le``/``mulaw``/``alaw``) and ``language``: a Whisper language code
+(:data:`WHISPER_LANGUAGE_CODES`, matched case-insensitively, answered in lower case, e.g.
+``language=EN`` -> ``%O`` ``language=en``) or ``auto`` (detect the language per stream).  A
+session that never sends ``language`` gets the server's default (config ``model.language``);
+there is no wire value for "back to the server's default".  :func:`normalize_language` is the
+same check for other callers (the CLI, config validation).
+
+Adding an option: add a field to :class:`StreamOptions`
+and an :class:`OptionSpec` to :data:`OPTIONS`; the codec, the session and the client pick it up.
+
+Errors are :class:`~whisper_streaming.errors.RemoteProtocolError` with reason ``BAD_OPTION``
+(the server sends it in ``%E``): a malformed pair (from :func:`parse_pairs`, in the codec) or an
+invalid value for a known key (from :func:`negotiate`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from whisper_streaming.errors import RemoteProtocolError
+
+__all__ = [
+    "StreamOptions",
+    "OptionSpec",
+    "OPTIONS",
+    "OptionPairs",
+    "EffectivePolicy",
+    "parse_pairs",
+    "format_pairs",
+    "negotiate",
+    "encode_value",
+    "decode_accepted",
+    "WHISPER_LANGUAGE_CODES",
+    "LANGUAGE_AUTO",
+    "normalize_language",
+]
+
+OptionPairs = tuple[tuple[str, str], ...]
+"""``key=value`` pairs in the order they were sent."""
+
+EffectivePolicy = Mapping[str, Callable[[Any], Any]]
+"""Per key, what the server makes of a requested (validated) value: e.g. ``sentiment`` -> always
+False on a server without a sentiment engine.  Keys without a policy keep the requested value."""
+
+_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+_BAD_VALUE_CHARS = re.compile(r"[;=\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """The options in force for a stream (captured at ``%b``).
+
+    ``sentiment``: each ``%R`` carries a sentiment field and ``%S`` precedes ``%F``.
+    ``sample_rate``: the Hz of the stream's ``%s`` audio (8000 or 16000).
+    ``encoding``: the encoding of the stream's ``%s`` audio (``pcm_s16le``, ``mulaw``, ``alaw``).
+    ``language``: the language Whisper transcribes the stream in: a lower-case Whisper language
+    code (``en``, ``ko``; one of :data:`WHISPER_LANGUAGE_CODES`), ``"auto"``
+    (:data:`LANGUAGE_AUTO`: detect it per stream), or ``None``: the server's default (config
+    ``model.language``, which may itself be detection).  Wire key ``language``.
+    """
+
+    sentiment: bool = False
+    sample_rate: int = 16000
+    encoding: str = "pcm_s16le"
+    language: str | None = None
+
+    @property
+    def analyses(self) -> frozenset[str]:
+        """The analyses (analyzer names) these options ask for on each utterance."""
+        return frozenset({"sentiment"}) if self.sentiment else frozenset()
+
+
+def _parse_bool(text: str) -> bool:
+    if text not in ("0", "1"):
+        raise ValueError("must be 0 or 1")
+    return text == "1"
+
+
+def _format_bool(value: Any) -> str:
+    return "1" if value else "0"
+
+
+_SAMPLE_RATES = (8000, 16000)
+_ENCODINGS = ("pcm_s16le", "mulaw", "alaw")
+
+
+def _parse_sample_rate(text: str) -> int:
+    if text not in {str(r) for r in _SAMPLE_RATES}:
+        raise ValueError(f"must be one of {', '.join(map(str, _SAMPLE_RATES))}")
+    return int(text)
+
+
+def _parse_encoding(text: str) -> str:
+    if text not in _ENCODINGS:
+        raise ValueError(f"must be one of {', '.join(_ENCODINGS)}")
+    return text
+
+
+# Whisper's language codes, in the order of openai/whisper ``whisper/tokenizer.py`` ``LANGUAGES``
+# (its keys; openai-whisper 20250625).  faster-whisper 1.2.1 has the same set as the private
+# ``faster_whisper.tokenizer._LANGUAGE_CODES``; tests/test_options.py checks both, so drift is
+# caught.  Kept here so that the options (and the client) do not import either engine.
+WHISPER_LANGUAGE_CODES: tuple[str, ...] = (
+    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar", "sv",
+    "it", "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no",
+    "th", "ur", "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr",
+    "az", "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw",
+    "gl", "mr", "pa", "si", "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu",
+    "am", "yi", "lo", "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl",
+    "mg", "as", "tt", "haw", "ln", "ha", "ba", "jw", "su", "yue",
+)  # fmt: skip
+"""Every language code Whisper knows (lower case)."""
+
+LANGUAGE_AUTO = "auto"
+"""The ``language`` value that asks for detection (per stream)."""
+
+_LANGUAGES = frozenset(WHISPER_LANGUAGE_CODES) | {LANGUAGE_AUTO}
+
+
+def normalize_language(text: str) -> str:
+    """A language as given (``"EN"``, ``"ko"``, ``"Auto"``) -> its canonical form (``"en"``, ``"ko"``, ``"auto"``).
+
+    Accepts a Whisper language code (:data:`WHISPER_LANGUAGE_CODES`) or ``auto``, in any case;
+    nothing else (no language names, no surrounding spaces, not empty).
+
+    Raises:
+        ValueError: not a string, or not a Whisper language code (nor ``auto``).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"must be a string (a Whisper language code or {LANGUAGE_AUTO}), not {type(text).__name__}")
+    code = text.lower()
+    if not text.isascii() or code not in _LANGUAGES:
+        raise ValueError(f"not a Whisper language code (e.g. en, ko) nor {LANGUAGE_AUTO}")
+    return code
+
+
+def _format_language(value: Any) -> str:
+    if value is None:  # the server's default: there is no wire value for it
+        raise ValueError("None (the server's default) has no wire value; send a code or auto")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One known key: the :class:`StreamOptions` field it sets and its wire value syntax.
+
+    ``parse`` raises ``ValueError`` for an invalid value; ``format`` is its inverse.
+    """
+
+    key: str
+    field: str
+    parse: Callable[[str], Any]
+    format: Callable[[Any], str]
+
+
+OPTIONS: dict[str, OptionSpec] = {
+    "sentiment": OptionSpec("sentiment", "sentiment", _parse_bool, _format_bool),
+    "sample_rate": OptionSpec("sample_rate", "sample_rate", _parse_sample_rate, str),
+    "encoding": OptionSpec("encoding", "encoding", _parse_encoding, str),
+    "language": OptionSpec("language", "language", normalize_language, _format_language),
+}
+"""Registry of the keys this server understands."""
+
+
+def _bad(detail: str) -> RemoteProtocolError:
+    return RemoteProtocolError("BAD_OPTION", detail)
+
+
+def parse_pairs(text: str) -> OptionPairs:
+    """``"a=1;b=2"`` -> ``(("a", "1"), ("b", "2"))``; ``""`` -> ``()``.
+
+    Syntax only (known or not): a key is ``[a-z][a-z0-9_]*`` (at most 32 characters), a value
+    any text without ``;``, ``=`` or control characters (it may be empty); no empty item, no
+    key twice.
+
+    Raises:
+        RemoteProtocolError: ``BAD_OPTION``.
+    """
+    if text == "":
+        return ()
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for item in text.split(";"):
+        key, sep, value = item.partition("=")
+        if not sep or not _KEY.match(key):
+            raise _bad(f"malformed option {item[:40]!r} (expected key=value)")
+        if _BAD_VALUE_CHARS.search(value):
+            raise _bad(f"option {key}: value contains ';', '=' or a control character")
+        if key in seen:
+            raise _bad(f"option {key} given twice")
+        seen.add(key)
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def format_pairs(pairs: Iterable[tuple[str, str]]) -> str:
+    """Inverse of :func:`parse_pairs` (does not validate)."""
+    return ";".join(f"{k}={v}" for k, v in pairs)
+
+
+def negotiate(current: StreamOptions, pairs: OptionPairs, policy: EffectivePolicy | None = None) -> tuple[StreamOptions, OptionPairs]:
+    """Apply the client's ``pairs`` to ``current``.
+
+    Returns the new options and the ``%O`` answer: each known key with its effective value
+    (after ``policy``), in the order sent; unknown keys are left out.
+
+    Raises:
+        RemoteProtocolError: ``BAD_OPTION`` for an invalid value of a known key (nothing applied).
+    """
+    changes: dict[str, Any] = {}
+    accepted: list[tuple[str, str]] = []
+    for key, text in pairs:
+        spec = OPTIONS.get(key)
+        if spec is None:
+            continue
+        try:
+            value = spec.parse(text)
+        except ValueError as exc:
+            raise _bad(f"option {key}={text[:20]!r}: {exc}") from None
+        if policy is not None and key in policy:
+            value = policy[key](value)
+        changes[spec.field] = value
+        accepted.append((key, spec.format(value)))
+    return replace(current, **changes), tuple(accepted)
+
+
+def encode_value(key: str, value: Any) -> str:
+    """A client-side value -> wire text: known keys through their spec, others: bools as 0/1, else ``str``.
+
+    Does not validate (the server does), except that a value with no wire form raises
+    ``ValueError`` (``language=None``).
+    """
+    spec = OPTIONS.get(key)
+    if spec is not None:
+        return spec.format(value)
+    return _format_bool(value) if isinstance(value, bool) else str(value)
+
+
+def decode_accepted(pairs: OptionPairs) -> dict[str, Any]:
+    """``%O`` pairs -> ``{key: value}``, typed for known keys (``sentiment`` -> bool), text otherwise."""
+    out: dict[str, Any] = {}
+    for key, text in pairs:
+        spec = OPTIONS.get(key)
+        try:
+            out[key] = spec.parse(text) if spec is not None else text
+        except ValueError:
+            out[key] = text
+    return out

@@ -1,0 +1,51 @@
+"""What an engine gives for one utterance: typed segments and the transcript (pure values).
+
+Times are seconds from the start of the utterance audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["TranscriptSegment", "Transcript"]
+
+
+@dataclass(frozen=True)
+class TranscriptSegment:
+    """One decoded segment; times in seconds from the start of the utterance audio."""
+
+    start_s: float
+    end_s: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The final hypothesis for one utterance.
+
+    ``text`` is the segments' text joined and stripped; empty when every segment was
+    judged silence/hallucination.  ``language`` is the code the text was decoded in (ISO
+    639-1 as Whisper reports); ``language_probability`` the detector's probability of it
+    (1.0 when it was given, not detected).
+
+    Guard counters (:mod:`whisper_streaming.engines.decoding`): ``attempts`` decodes ran;
+    ``loops_seen`` of them looped; ``loop_cut``: no decode was loop-free and the repeated tail
+    was cut from the text; ``timed_out``: the time budget stopped the fallbacks;
+    ``dropped_no_speech``: a short fragment judged not to be speech (text emptied);
+    ``decode_s``: seconds spent.
+    """
+
+    text: str
+    language: str
+    language_probability: float
+    segments: tuple[TranscriptSegment, ...]
+    audio_duration_s: float
+    attempts: int = 1
+    loops_seen: int = 0
+    loop_cut: bool = False
+    timed_out: bool = False
+    dropped_no_speech: bool = False
+    decode_s: float = 0.0

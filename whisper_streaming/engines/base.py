@@ -1,0 +1,85 @@
+"""The ASR engine interface and its picklable options.
+
+An engine turns one utterance (float32 mono 16 kHz samples) into a
+:class:`~whisper_streaming.core.transcript.Transcript`.  Engines are created inside worker
+processes by :func:`whisper_streaming.engines.registry.create_engine` from picklable
+:class:`EngineOptions`, load their model once, and are called many times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from whisper_streaming.core.audio_format import ASR_SAMPLE_RATE_HZ
+from whisper_streaming.core.language import LanguagePolicy, LanguageRequest
+from whisper_streaming.core.transcript import Transcript
+from whisper_streaming.engines.decoding import DecodeLimits
+
+__all__ = ["SAMPLE_RATE_HZ", "DecodeOptions", "EngineOptions", "AsrEngine", "pcm16_to_float32"]
+
+SAMPLE_RATE_HZ = ASR_SAMPLE_RATE_HZ
+"""Whisper's input sample rate (openai/whisper ``audio.py`` ``SAMPLE_RATE``)."""
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Per-utterance decoding options shared by every engine.
+
+    Defaults follow openai/whisper's ``transcribe()`` except ``condition_on_previous_text``.
+    """
+
+    language: str | None = None
+    beam_size: int = 5
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    no_speech_threshold: float | None = 0.6
+    log_prob_threshold: float | None = -1.0
+    compression_ratio_threshold: float | None = 2.4
+    condition_on_previous_text: bool = False
+    initial_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Everything a worker needs to build its engine (picklable).
+
+    ``model`` is a resolved model: a local CTranslate2 directory or a model name (faster-whisper),
+    a ``.pt`` checkpoint or a model name (openai-whisper).
+    """
+
+    engine: str = "faster-whisper"
+    model: str = "base"
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 0
+    encoder_window_pad_s: float | None = None  # None: Whisper's full 30 s window
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    retry_window_pad_s: float | None = None  # the window of a retry after a suspect trimmed decode and of its fallbacks (None: 30 s)
+    language_policy: LanguagePolicy = field(default_factory=LanguagePolicy)
+
+
+@runtime_checkable
+class AsrEngine(Protocol):
+    """The engine interface: load once in ``__init__``, then transcribe many utterances."""
+
+    name: str
+
+    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None) -> Transcript:
+        """Transcribe ``audio``: float32, shape ``(n,)``, mono, 16 kHz, values in [-1, 1].
+
+        ``language``: the stream's language state (:class:`~whisper_streaming.core.language.LanguageRequest`;
+        None: detect, unless the engine's options fix a language).
+
+        Raises:
+            AsrError: the engine failed on this input.
+        """
+        ...
+
+
+def pcm16_to_float32(pcm: bytes | np.ndarray) -> np.ndarray:
+    """s16le bytes or an int16 array -> float32 array in [-1, 1), shape ``(n,)``."""
+    samples = np.frombuffer(pcm, dtype="<i2") if isinstance(pcm, (bytes, bytearray, memoryview)) else pcm
+    return samples.astype(np.float32) / 32768.0

@@ -1,0 +1,265 @@
+"""Runs one session's actions against the backend, the sinks and the peer (any door).
+
+A door (transport) owns the bytes; for each connection it builds a :class:`SessionDriver`
+through :meth:`~whisper_streaming.runtime.runtime.Runtime.open_session`, feeds it the peer's
+commands (:meth:`SessionDriver.handle`) and gets outputs back through its :class:`Peer`
+(``deliver``: render and write, or drop for a door with no way back).  The driver carries out
+everything else the session asks: submit utterances to the backend (with backpressure), claim
+or cancel speculations, publish results and audio to the sinks, answer status requests, and
+ask the door to close (:attr:`SessionDriver.close_requested`).
+
+Speculative transcription: when the session offers a tentative utterance (its audio is final,
+the endpoint is still ``silence_frames * frame_ms - trailing_ms`` away) while the backend's
+:meth:`~whisper_streaming.backends.base.AsrBackend.capacity` shows nothing queued and at least
+two idle engines, the utterance is submitted at once; the :class:`Transcribe` that confirms it
+takes the job over, so the result is ready up to that much sooner.  A speculation that is
+withdrawn (speech resumed) cannot stop a job that already runs, so one engine is always left
+for confirmed utterances: with one engine nothing is speculated, and under load (no two idle
+engines) neither, so speculation costs no throughput when the machine is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, MutableMapping
+from dataclasses import replace
+from typing import Any, Protocol
+
+from whisper_streaming.backends.base import AsrBackend, UtteranceJob, UtteranceResult
+from whisper_streaming.core.results import FinalResult
+from whisper_streaming.errors import AsrError, RemoteProtocolError
+from whisper_streaming.pipeline.commands import Command, Output, SessionFailed, StatusReport
+from whisper_streaming.pipeline.session import (
+    Action,
+    CancelSpeculation,
+    Close,
+    Deliver,
+    Session,
+    Speculate,
+    StatusRequested,
+    StreamAudio,
+    StreamEnded,
+    StreamStarted,
+    Transcribe,
+)
+from whisper_streaming.runtime.stats import RuntimeStats
+from whisper_streaming.sinks.base import SessionClosed, SessionInfo, SinkEvent, StreamAudioReceived, StreamClosed, StreamOpened
+
+__all__ = ["Peer", "SessionHost", "ConnectionLog", "SessionDriver"]
+
+
+class Peer(Protocol):
+    """What a door gives the driver: a way to hand the peer one output."""
+
+    def deliver(self, output: Output) -> None:
+        """Render ``output`` for the peer and write it (never blocks; a door without a way back logs it)."""
+        ...
+
+
+class SessionHost(Protocol):
+    """What a driver needs from the runtime (:class:`~whisper_streaming.runtime.runtime.Runtime`)."""
+
+    backend: AsrBackend
+    stats: RuntimeStats
+
+    def publish(self, event: SinkEvent) -> None: ...
+
+    def result_delivered(self, info: SessionInfo, result: FinalResult) -> None: ...
+
+    def room_for_speculation(self) -> bool: ...
+
+    def status_text(self) -> str: ...
+
+
+class ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every message with the connection id (and peer): ``[c7 127.0.0.1:5000] ...``."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return f"[{self.extra['conn']}] {msg}", kwargs  # type: ignore[index]
+
+
+class SessionDriver:
+    """One session of any door: the action executor. See the module docstring.
+
+    Attributes:
+        session: the sans-IO session it drives.
+        info: who the session is (updated when the peer identifies itself).
+        closing: why the connection is closing (None while open).
+        close_requested: resolved once a close is requested (the door's read loop waits on it too).
+        input_stopped: the door must ignore further input (EOF, hangup, server shutdown).
+    """
+
+    def __init__(self, runtime: SessionHost, session: Session, info: SessionInfo, peer: Peer, log: logging.LoggerAdapter) -> None:  # type: ignore[type-arg]
+        self.runtime = runtime
+        self.session = session
+        self.info = info
+        self.peer = peer
+        self.log = log
+        self.closing: str | None = None
+        self.input_stopped = False
+        self.close_requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._speculations: dict[int, asyncio.Future[UtteranceResult]] = {}  # Speculate.key -> running transcription
+        self._stream_index = -1
+        self._closed = False
+        self.admitted = False  # set by the runtime's admission
+        self.peer_ip = "?"
+
+    @property
+    def pending_transcriptions(self) -> int:
+        return self.session.pending_transcriptions
+
+    # -------------------------------------------------------------- inputs
+
+    async def handle(self, command: Command) -> None:
+        """Give the session one command from the peer and carry out what it asks (awaits backpressure)."""
+        await self.execute(self.session.handle(command))
+
+    async def protocol_error(self, exc: RemoteProtocolError) -> None:
+        self.log.warning("protocol error %s: %s", exc.reason, exc.detail)
+        await self.execute(self.session.protocol_error(exc))
+
+    async def timeout(self) -> None:
+        await self.execute(self.session.timeout())
+
+    async def finish(self, reason: str) -> None:
+        """The peer is done sending (EOF, hangup): finish the open stream, deliver, then close."""
+        self.input_stopped = True
+        await self.execute(self.session.shutdown(reason))
+
+    def begin_shutdown(self) -> None:
+        """Server shutdown: stop reading input, finish the open stream, close when flushed."""
+        self.input_stopped = True
+        self.run_sync_actions(self.session.shutdown())
+
+    async def read_or_close(self, read: Awaitable[bytes], timeout_s: float) -> bytes | None:
+        """Await the door's ``read``; None if a close was requested first (the read is cancelled).
+
+        Raises:
+            asyncio.TimeoutError: neither within ``timeout_s`` (the read is cancelled).
+            ConnectionError, OSError: from the read.
+        """
+        task = asyncio.ensure_future(read)
+        done, _ = await asyncio.wait((task, self.close_requested), timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if self.close_requested.done():
+            return None
+        raise asyncio.TimeoutError
+
+    def request_close(self, reason: str) -> None:
+        if self.closing is None:
+            self.closing = reason
+        if not self.close_requested.done():
+            self.close_requested.set_result(None)
+
+    def close(self) -> None:
+        """Drop queued work and speculations, close the sinks' stream state, publish the end (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for future in self._speculations.values():
+            future.cancel()
+        self._speculations.clear()
+        self.runtime.backend.cancel_session(self.info.session_id)
+        if self._stream_index >= 0:
+            self.runtime.publish(StreamClosed(self.info, self._stream_index))
+            self._stream_index = -1
+        if self.admitted:
+            s = self.session
+            self.runtime.publish(SessionClosed(self.info, s.results_sent, s.audio_s, s.close_reason or self.closing or "closed"))
+
+    # -------------------------------------------------------------- actions
+
+    async def execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Transcribe):
+                await self._transcribe(action)
+            elif isinstance(action, Speculate):
+                await self._speculate(action)
+            else:
+                self._run_sync_action(action)
+
+    def run_sync_actions(self, actions: list[Action]) -> None:
+        """Carry out ``actions`` without awaiting (from callbacks): transcriptions are queued in a task."""
+        for action in actions:
+            if isinstance(action, Transcribe):  # only from shutdown/flush; queue without waiting
+                asyncio.get_running_loop().create_task(self._transcribe(action))
+            elif isinstance(action, Speculate):
+                pass  # optional, and never produced outside the audio path
+            else:
+                self._run_sync_action(action)
+
+    def _run_sync_action(self, action: Action) -> None:
+        if isinstance(action, StreamAudio):
+            if self._stream_index >= 0:
+                self.runtime.publish(StreamAudioReceived(self.info, self._stream_index, action.pcm))
+        elif isinstance(action, Deliver):
+            self._deliver(action.output)
+        elif isinstance(action, StatusRequested):
+            self.peer.deliver(StatusReport(self.runtime.status_text()))
+        elif isinstance(action, StreamStarted):
+            self.log.info("stream %d started (user %r)", action.stream_index, action.user_id)
+            if self.info.user_id != action.user_id:
+                self.info = replace(self.info, user_id=action.user_id)
+            self._stream_index = action.stream_index
+            self.runtime.publish(StreamOpened(self.info, action.stream_index, action.sample_rate_hz))
+        elif isinstance(action, StreamEnded):
+            self.runtime.publish(StreamClosed(self.info, action.stream_index))
+            self._stream_index = -1
+        elif isinstance(action, CancelSpeculation):
+            future = self._speculations.pop(action.key, None)
+            if future is not None:
+                future.cancel()  # dropped if still queued; a running job finishes unused
+        elif isinstance(action, Close):
+            self.request_close(action.reason)
+
+    def _deliver(self, output: Output) -> None:
+        if isinstance(output, FinalResult):
+            self.runtime.result_delivered(self.info, output)
+        elif isinstance(output, SessionFailed):
+            self.runtime.stats.errors[output.reason.value] += 1
+        self.peer.deliver(output)
+
+    async def _speculate(self, action: Speculate) -> None:
+        if not self.runtime.room_for_speculation():
+            return
+        job = UtteranceJob(action.asr_samples().astype("<i2").tobytes(), action.language, action.analyses)
+        try:
+            self._speculations[action.key] = await self.runtime.backend.submit(self.info.session_id, job)
+        except AsrError:
+            return  # the confirmed utterance will be submitted (and fail) normally
+        self.runtime.stats.speculations_started += 1
+
+    async def _transcribe(self, action: Transcribe) -> None:
+        future = self._speculations.pop(action.claims, None) if action.claims is not None else None
+        if future is not None and not future.cancelled():
+            self.runtime.stats.speculations_used += 1
+        else:
+            job = UtteranceJob(action.asr_samples().astype("<i2").tobytes(), action.language, action.analyses)  # 16 kHz s16le
+            try:
+                future = await self.runtime.backend.submit(self.info.session_id, job)
+            except AsrError as exc:
+                self.log.error("cannot queue utterance: %s", exc)
+                self.run_sync_actions(self.session.transcription_failed(action.ticket))
+                return
+        ticket = action.ticket
+
+        def done(fut: asyncio.Future[UtteranceResult]) -> None:
+            if fut.cancelled():
+                return
+            exc = fut.exception()
+            if exc is not None:
+                self.log.error("utterance %d failed: %s", ticket, exc)
+                self.run_sync_actions(self.session.transcription_failed(ticket))
+            else:
+                got = fut.result()
+                t = got.transcript
+                self.run_sync_actions(self.session.transcription_done(ticket, t.text, got.annotations, t.language, t.language_probability,
+                                                                      transcript=t))
+
+        future.add_done_callback(done)

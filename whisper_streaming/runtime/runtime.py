@@ -1,0 +1,270 @@
+"""The runtime every door shares: admission, sessions, counters, status, sinks, shutdown.
+
+Doors (:mod:`whisper_streaming.transports`) are composed with one :class:`Runtime`, never
+subclassed from each other: a door accepts connections, builds a
+:class:`~whisper_streaming.runtime.driver.SessionDriver` per connection with
+:meth:`Runtime.open_session`, asks :meth:`Runtime.admit` before it serves a session, and runs
+each connection through :meth:`Runtime.serve`.  The runtime owns the backend and the sinks: it
+publishes every door's results to every sink, decides on speculation from the backend's
+:meth:`~whisper_streaming.backends.base.AsrBackend.capacity`, renders ``%C`` (with a line per
+door that has one), and stops everything gracefully (:meth:`Runtime.shutdown`: every door stops
+accepting and finishes its open streams, then the backend and the sinks close).
+
+Overload policy (:meth:`Runtime.admit`): refuse new sessions (never degrade open ones) when the
+sessions limit is reached or the utterance queue is over ``overload_queue_fraction`` of
+``max_queued_utterances``; refuse a peer address over ``max_sessions_per_ip``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from whisper_streaming.analyzers.sentiment import Sentiment
+from whisper_streaming.backends.base import AsrBackend
+from whisper_streaming.core.results import FinalResult
+from whisper_streaming.errors import ErrorReason
+from whisper_streaming.pipeline.session import Session, SessionOptions
+from whisper_streaming.runtime.driver import ConnectionLog, Peer, SessionDriver
+from whisper_streaming.runtime.stats import RuntimeStats
+from whisper_streaming.sinks.base import ResultPublished, SessionInfo, Sink, SinkEvent
+
+__all__ = ["RuntimeOptions", "Transport", "Connection", "Runtime", "finish_tasks", "SINK_CLOSE_DEADLINE_S"]
+
+log = logging.getLogger(__name__)
+
+SINK_CLOSE_DEADLINE_S = 5.0
+"""How long the sinks may take to deliver what they queued at shutdown."""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Limits of the shared runtime (config ``server.*``) and the sessions' options.
+
+    ``max_sessions_per_ip``: 0 = no per-address limit.  ``shutdown_timeout_s``: how long a
+    graceful stop waits for open streams before it aborts them.
+    """
+
+    session: SessionOptions = field(default_factory=SessionOptions)
+    max_sessions: int = 16
+    max_sessions_per_ip: int = 0
+    max_queued_utterances: int = 64
+    overload_queue_fraction: float = 0.9
+    shutdown_timeout_s: float = 10.0
+
+
+class Transport(Protocol):
+    """A door: listens, moves bytes, and drives sessions through the runtime."""
+
+    async def start(self) -> tuple[str, int]:
+        """Bind and listen; returns the address bound (logged as ``... listening on H:P``)."""
+        ...
+
+    def close_listener(self) -> None:
+        """Stop accepting (idempotent)."""
+        ...
+
+    async def shutdown(self) -> None:
+        """Stop accepting; finish every open stream (bounded by ``shutdown_timeout_s``); close."""
+        ...
+
+    def status_lines(self) -> list[str]:
+        """The door's own ``%C`` lines (may be none)."""
+        ...
+
+
+class Connection(Protocol):
+    """One connection of a door, run by :meth:`Runtime.serve`."""
+
+    task: asyncio.Task[Any] | None
+    log: logging.LoggerAdapter  # type: ignore[type-arg]
+    driver: SessionDriver
+
+    async def run(self) -> None: ...
+
+    def abort(self) -> None:
+        """Close the socket now (idempotent)."""
+        ...
+
+
+async def finish_tasks(tasks: Sequence[asyncio.Task[Any]], timeout_s: float, what: str) -> None:
+    """Wait up to ``timeout_s`` for ``tasks`` (connections finishing), then cancel the rest."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for t in pending:
+        t.cancel()
+    if pending:
+        log.warning("shutdown timeout: aborted %d %s", len(pending), what)
+        await asyncio.wait(pending, timeout=2.0)
+
+
+class Runtime:
+    """The hub every door shares. See the module docstring.
+
+    ``await start()`` starts the doors in the order added; ``await shutdown()`` stops all;
+    ``await wait_closed()`` returns once stopped.
+    """
+
+    def __init__(self, options: RuntimeOptions, backend: AsrBackend, *, sinks: Iterable[Sink] = ()) -> None:
+        self.options = options
+        self.backend = backend
+        self.sinks: list[Sink] = list(sinks)
+        self.stats = RuntimeStats()
+        self.transports: list[Transport] = []
+        self._sessions: set[SessionDriver] = set()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+
+    # -------------------------------------------------------------- doors
+
+    def add_transport(self, transport: Transport) -> None:
+        self.transports.append(transport)
+
+    async def start(self) -> None:
+        """Start every door, in the order added; if one cannot listen, close those started and raise.
+
+        Raises:
+            OSError: a door cannot bind its address.
+        """
+        try:
+            for transport in self.transports:
+                await transport.start()
+        except OSError:
+            for transport in self.transports:
+                transport.close_listener()
+            raise
+
+    async def wait_closed(self) -> None:
+        await self._stopped.wait()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    # -------------------------------------------------------------- sessions
+
+    def open_session(self, info: SessionInfo, peer: Peer, log: logging.LoggerAdapter, *,  # type: ignore[type-arg]
+                     options: SessionOptions | None = None) -> SessionDriver:
+        """A driver for a new connection (not admitted yet); ``options`` default to the runtime's."""
+        return SessionDriver(self, Session(options or self.options.session), info, peer, log)
+
+    def admit(self, driver: SessionDriver, peer_ip: str) -> ErrorReason | None:
+        """Admit a session, or return the reason that refuses it (counted; the door tells the peer if it can)."""
+        limits = self.options
+        reason = None
+        if self._stopping or len(self._sessions) >= limits.max_sessions:
+            reason = ErrorReason.SERVER_TOO_BUSY
+        elif self.backend.capacity().queue_depth > limits.overload_queue_fraction * limits.max_queued_utterances:
+            reason = ErrorReason.SERVER_TOO_BUSY
+        elif limits.max_sessions_per_ip and sum(d.peer_ip == peer_ip for d in self._sessions) >= limits.max_sessions_per_ip:
+            reason = ErrorReason.TOO_MANY_CONNECTIONS
+        if reason is not None:
+            self.stats.sessions_rejected += 1
+            return reason
+        driver.peer_ip = peer_ip
+        driver.admitted = True
+        self._sessions.add(driver)
+        self.stats.sessions_started += 1
+        return None
+
+    def is_admitted(self, driver: SessionDriver) -> bool:
+        return driver in self._sessions
+
+    def record_refusal(self, reason: ErrorReason) -> None:
+        """A door sent ``reason`` to a peer it refused: count it with the errors."""
+        self.stats.errors[reason.value] += 1
+
+    async def serve(self, conn: Connection, registry: set[Any]) -> None:
+        """Run one connection of any door in the current task, listed in ``registry`` while it runs."""
+        conn.task = asyncio.current_task()
+        registry.add(conn)
+        try:
+            await conn.run()
+        except Exception:  # noqa: BLE001 - a bug in one connection must not take the server down
+            conn.log.exception("connection failed")
+        finally:
+            registry.discard(conn)
+            self._sessions.discard(conn.driver)
+            conn.driver.close()
+            conn.abort()
+
+    # -------------------------------------------------------------- what drivers call
+
+    def publish(self, event: SinkEvent) -> None:
+        for sink in self.sinks:
+            try:
+                sink.publish(event)
+            except Exception:  # noqa: BLE001 - a failing sink must not break a session
+                log.exception("sink %s failed on %s", type(sink).__name__, type(event).__name__)
+
+    def result_delivered(self, info: SessionInfo, result: FinalResult) -> None:
+        sentiment = result.annotations.get("sentiment")
+        if isinstance(sentiment, Sentiment):
+            self.stats.sentiment.add(sentiment)
+        self.publish(ResultPublished(info, result))
+
+    def room_for_speculation(self) -> bool:
+        """Nothing queued and two idle engines (one stays free for confirmed work)."""
+        capacity = self.backend.capacity()
+        return capacity.queue_depth == 0 and capacity.idle_slots >= 2
+
+    def status_text(self) -> str:
+        """The ``%C`` text: one line per engine, then sessions, queue and counters, then the doors' lines."""
+        st = self.backend.status()
+        lines = [f"engine {i}: {state.value}" for i, state in enumerate(st.engines)]
+        lines.append(f"sessions: {len(self._sessions)}/{self.options.max_sessions}")
+        lines.append(f"utterances queued: {st.utterances_queued}")
+        lines.append(f"utterances done: {st.utterances_done}")
+        lines.append(f"utterances failed: {st.utterances_failed}")
+        lines.append(f"worker restarts: {st.worker_restarts}")
+        lines.append(f"sessions total: {self.stats.sessions_started}")
+        lines.append(f"sessions rejected: {self.stats.sessions_rejected}")
+        lines.append(f"handshake failures: {self.stats.handshake_failures}")
+        errors = " ".join(f"{k}={v}" for k, v in sorted(self.stats.errors.items()))
+        lines.append(f"errors: {errors or 'none'}")
+        lines.append(f"sentiment: {self.stats.sentiment.summary().counts_text()}")
+        lines.append(f"speculative transcriptions: started {self.stats.speculations_started}, used {self.stats.speculations_used}")
+        g = st.guards
+        lines.append(f"decoding guards: loops {g.loops}, loops cut {g.loop_cuts}, time limited {g.time_limited}, "
+                     f"no-speech fragments dropped {g.no_speech_dropped}")
+        for transport in self.transports:
+            lines.extend(transport.status_lines())
+        lines.append(f"tasks: {len(asyncio.all_tasks())}")
+        return "\n".join(lines)
+
+    # -------------------------------------------------------------- shutdown
+
+    async def shutdown(self) -> None:
+        """Stop accepting on every door; finish every open stream (results, then its end); close
+        the doors; stop the backend; close the sinks (each within :data:`SINK_CLOSE_DEADLINE_S`).
+
+        Bounded by ``shutdown_timeout_s`` per door; connections still open then are aborted.
+        Idempotent: a second call waits for the first.
+        """
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        log.info("shutting down: %d sessions open", len(self._sessions))
+        for transport in self.transports:
+            transport.close_listener()
+        await asyncio.gather(*(t.shutdown() for t in self.transports), return_exceptions=True)
+        await self.backend.close()
+        for sink in self.sinks:
+            try:
+                result = await sink.aclose(SINK_CLOSE_DEADLINE_S)
+            except Exception:  # noqa: BLE001
+                log.exception("closing sink %s failed", type(sink).__name__)
+                continue
+            if result is not None:
+                log.info("%s closed: %s", type(sink).__name__, result)
+        self._stopped.set()
+        log.info("stopped")

@@ -1,0 +1,26 @@
+"""Counters since start, shown in ``%C`` (mutable, owned by the runtime's event loop)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from whisper_streaming.analyzers.sentiment_stats import SentimentTally
+
+__all__ = ["RuntimeStats"]
+
+
+@dataclass
+class RuntimeStats:
+    """``errors``: per reason, the sessions that ended with it or were refused with it (sent as
+    ``%E`` where the door can); ``speculations_started``/``_used``: tentative utterances submitted
+    before their endpoint, and those whose result became a final result; ``sentiment``: the
+    results delivered with a sentiment."""
+
+    sessions_started: int = 0
+    sessions_rejected: int = 0
+    handshake_failures: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    speculations_started: int = 0
+    speculations_used: int = 0
+    sentiment: SentimentTally = field(default_factory=SentimentTally)

@@ -1,0 +1,215 @@
+"""The Asterisk AudioSocket door, on the same runtime, sessions and workers as the TCP door.
+
+One TCP connection is one call: the UUID frame, then audio frames (signed linear 16-bit at the
+rate of the audio kind: 0x10 8 kHz, 0x12 16 kHz ...), then a hangup frame or EOF.  Each call
+becomes a session driven by commands: ``Identify(<uuid>)`` and ``BeginStream`` (stream options:
+the rate of the audio kind, ``pcm_s16le``, the server's defaults otherwise) at the first audio
+frame, an ``AudioChunk`` per audio frame; hangup or EOF finishes the stream so the pending
+utterance is transcribed.
+
+AudioSocket has no text channel back to Asterisk: results go to the runtime's sinks (the JSONL
+results log, the webhook ``results.webhook_url``), which never block the audio path; a call's
+sink events carry its UUID as ``call_id``.  A malformed frame ends that call only (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from whisper_streaming.errors import RemoteProtocolError
+from whisper_streaming.pipeline.commands import AudioChunk, BeginStream, Identify, Output, SessionFailed
+from whisper_streaming.runtime.driver import ConnectionLog, SessionDriver
+from whisper_streaming.runtime.runtime import Runtime, finish_tasks
+from whisper_streaming.sinks.base import SessionInfo
+from whisper_streaming.wire.audiosocket import AudioFrame, AudioSocketDecoder, CallStarted, Dtmf, Hangup, RemoteError
+
+__all__ = ["AudioSocketOptions", "AudioSocketTransport", "READ_CHUNK_BYTES"]
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class AudioSocketOptions:
+    """``host``/``port`` to listen on (0: any free port); ``idle_timeout_s``: a call without a
+    frame for this long is ended (not while its transcriptions are pending)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    idle_timeout_s: float = 60.0
+
+
+class AudioSocketTransport:
+    """The AudioSocket listener, composed with a :class:`~whisper_streaming.runtime.runtime.Runtime`."""
+
+    name = "audiosocket"
+
+    def __init__(self, runtime: Runtime, options: AudioSocketOptions) -> None:
+        self.runtime = runtime
+        self.options = options
+        self.calls_started = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._calls: set[_Call] = set()
+        self._ids = itertools.count(1)
+        self.address: tuple[str, int] | None = None
+
+    async def start(self) -> tuple[str, int]:
+        self._server = await asyncio.start_server(self._accept, self.options.host, self.options.port, limit=READ_CHUNK_BYTES * 2)
+        sockname = self._server.sockets[0].getsockname()
+        self.address = (sockname[0], sockname[1])
+        log.info("audiosocket listening on %s:%d", *self.address)
+        return self.address
+
+    def close_listener(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    def status_lines(self) -> list[str]:
+        return [f"audiosocket calls: {self.calls_started} (open {len(self._calls)})"]
+
+    async def shutdown(self) -> None:
+        """Stop accepting; finish every open call (its results go to the sinks)."""
+        self.close_listener()
+        for call in list(self._calls):
+            call.begin_shutdown()
+        await finish_tasks([c.task for c in self._calls if c.task is not None], self.runtime.options.shutdown_timeout_s, "audiosocket calls")
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.runtime.serve(_Call(self, reader, writer, f"a{next(self._ids)}"), self._calls)
+
+
+class _Call:
+    """One AudioSocket call: an AudioSocket read loop; no replies to the peer."""
+
+    def __init__(self, door: AudioSocketTransport, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn_id: str) -> None:
+        self.door = door
+        self.runtime = door.runtime
+        self.reader = reader
+        self.writer = writer
+        self.conn_id = conn_id
+        peer = writer.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else "?"
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.log = ConnectionLog(log, {"conn": f"{conn_id} {self.peer}"})
+        self.decoder = AudioSocketDecoder()
+        self.call_id: str | None = None
+        self._rate: int | None = None
+        self.driver: SessionDriver = self.runtime.open_session(SessionInfo(conn_id, "audiosocket", self.peer), self, self.log)
+        self.task: asyncio.Task[Any] | None = None
+
+    # -------------------------------------------------------------- Peer
+
+    def deliver(self, output: Output) -> None:
+        if isinstance(output, SessionFailed):  # no text channel back: log it (the runtime counts it)
+            self.log.warning("call ended with %s", output.reason)
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        refusal = self.runtime.admit(self.driver, self.peer_ip)
+        if refusal is not None:
+            self.log.warning("call rejected: %s", refusal)
+            return
+        self.door.calls_started += 1
+        self.log.info("call connected")
+        try:
+            await self._call_loop(self.door.options.idle_timeout_s)
+        finally:
+            s = self.driver.session
+            self.log.info("call end: uuid=%s audio=%.1fs utterances=%d results=%d outcome=%s",
+                          self.call_id, s.audio_s, s.utterances, s.results_sent, s.close_reason or self.driver.closing or "closed")
+
+    async def _call_loop(self, timeout_s: float) -> None:
+        driver = self.driver
+        while driver.closing is None:
+            try:
+                data = await self._read(timeout_s)
+            except asyncio.TimeoutError:
+                if driver.input_stopped or driver.pending_transcriptions:
+                    continue  # waiting for our own transcriptions
+                self.log.info("no frame for %.0f s; ending the call", timeout_s)
+                await self._hangup("timeout")
+                break
+            except (ConnectionError, OSError) as exc:
+                self.log.info("connection lost: %s", exc)
+                await self._hangup("connection lost")
+                break
+            if data is None:
+                break
+            if driver.input_stopped:
+                if not data:
+                    await driver.close_requested
+                    break
+                continue
+            try:
+                if data:
+                    self.decoder.receive_data(data)
+                else:
+                    self.decoder.receive_eof()
+                while driver.closing is None and not driver.input_stopped and (event := self.decoder.next_event()) is not None:
+                    await self._event(event)
+            except RemoteProtocolError as exc:
+                self.log.error("malformed AudioSocket data (%s: %s); ending this call", exc.reason, exc.detail)
+                driver.request_close(f"protocol error {exc.reason}")
+                break
+            if not data and not driver.input_stopped:
+                await self._hangup("hangup")
+
+    async def _read(self, timeout_s: float) -> bytes | None:
+        """Read what arrived; ``None`` if a close was requested meanwhile.
+
+        Raises:
+            asyncio.TimeoutError: nothing within ``timeout_s``.
+        """
+        return await self.driver.read_or_close(self.reader.read(READ_CHUNK_BYTES), timeout_s)
+
+    async def _event(self, event: Any) -> None:
+        if isinstance(event, CallStarted):
+            self.call_id = str(event.uuid)
+            self.driver.info = dataclasses.replace(self.driver.info, call_id=self.call_id)
+            self.log.info("call %s started", self.call_id)
+        elif isinstance(event, AudioFrame):
+            if self._rate is None:
+                self._start_stream(event.sample_rate_hz)
+                await self.driver.handle(Identify(self.call_id or "?"))
+                await self.driver.handle(BeginStream())
+            elif event.sample_rate_hz != self._rate:
+                self.log.error("audio frame at %d Hz in a %d Hz call; ending the call", event.sample_rate_hz, self._rate)
+                self.driver.request_close("sample rate changed")
+                return
+            await self.driver.handle(AudioChunk(event.pcm))
+        elif isinstance(event, Hangup):
+            await self._hangup("hangup")
+        elif isinstance(event, RemoteError):
+            self.log.warning("Asterisk error frame, code %d; ending the call", event.code)
+            await self._hangup("asterisk error")
+        elif isinstance(event, Dtmf):
+            self.log.info("DTMF %s", event.digit)
+
+    def _start_stream(self, rate: int) -> None:
+        """The call's stream options: the rate of its audio kind, s16le, the server's defaults otherwise."""
+        self._rate = rate
+        opts = self.runtime.options.session
+        defaults = dataclasses.replace(opts.stream_defaults, sample_rate=rate, encoding="pcm_s16le")
+        self.driver.session.stream_options = defaults
+
+    async def _hangup(self, reason: str) -> None:
+        """Finish the stream (the pending utterance is transcribed and delivered), then close."""
+        await self.driver.finish(reason)
+        if self.driver.closing is None and self._rate is None:
+            self.driver.request_close(reason)  # no stream was ever started: nothing to flush
+
+    def begin_shutdown(self) -> None:
+        self.driver.begin_shutdown()
+        if self._rate is None:
+            self.driver.request_close("server shutdown")
+
+    def abort(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()  # Asterisk reads nothing back: no lingering close

@@ -1,0 +1,277 @@
+"""The V1.0 TCP door: moves bytes between sockets, the codec and the runtime.
+
+Everything protocol-shaped lives elsewhere: :mod:`~whisper_streaming.wire.protocol` (bytes <->
+packets), :mod:`~whisper_streaming.wire.tcp_session` (packets <-> session commands and outputs),
+:mod:`~whisper_streaming.runtime` (sessions, backend, sinks, admission).  This module reads and
+writes, enforces the handshake and idle timeouts and the send buffer limit.
+
+Closing after an error uses a lingering close (shut down our sending side, then read and
+discard for up to :data:`LINGER_S` until the peer closes): closing a socket with unread
+input makes the kernel send RST, which can destroy the ``%E`` the peer has not read yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from whisper_streaming.errors import HandshakeError, RemoteProtocolError
+from whisper_streaming.pipeline.commands import Output
+from whisper_streaming.runtime.driver import ConnectionLog, SessionDriver
+from whisper_streaming.runtime.runtime import Runtime, finish_tasks
+from whisper_streaming.sinks.base import SessionInfo
+from whisper_streaming.wire.protocol import MAGIC, Error, PacketDecoder, Role, ServerPacket, encode_packet
+from whisper_streaming.wire.tcp_session import TcpRenderer, command_for
+
+__all__ = ["TcpOptions", "TcpTransport", "LINGER_S", "READ_CHUNK_BYTES"]
+
+log = logging.getLogger(__name__)
+
+LINGER_S = 2.0
+"""How long a closing connection keeps reading (and discarding) until the peer closes."""
+READ_CHUNK_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class TcpOptions:
+    """``host``/``port`` to listen on (0: any free port); ``handshake_timeout_s`` for the magic
+    string; ``socket_timeout_s`` of silence before ``%E TIMEOUT`` (not while we owe results);
+    ``max_send_buffer_bytes`` unread by the peer before it is dropped."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    handshake_timeout_s: float = 10.0
+    socket_timeout_s: float = 60.0
+    max_send_buffer_bytes: int = 1 << 20
+
+
+class TcpTransport:
+    """The V1.0 listener, composed with a :class:`~whisper_streaming.runtime.runtime.Runtime`."""
+
+    name = "tcp"
+
+    def __init__(self, runtime: Runtime, options: TcpOptions) -> None:
+        self.runtime = runtime
+        self.options = options
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[_TcpConnection] = set()
+        self._ids = itertools.count(1)
+        self.address: tuple[str, int] | None = None
+
+    async def start(self) -> tuple[str, int]:
+        """Bind and listen; returns ``(host, port)`` actually bound."""
+        self._server = await asyncio.start_server(self._accept, self.options.host, self.options.port, limit=READ_CHUNK_BYTES * 2)
+        sockname = self._server.sockets[0].getsockname()
+        self.address = (sockname[0], sockname[1])
+        log.info("listening on %s:%d", *self.address)
+        return self.address
+
+    def close_listener(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    def status_lines(self) -> list[str]:
+        return []
+
+    async def shutdown(self) -> None:
+        """Stop accepting; finish every open stream (results, then ``%F``); close."""
+        self.close_listener()
+        for conn in list(self._connections):
+            conn.begin_shutdown()
+        await finish_tasks([c.task for c in self._connections if c.task is not None], self.runtime.options.shutdown_timeout_s, "connections")
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.runtime.serve(_TcpConnection(self, reader, writer, f"c{next(self._ids)}"), self._connections)
+
+
+class _TcpConnection:
+    """One TCP connection: handshake, read loop; the runtime's driver carries out the session's actions."""
+
+    def __init__(self, door: TcpTransport, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn_id: str) -> None:
+        self.door = door
+        self.runtime = door.runtime
+        self.options = door.options
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else "?"
+        peer_text = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.log = ConnectionLog(log, {"conn": f"{conn_id} {peer_text}"})
+        self.decoder = PacketDecoder(Role.SERVER)
+        self.renderer = TcpRenderer()
+        self.driver: SessionDriver = self.runtime.open_session(SessionInfo(conn_id, "tcp", peer_text), self, self.log)
+        self.task: asyncio.Task[Any] | None = None
+
+    # -------------------------------------------------------------- Peer
+
+    def deliver(self, output: Output) -> None:
+        for packet in self.renderer.render(output):
+            self._send_now(packet)
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        if not await self._handshake(self.options.handshake_timeout_s):
+            return
+        refusal = self.runtime.admit(self.driver, self.peer_ip)
+        if refusal is not None:
+            self.log.warning("rejected: %s", refusal)
+            self.runtime.record_refusal(refusal)
+            self._send_now(Error(refusal))
+            await self._linger_close()
+            return
+        self.log.info("session start")
+        try:
+            await self._read_loop(self.options.socket_timeout_s)
+        finally:
+            s = self.driver.session
+            self.log.info(
+                "session end: user=%r streams=%d audio=%.1fs utterances=%d results=%d outcome=%s",
+                s.user_id, s.stream_index + 1, s.audio_s, s.utterances, s.results_sent, s.close_reason or self.driver.closing or "closed",
+            )
+
+    async def _handshake(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not self.decoder.handshake_done:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise asyncio.TimeoutError
+                data = await asyncio.wait_for(self.reader.read(len(MAGIC)), remaining)
+                if not data:
+                    return False
+                self.decoder.receive_data(data)
+        except HandshakeError:
+            self.runtime.stats.handshake_failures += 1
+            self.log.info("bad magic string; closing without reply")
+            return False
+        except asyncio.TimeoutError:
+            self.runtime.stats.handshake_failures += 1
+            self.log.info("no handshake within %.1f s; closing", timeout_s)
+            return False
+        except (ConnectionError, OSError):
+            return False
+        return True
+
+    async def _read_loop(self, socket_timeout_s: float) -> None:
+        driver = self.driver
+        last_packet = time.monotonic()
+        if await self._process_packets():  # bytes that arrived together with the magic string
+            last_packet = time.monotonic()
+        while driver.closing is None:
+            try:
+                data = await self._read(last_packet + socket_timeout_s - time.monotonic())
+            except asyncio.TimeoutError:
+                if driver.input_stopped or driver.pending_transcriptions:
+                    last_packet = time.monotonic()  # we owe the peer results: it may wait silently
+                    continue
+                self.log.info("idle for %.0f s", socket_timeout_s)
+                await driver.timeout()
+                break
+            except (ConnectionError, OSError) as exc:
+                self.log.info("connection lost: %s", exc)
+                driver.request_close("connection lost")
+                return
+            if data is None:  # closed by an action from a transcription callback
+                break
+            if not data:
+                await self._peer_closed()
+                break
+            if driver.input_stopped:
+                continue  # shutting down: the stream was already finished, ignore late input
+            self.decoder.receive_data(data)
+            if await self._process_packets():
+                last_packet = time.monotonic()
+            if not await self._drain(socket_timeout_s):
+                return
+        if driver.closing not in (None, "connection lost", "peer not reading"):
+            await self._linger_close()
+
+    async def _drain(self, timeout_s: float) -> bool:
+        """Wait until the peer has read enough of our output; drop a peer stuck that long."""
+        try:
+            await asyncio.wait_for(self.writer.drain(), timeout_s)
+        except asyncio.TimeoutError:
+            self.log.warning("peer has not read for %.0f s; dropping it", timeout_s)
+            self.driver.request_close("peer not reading")
+            self.writer.transport.abort()
+            return False
+        except (ConnectionError, OSError):
+            self.driver.request_close("connection lost")
+            return False
+        return True
+
+    async def _read(self, timeout_s: float) -> bytes | None:
+        """Read what arrived; ``None`` if a close was requested meanwhile.
+
+        Raises:
+            asyncio.TimeoutError: nothing within ``timeout_s``.
+        """
+        return await self.driver.read_or_close(self.reader.read(READ_CHUNK_BYTES), timeout_s)
+
+    async def _process_packets(self) -> bool:
+        """Decode and handle every complete packet buffered; True if any arrived."""
+        got = False
+        driver = self.driver
+        while driver.closing is None and not driver.input_stopped:
+            try:
+                packet = self.decoder.next_packet()
+                if packet is None:
+                    return got
+                command = command_for(packet)
+            except RemoteProtocolError as exc:
+                await driver.protocol_error(exc)
+                return got
+            got = True
+            await driver.handle(command)
+        return got
+
+    async def _peer_closed(self) -> None:
+        """EOF from the peer: a half-closed client may still read, so finish and flush."""
+        try:
+            self.decoder.receive_eof()
+        except RemoteProtocolError as exc:
+            self.log.info("peer closed inside a packet (%s)", exc.detail)
+        self.log.info("peer closed its side; flushing")
+        await self.driver.finish("peer closed")
+        if self.driver.closing is None:
+            await self.driver.close_requested
+
+    def begin_shutdown(self) -> None:
+        """Server shutdown: stop reading input, finish the open stream, close when flushed."""
+        if not self.runtime.is_admitted(self.driver):
+            self.abort()
+            return
+        self.driver.begin_shutdown()
+
+    def abort(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+    async def _linger_close(self) -> None:
+        transport = self.writer.transport
+        try:
+            if transport.can_write_eof() and not transport.is_closing():
+                transport.write_eof()
+            deadline = time.monotonic() + LINGER_S
+            while (remaining := deadline - time.monotonic()) > 0:
+                if not await asyncio.wait_for(self.reader.read(READ_CHUNK_BYTES), remaining):
+                    break
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            self.abort()
+
+    def _send_now(self, packet: ServerPacket) -> None:
+        if self.writer.is_closing():
+            return
+        self.writer.write(encode_packet(packet))
+        limit = self.options.max_send_buffer_bytes
+        if self.writer.transport.get_write_buffer_size() > limit:
+            self.log.warning("peer is not reading (send buffer over %d bytes); dropping it", limit)
+            self.driver.request_close("peer not reading")
+            self.writer.transport.abort()

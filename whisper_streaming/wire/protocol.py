@@ -1,0 +1,480 @@
+"""Sans-IO codec for the ``WHISPER_STREAMING_V1.0`` wire protocol.
+
+No sockets here: bytes in, typed packets out (:class:`PacketDecoder`); packets in, bytes out
+(:func:`encode_packet`).  The design follows h11's ``Connection.receive_data`` /
+``next_event``: the transport feeds whatever bytes arrived, then pulls complete packets until
+the decoder answers ``None`` (needs more data).  A protocol violation raises
+:class:`~whisper_streaming.errors.RemoteProtocolError` and the decoder stays in that error
+state (every later call raises the same error), like h11's sticky ``ERROR`` state.
+
+Wire format (from the original system description, ``shared/seeds/whisper_streaming_tcp_server.md``)::
+
+    handshake : the 22 ASCII bytes  b"WHISPER_STREAMING_V1.0"  (client -> server, once)
+    packet    : code (2 bytes, '%' + letter) | length (4 ASCII hex digits, 0000-FFFF) | data
+
+Client to server: ``%u`` user id, ``%b`` begin, ``%s`` PCM s16le 16 kHz mono, ``%f`` finish,
+``%c`` status.  Server to client: ``%L`` welcome, ``%R`` result ``"start end : text"``,
+``%E`` error, ``%F`` finished, ``%C`` status.
+
+Extensions (a client that never sends ``%o`` sees none of them unless the operator turns
+sentiment on server-wide): ``%o`` options ``key=value;...`` (client -> server, see
+:mod:`~whisper_streaming.core.options`), answered by ``%O`` with the accepted options;
+``%R`` may end with ``"\t"`` + a sentiment field (``sentiment=negative score=0.912`` or
+``sentiment=unsupported language=ko``), which the text can never contain (result text is
+sanitized: tabs, newlines and other control characters become spaces); ``%S`` a stream
+summary, sent right before ``%F`` (see :mod:`~whisper_streaming.analyzers.sentiment_stats`).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Union
+
+from whisper_streaming.core.text import is_control, sanitize_text
+from whisper_streaming.errors import HandshakeError, RemoteProtocolError, UsageError
+from whisper_streaming.core.options import OptionPairs, format_pairs, parse_pairs
+from whisper_streaming.analyzers.sentiment import LABELS, UNSUPPORTED, Sentiment
+
+__all__ = [
+    "MAGIC",
+    "HEADER_BYTES",
+    "MAX_DATA_BYTES",
+    "MAX_USER_ID_CHARS",
+    "Role",
+    "UserId",
+    "Begin",
+    "Audio",
+    "Finish",
+    "StatusRequest",
+    "Options",
+    "Welcome",
+    "Result",
+    "Error",
+    "Finished",
+    "Status",
+    "OptionsAccepted",
+    "Summary",
+    "Packet",
+    "ClientPacket",
+    "ServerPacket",
+    "PacketDecoder",
+    "encode_packet",
+    "format_result_text",
+    "format_sentiment",
+    "sanitize_text",
+]
+
+MAGIC = b"WHISPER_STREAMING_V1.0"
+"""Handshake the client sends first (22 ASCII bytes)."""
+HEADER_BYTES = 6
+"""2-byte code plus 4 hex digits of length."""
+MAX_DATA_BYTES = 0xFFFF
+"""Largest data field the 4-hex-digit length can express (65535 bytes)."""
+MAX_USER_ID_CHARS = 64
+
+_HEX = re.compile(rb"[0-9A-Fa-f]{4}\Z")
+
+
+class Role(enum.Enum):
+    """Which side's packets a decoder accepts: ``SERVER`` decodes what clients send."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+# ---------------------------------------------------------------- client -> server packets
+
+
+@dataclass(frozen=True)
+class UserId:
+    """``%u``: the caller's user id (UTF-8, 1-64 characters, no control characters)."""
+
+    user_id: str
+
+
+@dataclass(frozen=True)
+class Begin:
+    """``%b``: begin a stream; result times restart at 0 s."""
+
+
+@dataclass(frozen=True)
+class Audio:
+    """``%s``: audio, by default PCM signed 16-bit little-endian, 16 kHz, mono.
+
+    The stream's ``%o`` ``sample_rate``/``encoding`` say otherwise; the codec does not know the
+    stream's encoding, so the session checks the length (an even byte count for ``pcm_s16le``,
+    ``ODD_PCM_LENGTH``).  :attr:`sample_count` counts s16le samples.
+    """
+
+    pcm: bytes
+
+    @property
+    def sample_count(self) -> int:
+        return len(self.pcm) // 2
+
+
+@dataclass(frozen=True)
+class Finish:
+    """``%f``: end the stream; the server flushes every result, then sends ``%F``."""
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    """``%c``: ask for the server status (allowed any time after the handshake)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """``%o``: stream options ``key=value;...`` for the following streams (after ``%u``, outside a stream)."""
+
+    pairs: OptionPairs = ()
+
+
+# ---------------------------------------------------------------- server -> client packets
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """``%L``: answer to ``%u``."""
+
+    message: str = "Welcome!"
+
+
+@dataclass(frozen=True)
+class Result:
+    """``%R``: a final hypothesis for one utterance.
+
+    ``start_s``/``end_s`` are seconds since the stream's ``%b`` (sent with one decimal).
+    ``sentiment``: sent as an optional field after a tab (score with 3 decimals); None: plain.
+    """
+
+    start_s: float
+    end_s: float
+    text: str
+    sentiment: Sentiment | None = None
+
+
+@dataclass(frozen=True)
+class Error:
+    """``%E``: error reason (ASCII, e.g. ``SERVER_TOO_BUSY``); the server closes afterwards."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """``%F``: every result of the stream has been sent."""
+
+
+@dataclass(frozen=True)
+class Status:
+    """``%C``: status text, one ``key: value`` line per item."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class OptionsAccepted:
+    """``%O``: answer to ``%o``: each known key with its effective value (unknown keys left out)."""
+
+    pairs: OptionPairs = ()
+
+
+@dataclass(frozen=True)
+class Summary:
+    """``%S``: statistics of the stream that ends with the next ``%F`` (one ``key: value`` per line)."""
+
+    text: str
+
+
+ClientPacket = Union[UserId, Begin, Audio, Finish, StatusRequest, Options]
+ServerPacket = Union[Welcome, Result, Error, Finished, Status, OptionsAccepted, Summary]
+Packet = Union[ClientPacket, ServerPacket]
+
+_CODE_OF: dict[type, bytes] = {
+    UserId: b"%u",
+    Begin: b"%b",
+    Audio: b"%s",
+    Finish: b"%f",
+    StatusRequest: b"%c",
+    Options: b"%o",
+    Welcome: b"%L",
+    Result: b"%R",
+    Error: b"%E",
+    Finished: b"%F",
+    Status: b"%C",
+    OptionsAccepted: b"%O",
+    Summary: b"%S",
+}
+_ACCEPTED: dict[Role, frozenset[bytes]] = {
+    Role.SERVER: frozenset({b"%u", b"%b", b"%s", b"%f", b"%c", b"%o"}),
+    Role.CLIENT: frozenset({b"%L", b"%R", b"%E", b"%F", b"%C", b"%O", b"%S"}),
+}
+_EMPTY = {b"%b": Begin(), b"%f": Finish(), b"%c": StatusRequest(), b"%F": Finished()}
+
+
+def format_result_text(start_s: float, end_s: float, text: str) -> str:
+    """``"start end : text"`` with one decimal, the ``%R`` data format (without the optional field)."""
+    return f"{start_s:.1f} {end_s:.1f} : {text}"
+
+
+def format_sentiment(sentiment: Sentiment) -> str:
+    """The optional ``%R`` field, without its leading tab: ``sentiment=positive score=0.912``
+    or ``sentiment=unsupported language=ko``."""
+    if sentiment.label == UNSUPPORTED:
+        return f"sentiment={UNSUPPORTED} language={sentiment.language}"
+    return f"sentiment={sentiment.label} score={sentiment.score:.3f}"
+
+
+def _ascii(text: str) -> bytes:
+    return text.encode("ascii", "replace")
+
+
+def encode_packet(packet: Packet) -> bytes:
+    """Serialize one packet to wire bytes.
+
+    ``Result`` text that would not fit in 65535 bytes is cut at a UTF-8 character boundary.
+
+    Raises:
+        UsageError: unknown packet type, or a data field over 65535 bytes (other than
+            ``Result``), or a user id breaking the ``%u`` rules.
+    """
+    try:
+        code = _CODE_OF[type(packet)]
+    except KeyError:
+        raise UsageError(f"not a packet: {packet!r}") from None
+    if isinstance(packet, Audio):
+        data = bytes(packet.pcm)
+    elif isinstance(packet, UserId):
+        _check_user_id(packet.user_id, UsageError)
+        data = packet.user_id.encode("utf-8")
+    elif isinstance(packet, Result):
+        data = format_result_text(packet.start_s, packet.end_s, sanitize_text(packet.text)).encode("utf-8")
+        tail = b"" if packet.sentiment is None else b"\t" + format_sentiment(packet.sentiment).encode("ascii", "replace")
+        if len(data) + len(tail) > MAX_DATA_BYTES:
+            data = data[: MAX_DATA_BYTES - len(tail)].decode("utf-8", "ignore").encode("utf-8")
+        data += tail
+    elif isinstance(packet, (Options, OptionsAccepted)):
+        text = format_pairs(packet.pairs)
+        try:
+            if parse_pairs(text) != tuple(packet.pairs):
+                raise RemoteProtocolError("BAD_OPTION", "keys or values would not survive the round trip")
+        except RemoteProtocolError as exc:
+            raise UsageError(f"bad options {packet.pairs!r}: {exc.detail}") from None
+        data = text.encode("utf-8")
+    elif isinstance(packet, Summary):
+        data = packet.text.encode("utf-8")
+    elif isinstance(packet, Welcome):
+        data = packet.message.encode("utf-8")
+    elif isinstance(packet, Error):
+        data = _ascii(packet.reason)
+    elif isinstance(packet, Status):
+        data = packet.text.encode("utf-8")
+    else:
+        data = b""
+    if len(data) > MAX_DATA_BYTES:
+        raise UsageError(f"{code.decode()} data of {len(data)} bytes exceeds {MAX_DATA_BYTES}")
+    return code + b"%04X" % len(data) + data
+
+
+def _check_user_id(user_id: str, exc: type[Exception]) -> None:
+    if not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
+        raise _make(exc, "BAD_USER_ID", f"user id must have 1-{MAX_USER_ID_CHARS} characters, got {len(user_id)}")
+    if any(is_control(ch) for ch in user_id):
+        raise _make(exc, "BAD_USER_ID", "user id contains control characters")
+
+
+def _make(exc: type[Exception], reason: str, detail: str) -> Exception:
+    if issubclass(exc, RemoteProtocolError):
+        return exc(reason, detail)
+    return exc(f"{reason}: {detail}")
+
+
+class PacketDecoder:
+    """Incremental decoder: feed bytes with :meth:`receive_data`, pull packets with :meth:`next_packet`.
+
+    Args:
+        role: ``Role.SERVER`` accepts the client's packets (``%u %b %s %f %c %o``);
+            ``Role.CLIENT`` accepts the server's (``%L %R %E %F %C %O %S``).
+        expect_magic: require the 22-byte handshake before the first packet (default: true
+            for the server role).  A wrong byte fails at once, before 22 bytes arrived.
+
+    Buffering is bounded by what the transport feeds between pulls plus one packet
+    (at most 6 + 65535 bytes): drain :meth:`next_packet` before feeding more.
+
+    Raises (from :meth:`next_packet` / :meth:`receive_data`, sticky):
+        HandshakeError: bad magic (reason ``BAD_MAGIC``; close without reply).
+        RemoteProtocolError: ``UNKNOWN_HEADER``, ``BAD_LENGTH``,
+            ``BAD_USER_ID``, ``UNEXPECTED_DATA``, ``BAD_OPTION``, ``BAD_RESULT``, ``BAD_TEXT``,
+            ``TRUNCATED`` (EOF inside a packet, from :meth:`receive_eof`).
+    """
+
+    def __init__(self, role: Role, *, expect_magic: bool | None = None) -> None:
+        self.role = role
+        self._accepted = _ACCEPTED[role]
+        self._magic_pending = (role is Role.SERVER) if expect_magic is None else expect_magic
+        self._buf = bytearray()
+        self._pos = 0
+        self._error: RemoteProtocolError | None = None
+        self._eof = False
+        self.bytes_received = 0
+
+    @property
+    def handshake_done(self) -> bool:
+        """True once the magic string has been received (or was not expected)."""
+        return not self._magic_pending
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes received but not yet returned as packets."""
+        return len(self._buf) - self._pos
+
+    def receive_data(self, data: bytes) -> None:
+        """Append bytes that arrived from the peer.
+
+        Raises:
+            UsageError: data after :meth:`receive_eof`.
+            HandshakeError: the bytes so far cannot be the magic string.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._eof:
+            raise UsageError("receive_data after receive_eof")
+        self.bytes_received += len(data)
+        self._buf += data
+        if self._magic_pending:
+            self._check_magic()
+
+    def receive_eof(self) -> None:
+        """The peer closed its side.
+
+        Raises:
+            RemoteProtocolError: ``TRUNCATED`` if a partial packet (or handshake) is buffered.
+        """
+        self._eof = True
+        if self._error is None and self.buffered_bytes:
+            self._fail(RemoteProtocolError("TRUNCATED", f"connection closed inside a packet ({self.buffered_bytes} bytes pending)"))
+            raise self._error  # type: ignore[misc]
+
+    def next_packet(self) -> Packet | None:
+        """Return the next complete packet, or ``None`` if more bytes are needed."""
+        if self._error is not None:
+            raise self._error
+        if self._magic_pending:
+            return None
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < HEADER_BYTES:
+            self._compact()
+            return None
+        code = bytes(buf[pos : pos + 2])
+        if code not in self._accepted:
+            self._fail(RemoteProtocolError("UNKNOWN_HEADER", f"unknown packet header 0x{code.hex()}"))
+        length_field = bytes(buf[pos + 2 : pos + HEADER_BYTES])
+        if not _HEX.match(length_field):
+            self._fail(RemoteProtocolError("BAD_LENGTH", f"length field 0x{length_field.hex()} is not 4 hex digits"))
+        end = pos + HEADER_BYTES + int(length_field, 16)
+        if len(buf) < end:
+            self._compact()
+            return None
+        data = bytes(buf[pos + HEADER_BYTES : end])
+        self._pos = end
+        try:
+            return self._parse(code, data)
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def packets(self) -> list[Packet]:
+        """Every complete packet buffered now (drains :meth:`next_packet`)."""
+        out: list[Packet] = []
+        while (packet := self.next_packet()) is not None:
+            out.append(packet)
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _fail(self, exc: RemoteProtocolError) -> None:
+        self._error = exc
+        raise exc
+
+    def _compact(self) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+
+    def _check_magic(self) -> None:
+        n = min(len(self._buf), len(MAGIC))
+        if bytes(self._buf[:n]) != MAGIC[:n]:
+            self._fail(HandshakeError())
+        if n == len(MAGIC):
+            del self._buf[: len(MAGIC)]
+            self._magic_pending = False
+
+    def _parse(self, code: bytes, data: bytes) -> Packet:
+        if code == b"%s":
+            return Audio(data)  # the session checks the length against the stream's encoding
+        if code in _EMPTY:
+            if data:
+                raise RemoteProtocolError("UNEXPECTED_DATA", f"{code.decode()} carries no data, got {len(data)} bytes")
+            return _EMPTY[code]
+        if code == b"%u":
+            try:
+                user_id = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RemoteProtocolError("BAD_USER_ID", "user id is not valid UTF-8") from None
+            _check_user_id(user_id, RemoteProtocolError)
+            return UserId(user_id)
+        if code == b"%E":
+            return Error(data.decode("ascii", "replace"))
+        if code in (b"%o", b"%O"):
+            try:
+                pairs = parse_pairs(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise RemoteProtocolError("BAD_OPTION", "options are not valid UTF-8") from None
+            return Options(pairs) if code == b"%o" else OptionsAccepted(pairs)
+        text = self._text(code, data)
+        if code == b"%L":
+            return Welcome(text)
+        if code == b"%C":
+            return Status(text)
+        if code == b"%S":
+            return Summary(text)
+        return _parse_result(text)
+
+    @staticmethod
+    def _text(code: bytes, data: bytes) -> str:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("BAD_TEXT", f"{code.decode()} data is not valid UTF-8") from None
+
+
+def _parse_result(text: str) -> Result:
+    times, sep, body = text.partition(" : ")
+    parts = times.split(" ")
+    if not sep or len(parts) != 2:
+        raise RemoteProtocolError("BAD_RESULT", "result is not 'start end : text'")
+    sentiment = None
+    head, tab, tail = body.rpartition("\t")
+    if tab and tail.startswith("sentiment="):
+        body, sentiment = head, _parse_sentiment(tail)
+    try:
+        return Result(float(parts[0]), float(parts[1]), body, sentiment)
+    except ValueError:
+        raise RemoteProtocolError("BAD_RESULT", "result times are not numbers") from None
+
+
+def _parse_sentiment(field: str) -> Sentiment:
+    """``sentiment=<label> score=<x>`` / ``sentiment=unsupported language=<code>``; other keys are ignored."""
+    values = dict(token.partition("=")[::2] for token in field.split(" ") if token)
+    label = values.get("sentiment", "")
+    try:
+        if label == UNSUPPORTED:
+            return Sentiment(UNSUPPORTED, None, values["language"])
+        if label in LABELS:
+            return Sentiment(label, float(values["score"]))
+    except (KeyError, ValueError, UsageError):
+        pass
+    raise RemoteProtocolError("BAD_RESULT", f"bad sentiment field {field[:60]!r}")
