@@ -29,13 +29,17 @@ class ServerProcess:
     """A running server child process. Use as a context manager, or call :meth:`stop`."""
 
     def __init__(self, *, config: str | os.PathLike[str] | None = None, host: str = "127.0.0.1", port: int = 0,
-                 start_timeout_s: float = 120.0, log_path: str | os.PathLike[str] | None = None, extra_args: tuple[str, ...] = ()) -> None:
-        cmd = [sys.executable, "-m", "whisper_streaming", "--host", host, "--port", str(port), *extra_args]
+                 start_timeout_s: float = 120.0, log_path: str | os.PathLike[str] | None = None, extra_args: tuple[str, ...] = (),
+                 command: tuple[str, ...] | None = None, cwd: str | os.PathLike[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """``command``: how to start the server (default: this interpreter's ``-m whisper_streaming``);
+        ``cwd`` (default: the repository) and ``env`` (default: inherited) of the child."""
+        cmd = [*(command or (sys.executable, "-m", "whisper_streaming")), "--host", host, "--port", str(port), *extra_args]
         if config is not None:
             cmd += ["--config", str(config)]
         self.log_lines: deque[str] = deque(maxlen=5000)
         self._log_file = open(log_path, "w", encoding="utf-8") if log_path else None  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=REPO_ROOT)
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd or REPO_ROOT, env=env)
         self._ready = threading.Event()
         self.host, self.port = host, port
         self.audiosocket_port: int | None = None  # when the config enables AudioSocket (its listener starts right after)

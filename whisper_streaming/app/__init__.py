@@ -1,0 +1,1 @@
+"""Wiring from configuration and the server's command line."""

@@ -1,0 +1,1 @@
+"""ASR engines behind one interface (faster-whisper, openai-whisper), their registry and the pure decoding policy."""

@@ -1,0 +1,1 @@
+"""Model resolution: bundled base model assembly, local paths and names, CTranslate2 -> openai-whisper conversion."""
