@@ -1,0 +1,39 @@
+"""The ``network`` section: the TCP listener."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictInt, field_validator
+
+from whisper_streaming.config.fields import STRICT_MODEL_CONFIG, FiniteFloat, NonEmptyStr
+
+__all__ = ["NetworkConfig"]
+
+
+class NetworkConfig(BaseModel):
+    """TCP listener settings."""
+
+    model_config = STRICT_MODEL_CONFIG
+
+    ip: NonEmptyStr = "127.0.0.1"
+    """Address to bind (IPv4 or IPv6 literal, or a host name)."""
+
+    port: Annotated[StrictInt, Field(ge=0, le=65535)] = 5000
+    """TCP port to listen on; 0 lets the OS pick a free port."""
+
+    socket_timeout: Annotated[FiniteFloat, Field(gt=0)] = 60.0
+    """Seconds without any packet from a client before it gets ``%E TIMEOUT`` and is closed."""
+
+    handshake_timeout_s: Annotated[FiniteFloat, Field(gt=0)] = 10.0
+    """Seconds a new connection has to send the magic string."""
+
+    max_send_buffer_bytes: Annotated[StrictInt, Field(ge=65536)] = 1048576
+    """Bytes of unsent output allowed per connection before the client is considered stuck."""
+
+    @field_validator("ip")
+    @classmethod
+    def _check_ip(cls, value: str) -> str:
+        if value != value.strip() or not value:
+            raise ValueError(f"must not contain leading/trailing whitespace, got {value!r}")
+        return value
