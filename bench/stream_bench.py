@@ -52,7 +52,8 @@ from whisper_streaming.config.schema import load_config  # noqa: E402
 from whisper_streaming.errors import ConnectionClosedError, ServerError  # noqa: E402
 from bench.server_process import ServerProcess  # noqa: E402
 from whisper_streaming.core import audio_format  # noqa: E402
-from whisper_streaming.wire.protocol import Finished, Result  # noqa: E402
+from whisper_streaming.client import Result  # noqa: E402
+from whisper_streaming.wire.protocol import Finished  # noqa: E402
 from whisper_streaming.app.wiring import vad_options_from_config  # noqa: E402
 from whisper_streaming.pipeline.vad import Utterance, VadOptions, VadSegmenter  # noqa: E402
 

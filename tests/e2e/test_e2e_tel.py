@@ -13,7 +13,7 @@ from whisper_streaming.core import audio_format
 from whisper_streaming.client.streaming import AsyncStreamingClient
 from whisper_streaming.client.cli import load_for_stream, stream_file
 from bench.server_process import ServerProcess
-from whisper_streaming.wire.protocol import Result
+from whisper_streaming.client import Result
 
 from speech import DATA, normalized_wer
 

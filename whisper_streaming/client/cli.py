@@ -32,7 +32,8 @@ from whisper_streaming.client.audio_files import RAW_SUFFIXES, load_pcm16
 from whisper_streaming.client.streaming import AsyncStreamingClient
 from whisper_streaming.errors import ConnectionClosedError, ServerError, UsageError
 from whisper_streaming.core.options import normalize_language
-from whisper_streaming.wire.protocol import Result, Summary, format_result_text
+from whisper_streaming.client.streaming import Result
+from whisper_streaming.wire.protocol import Summary, format_result_text
 from whisper_streaming.analyzers.sentiment import UNSUPPORTED
 
 __all__ = ["client_main", "stream_file", "format_result_line", "load_for_stream"]

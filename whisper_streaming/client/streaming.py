@@ -31,7 +31,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar, Union
+
+from whisper_streaming.analyzers.sentiment import Sentiment
 
 from whisper_streaming.errors import ConnectionClosedError, RemoteProtocolError, ServerError, UsageError
 from whisper_streaming.core.options import OptionPairs, decode_accepted, encode_value
@@ -45,7 +48,7 @@ from whisper_streaming.wire.protocol import (
     Options,
     OptionsAccepted,
     PacketDecoder,
-    Result,
+    ResultFields,
     Role,
     Status,
     StatusRequest,
@@ -54,11 +57,36 @@ from whisper_streaming.wire.protocol import (
     Welcome,
     encode_packet,
 )
+from whisper_streaming.wire.protocol import Result as ResultPacket
+from whisper_streaming.wire.result_fields import sentiment_from_fields
 
-__all__ = ["AsyncStreamingClient", "StreamingClient", "StreamEvent", "MAX_AUDIO_PACKET_BYTES"]
+__all__ = ["AsyncStreamingClient", "StreamingClient", "Result", "StreamEvent", "MAX_AUDIO_PACKET_BYTES"]
 
 MAX_AUDIO_PACKET_BYTES = 0xFFFE
 """Largest even data length of one ``%s`` packet; longer audio is split."""
+
+
+
+@dataclass(frozen=True)
+class Result:
+    """One final result (``%R``) as the client sees it.
+
+    ``start_s``/``end_s``: seconds since the stream's begin (one decimal on the wire);
+    ``sentiment``: the result's sentiment when the stream asked for it (None otherwise);
+    ``fields``: every optional field the server sent, in order (unknown keys included).
+    """
+
+    start_s: float
+    end_s: float
+    text: str
+    sentiment: Sentiment | None = None
+    fields: ResultFields = ()
+
+    @classmethod
+    def from_packet(cls, packet: ResultPacket) -> Result:
+        """Raises: RemoteProtocolError: ``BAD_RESULT`` for a malformed sentiment field."""
+        return cls(packet.start_s, packet.end_s, packet.text, sentiment_from_fields(packet.fields), packet.fields)
+
 
 StreamEvent = Union[Result, Summary, Finished]
 """What :meth:`AsyncStreamingClient.receive` returns: a result, a stream's summary (``%S``,
@@ -266,7 +294,9 @@ class AsyncStreamingClient:
             self._fail(ConnectionClosedError(f"connection lost: {exc}"))
 
     def _dispatch(self, packet: Any) -> None:
-        if isinstance(packet, (Result, Summary, Finished)):
+        if isinstance(packet, ResultPacket):
+            self._events.put_nowait(Result.from_packet(packet))
+        elif isinstance(packet, (Summary, Finished)):
             self._events.put_nowait(packet)
         elif isinstance(packet, OptionsAccepted):
             if self._options:

@@ -58,6 +58,8 @@ class StreamAudioReceived:
 
 @dataclass(frozen=True)
 class StreamClosed:
+    """The stream's audio ended (its last results may still follow: they are published when transcribed)."""
+
     session: SessionInfo
     stream_index: int
 

@@ -19,10 +19,13 @@ Client to server: ``%u`` user id, ``%b`` begin, ``%s`` PCM s16le 16 kHz mono, ``
 Extensions (a client that never sends ``%o`` sees none of them unless the operator turns
 sentiment on server-wide): ``%o`` options ``key=value;...`` (client -> server, see
 :mod:`~whisper_streaming.core.options`), answered by ``%O`` with the accepted options;
-``%R`` may end with ``"\t"`` + a sentiment field (``sentiment=negative score=0.912`` or
-``sentiment=unsupported language=ko``), which the text can never contain (result text is
-sanitized: tabs, newlines and other control characters become spaces); ``%S`` a stream
-summary, sent right before ``%F`` (see :mod:`~whisper_streaming.analyzers.sentiment_stats`).
+``%R`` may end with ``"\t"`` + optional fields, space-separated ASCII ``key=value`` tokens
+(:attr:`Result.fields`; today the sentiment: ``sentiment=negative score=0.912`` or
+``sentiment=unsupported language=ko``, see :mod:`~whisper_streaming.wire.result_fields`), which
+the text can never contain (result text is sanitized: tabs, newlines and other control
+characters become spaces); ``%S`` a stream summary, sent right before ``%F``.  The codec does
+not know what a field means: the wire adapter renders annotations into fields, and readers
+interpret the keys they know and ignore the others.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from typing import Union
 from whisper_streaming.core.text import is_control, sanitize_text
 from whisper_streaming.errors import HandshakeError, RemoteProtocolError, UsageError
 from whisper_streaming.core.options import OptionPairs, format_pairs, parse_pairs
-from whisper_streaming.analyzers.sentiment import LABELS, UNSUPPORTED, Sentiment
 
 __all__ = [
     "MAGIC",
@@ -62,7 +64,8 @@ __all__ = [
     "PacketDecoder",
     "encode_packet",
     "format_result_text",
-    "format_sentiment",
+    "ResultFields",
+    "format_fields",
     "sanitize_text",
 ]
 
@@ -142,18 +145,26 @@ class Welcome:
     message: str = "Welcome!"
 
 
+ResultFields = tuple[tuple[str, str], ...]
+"""Optional ``%R`` fields in order: ``(key, value)``; key ``[a-z][a-z0-9_]*``, value printable ASCII without spaces."""
+
+_FIELD_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+_FIELD_VALUE = re.compile(r"[!-~]*\Z")
+
+
 @dataclass(frozen=True)
 class Result:
     """``%R``: a final hypothesis for one utterance.
 
     ``start_s``/``end_s`` are seconds since the stream's ``%b`` (sent with one decimal).
-    ``sentiment``: sent as an optional field after a tab (score with 3 decimals); None: plain.
+    ``fields``: sent after a tab as ``key=value`` tokens (:data:`ResultFields`); empty: the
+    original bytes.
     """
 
     start_s: float
     end_s: float
     text: str
-    sentiment: Sentiment | None = None
+    fields: ResultFields = ()
 
 
 @dataclass(frozen=True)
@@ -220,12 +231,16 @@ def format_result_text(start_s: float, end_s: float, text: str) -> str:
     return f"{start_s:.1f} {end_s:.1f} : {text}"
 
 
-def format_sentiment(sentiment: Sentiment) -> str:
-    """The optional ``%R`` field, without its leading tab: ``sentiment=positive score=0.912``
-    or ``sentiment=unsupported language=ko``."""
-    if sentiment.label == UNSUPPORTED:
-        return f"sentiment={UNSUPPORTED} language={sentiment.language}"
-    return f"sentiment={sentiment.label} score={sentiment.score:.3f}"
+def format_fields(fields: ResultFields) -> str:
+    """The ``%R`` field text, without its leading tab: ``key=value`` tokens joined by spaces.
+
+    Raises:
+        UsageError: a key or value breaking :data:`ResultFields`' rules.
+    """
+    for key, value in fields:
+        if not _FIELD_KEY.match(key) or not _FIELD_VALUE.match(value) or "=" in value:
+            raise UsageError(f"bad result field {key!r}={value!r}")
+    return " ".join(f"{key}={value}" for key, value in fields)
 
 
 def _ascii(text: str) -> bytes:
@@ -252,7 +267,7 @@ def encode_packet(packet: Packet) -> bytes:
         data = packet.user_id.encode("utf-8")
     elif isinstance(packet, Result):
         data = format_result_text(packet.start_s, packet.end_s, sanitize_text(packet.text)).encode("utf-8")
-        tail = b"" if packet.sentiment is None else b"\t" + format_sentiment(packet.sentiment).encode("ascii", "replace")
+        tail = b"\t" + format_fields(packet.fields).encode("ascii") if packet.fields else b""
         if len(data) + len(tail) > MAX_DATA_BYTES:
             data = data[: MAX_DATA_BYTES - len(tail)].decode("utf-8", "ignore").encode("utf-8")
         data += tail
@@ -456,25 +471,20 @@ def _parse_result(text: str) -> Result:
     parts = times.split(" ")
     if not sep or len(parts) != 2:
         raise RemoteProtocolError("BAD_RESULT", "result is not 'start end : text'")
-    sentiment = None
+    fields: ResultFields = ()
     head, tab, tail = body.rpartition("\t")
-    if tab and tail.startswith("sentiment="):
-        body, sentiment = head, _parse_sentiment(tail)
+    if tab and (parsed := _parse_fields(tail)) is not None:
+        body, fields = head, parsed
     try:
-        return Result(float(parts[0]), float(parts[1]), body, sentiment)
+        return Result(float(parts[0]), float(parts[1]), body, fields)
     except ValueError:
         raise RemoteProtocolError("BAD_RESULT", "result times are not numbers") from None
 
 
-def _parse_sentiment(field: str) -> Sentiment:
-    """``sentiment=<label> score=<x>`` / ``sentiment=unsupported language=<code>``; other keys are ignored."""
-    values = dict(token.partition("=")[::2] for token in field.split(" ") if token)
-    label = values.get("sentiment", "")
-    try:
-        if label == UNSUPPORTED:
-            return Sentiment(UNSUPPORTED, None, values["language"])
-        if label in LABELS:
-            return Sentiment(label, float(values["score"]))
-    except (KeyError, ValueError, UsageError):
-        pass
-    raise RemoteProtocolError("BAD_RESULT", f"bad sentiment field {field[:60]!r}")
+def _parse_fields(tail: str) -> ResultFields | None:
+    """``key=value`` tokens after the tab; None when the tail is not fields (an old server's text with a tab)."""
+    tokens = [t for t in tail.split(" ") if t]
+    pairs = [t.partition("=") for t in tokens]
+    if not tokens or any(not sep or not _FIELD_KEY.match(key) or not _FIELD_VALUE.match(value) for key, sep, value in pairs):
+        return None
+    return tuple((key, value) for key, _, value in pairs)

@@ -68,11 +68,12 @@ from whisper_streaming.wire.protocol import (
     UserId,
     Welcome,
 )
+from whisper_streaming.wire.result_fields import SENTIMENT_KEY, sentiment_fields
 
 __all__ = ["SENTIMENT", "command_for", "TcpRenderer", "Send", "TcpSession"]
 
-SENTIMENT = "sentiment"
-"""The analysis whose annotation ``%R`` carries as its optional field (and ``%S`` summarizes)."""
+SENTIMENT = SENTIMENT_KEY
+"""The analysis whose annotation ``%R`` carries as its optional fields (and ``%S`` summarizes)."""
 
 
 def command_for(packet: Packet) -> Command:
@@ -109,7 +110,7 @@ class TcpRenderer:
                 self._tally.add(sentiment)
             else:
                 sentiment = None
-            return [Result(output.start_s, output.end_s, output.text, sentiment)]
+            return [Result(output.start_s, output.end_s, output.text, sentiment_fields(sentiment) if sentiment is not None else ())]
         if isinstance(output, StreamFinished):
             tally, self._tally = self._tally, SentimentTally()
             if SENTIMENT in output.analyses:  # every result of the stream was counted

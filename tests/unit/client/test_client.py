@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from whisper_streaming.client import Result as ClientResult
 from whisper_streaming.client.audio_files import load_pcm16
 from whisper_streaming.client.streaming import AsyncStreamingClient, StreamingClient
 from whisper_streaming.errors import ConnectionClosedError, ServerError, UsageError
@@ -131,7 +132,7 @@ def test_async_client_session(fake: Callable[[Script], FakeServer]) -> None:
 
     welcome, first, results, status = asyncio.run(run())
     assert welcome == "hi alice"
-    assert first == [Result(1.0, 2.0, "second 1")]
+    assert first == [ClientResult(1.0, 2.0, "second 1")]
     assert [r.text for r in results] == ["second 2", "last words"]
     assert status == "engine 0: idle"
     audio = [p for p in server.received if isinstance(p, Audio)]
@@ -144,7 +145,7 @@ def test_sync_client(fake: Callable[[Script], FakeServer]) -> None:
     with StreamingClient("127.0.0.1", server.port, user_id="bob") as client:
         client.begin()
         client.send_audio(b"\x01\x00" * 16000)
-        assert client.finish() == [Result(1.0, 2.0, "second 1"), Result(9.0, 9.5, "last words")]
+        assert client.finish() == [ClientResult(1.0, 2.0, "second 1"), ClientResult(9.0, 9.5, "last words")]
         client.begin()  # a second stream on the same connection
         assert [r.text for r in client.finish()] == ["last words"]
         assert client.status() == "engine 0: idle"
@@ -230,6 +231,7 @@ def test_load_pcm16_resamples_and_mixes(tmp_path: Path) -> None:
 from whisper_streaming.core.options import StreamOptions, negotiate  # noqa: E402
 from whisper_streaming.wire.protocol import Options, OptionsAccepted, Summary  # noqa: E402
 from whisper_streaming.analyzers.sentiment import Sentiment  # noqa: E402
+from whisper_streaming.wire.result_fields import sentiment_fields  # noqa: E402
 
 SUMMARY = "results: 2\npositive: 1 (50.0%)\nnegative: 1 (50.0%)\nneutral: 0 (0.0%)\nunsupported: 0\nmean score: 0.800"
 
@@ -240,7 +242,7 @@ def sentiment_script(packet: object, received: list) -> list | None:
     if isinstance(packet, Options):
         return [OptionsAccepted(negotiate(StreamOptions(), packet.pairs)[1])]
     if isinstance(packet, Finish) and on:
-        return [Result(0.5, 1.0, "love it", Sentiment("positive", 0.9)), Result(1.5, 2.0, "hate it", Sentiment("negative", 0.7)), Summary(SUMMARY), Finished()]
+        return [Result(0.5, 1.0, "love it", sentiment_fields(Sentiment("positive", 0.9))), Result(1.5, 2.0, "hate it", sentiment_fields(Sentiment("negative", 0.7))), Summary(SUMMARY), Finished()]
     return echo_script(packet, received)
 
 

@@ -40,6 +40,7 @@ from whisper_streaming.pipeline.session import (
     Transcribe,
 )
 from whisper_streaming.pipeline.vad import EndReason, Utterance, VadOptions, VadSegmenter
+from whisper_streaming.wire.result_fields import sentiment_fields
 from whisper_streaming.wire.tcp_session import Send, TcpSession
 
 RATE = 16000
@@ -724,8 +725,8 @@ def test_opted_in_stream_gets_fields_and_summary_right_before_finished() -> None
     actions = h.session.transcription_done(t0.ticket, "love", {"sentiment": POS}, "en")
     summary = "results: 2\npositive: 1 (50.0%)\nnegative: 1 (50.0%)\nneutral: 0 (0.0%)\nunsupported: 0\nmean score: 0.625"
     assert actions == [
-        Send(Result(0.5, 1.0, "love", POS)),
-        Send(Result(2.5, 3.0, "hate", NEG)),
+        Send(Result(0.5, 1.0, "love", sentiment_fields(POS))),
+        Send(Result(2.5, 3.0, "hate", sentiment_fields(NEG))),
         Send(Summary(summary)),
         Send(Finished()),
     ]
@@ -750,7 +751,7 @@ def test_missing_sentiment_for_an_opted_in_result_sends_it_plain() -> None:
 def test_result_text_is_sanitized_before_it_is_sent() -> None:
     h = opted_in()
     (t,) = h.cut(utt(0.5, 1.0))
-    assert h.session.transcription_done(t.ticket, " a\tb\nc ", {"sentiment": POS}) == [Send(Result(0.5, 1.0, "a b c", POS))]
+    assert h.session.transcription_done(t.ticket, " a\tb\nc ", {"sentiment": POS}) == [Send(Result(0.5, 1.0, "a b c", sentiment_fields(POS)))]
 
 
 def test_options_apply_to_following_streams_even_when_pipelined() -> None:
@@ -764,7 +765,7 @@ def test_options_apply_to_following_streams_even_when_pipelined() -> None:
     assert h.session.transcription_done(t1.ticket, "two", {"sentiment": POS}) == []
     out = h.session.transcription_done(t0.ticket, "one", {"sentiment": POS})
     assert out == [
-        Send(Result(0.5, 1.0, "one", POS)),
+        Send(Result(0.5, 1.0, "one", sentiment_fields(POS))),
         Send(Summary("results: 1\npositive: 1 (100.0%)\nnegative: 0 (0.0%)\nneutral: 0 (0.0%)\nunsupported: 0\nmean score: 0.750")),
         Send(Finished()),
         Send(OptionsAccepted((("sentiment", "0"),))),
@@ -777,7 +778,7 @@ def test_server_wide_default_and_opt_out() -> None:
     h = Harness(SessionOptions(stream_defaults=StreamOptions(sentiment=True))).streaming()
     (t,) = h.cut(utt(0.5, 1.0))
     assert "sentiment" in t.analyses
-    assert h.session.transcription_done(t.ticket, "ok", {"sentiment": POS}) == [Send(Result(0.5, 1.0, "ok", POS))]
+    assert h.session.transcription_done(t.ticket, "ok", {"sentiment": POS}) == [Send(Result(0.5, 1.0, "ok", sentiment_fields(POS)))]
     assert [type(a.packet).__name__ for a in h.rx(Finish())[1:]] == ["Summary", "Finished"]
     assert h.rx(Options((("sentiment", "0"),))) == [Send(OptionsAccepted((("sentiment", "0"),)))]
     assert h.rx(Begin()) == [StreamStarted(1, "alice")]

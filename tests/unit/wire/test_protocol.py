@@ -28,6 +28,7 @@ from whisper_streaming.wire.protocol import (
     sanitize_text,
 )
 from whisper_streaming.analyzers.sentiment import Sentiment
+from whisper_streaming.wire.result_fields import sentiment_fields, sentiment_from_fields
 
 CLIENT_PACKETS = [UserId("alice"), Begin(), Audio(b"\x01\x00" * 480), Audio(b""), Finish(), StatusRequest()]
 SERVER_PACKETS = [Welcome("Welcome!"), Result(1.2, 3.4, "안녕하세요 : world"), Error("TIMEOUT"), Finished(), Status("engine 0: idle")]
@@ -272,8 +273,8 @@ def test_server_only_extension_headers_rejected_from_client() -> None:
 
 
 def test_result_with_sentiment_wire_format() -> None:
-    assert encode_packet(Result(1.25, 3.4, "I hate it", Sentiment("negative", 0.91234))) == b"%R0032" + b"1.2 3.4 : I hate it\tsentiment=negative score=0.912"
-    assert encode_packet(Result(0, 2, "안녕", Sentiment("unsupported", None, "ko"))) == (
+    assert encode_packet(Result(1.25, 3.4, "I hate it", sentiment_fields(Sentiment("negative", 0.91234)))) == b"%R0032" + b"1.2 3.4 : I hate it\tsentiment=negative score=0.912"
+    assert encode_packet(Result(0, 2, "안녕", sentiment_fields(Sentiment("unsupported", None, "ko")))) == (
         b"%R" + b"%04X" % len("0.0 2.0 : 안녕\tsentiment=unsupported language=ko".encode()) + "0.0 2.0 : 안녕\tsentiment=unsupported language=ko".encode()
     )
     assert encode_packet(Result(1.25, 3.4, "hi")) == b"%R000C1.2 3.4 : hi"  # no sentiment: the original bytes
@@ -282,10 +283,10 @@ def test_result_with_sentiment_wire_format() -> None:
 @pytest.mark.parametrize(
     "result",
     [
-        Result(1.0, 2.0, "good", Sentiment("positive", 0.5)),
-        Result(1.0, 2.0, "meh : x", Sentiment("neutral", 1.0)),
-        Result(1.0, 2.0, "bad", Sentiment("negative", 0.0)),
-        Result(1.0, 2.0, "네", Sentiment("unsupported", None, "ko")),
+        Result(1.0, 2.0, "good", sentiment_fields(Sentiment("positive", 0.5))),
+        Result(1.0, 2.0, "meh : x", sentiment_fields(Sentiment("neutral", 1.0))),
+        Result(1.0, 2.0, "bad", sentiment_fields(Sentiment("negative", 0.0))),
+        Result(1.0, 2.0, "네", sentiment_fields(Sentiment("unsupported", None, "ko"))),
         Result(1.0, 2.0, "sentiment=positive score=1.000"),  # text that looks like the field, without a tab
         Result(1.0, 2.0, ""),
     ],
@@ -302,7 +303,7 @@ def test_result_text_is_sanitized_so_the_field_cannot_be_forged() -> None:
     dec.receive_data(encode_packet(forged))
     got = dec.next_packet()
     assert got == Result(0.0, 1.0, "ok sentiment=positive score=1.000 line two ")
-    assert got.sentiment is None
+    assert got.fields == () and sentiment_from_fields(got.fields) is None
     assert sanitize_text("a\u2028b\x85c\u00e9") == "a b c\u00e9"
 
 
@@ -314,8 +315,10 @@ def test_bad_sentiment_field_is_bad_result(field: str) -> None:
     data = f"0.0 1.0 : text\t{field}".encode()
     dec = PacketDecoder(Role.CLIENT)
     dec.receive_data(b"%%R%04X" % len(data) + data)
+    got = dec.next_packet()  # the codec carries the fields; their reader judges them
+    assert got.text == "text" and got.fields[0][0] == "sentiment"  # type: ignore[union-attr]
     with pytest.raises(RemoteProtocolError) as exc:
-        dec.next_packet()
+        sentiment_from_fields(got.fields)  # type: ignore[union-attr]
     assert exc.value.reason == "BAD_RESULT"
 
 
@@ -323,7 +326,9 @@ def test_sentiment_field_ignores_unknown_keys_and_a_plain_tab_stays_text() -> No
     data = "0.0 1.0 : text\tsentiment=positive score=0.800 model=x".encode()
     dec = PacketDecoder(Role.CLIENT)
     dec.receive_data(b"%%R%04X" % len(data) + data + encode_packet(Status("x")))
-    assert dec.next_packet() == Result(0.0, 1.0, "text", Sentiment("positive", 0.8))
+    got = dec.next_packet()
+    assert got == Result(0.0, 1.0, "text", (("sentiment", "positive"), ("score", "0.800"), ("model", "x")))
+    assert sentiment_from_fields(got.fields) == Sentiment("positive", 0.8)  # type: ignore[union-attr]
     legacy = "0.0 1.0 : a\tb".encode()  # an old server's text with a tab: no field, kept as text
     dec = PacketDecoder(Role.CLIENT)
     dec.receive_data(b"%%R%04X" % len(legacy) + legacy)
@@ -331,19 +336,34 @@ def test_sentiment_field_ignores_unknown_keys_and_a_plain_tab_stays_text() -> No
 
 
 def test_long_result_with_sentiment_keeps_the_field() -> None:
-    data = encode_packet(Result(0, 1, "가" * 30000, Sentiment("positive", 0.75)))
+    data = encode_packet(Result(0, 1, "가" * 30000, sentiment_fields(Sentiment("positive", 0.75))))
     assert int(data[2:6], 16) == len(data) - 6 <= 0xFFFF
     dec = PacketDecoder(Role.CLIENT)
     dec.receive_data(data)
     got = dec.next_packet()
-    assert set(got.text) == {"가"} and got.sentiment == Sentiment("positive", 0.75)  # type: ignore[union-attr]
+    assert set(got.text) == {"가"} and sentiment_from_fields(got.fields) == Sentiment("positive", 0.75)  # type: ignore[union-attr]
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=60), st.sampled_from(["positive", "negative", "neutral"]), st.floats(min_value=0, max_value=1))
 def test_property_any_text_with_sentiment_round_trips(text: str, label: str, score: float) -> None:
     dec = PacketDecoder(Role.CLIENT)
-    dec.receive_data(encode_packet(Result(0.5, 1.5, text, Sentiment(label, score))))
+    dec.receive_data(encode_packet(Result(0.5, 1.5, text, sentiment_fields(Sentiment(label, score)))))
     got = dec.next_packet()
     assert got.text == sanitize_text(text)  # type: ignore[union-attr]
-    assert got.sentiment.label == label and abs(got.sentiment.score - score) <= 0.00051  # type: ignore[union-attr]
+    sentiment = sentiment_from_fields(got.fields)  # type: ignore[union-attr]
+    assert sentiment.label == label and abs(sentiment.score - score) <= 0.00051  # type: ignore[union-attr]
+
+
+def test_result_fields_are_opaque_key_value_pairs() -> None:
+    result = Result(0.0, 1.0, "x", (("speaker", "alice"), ("confidence", "0.91")))
+    assert encode_packet(result) == b"%R0029" + b"0.0 1.0 : x\tspeaker=alice confidence=0.91"
+    dec = PacketDecoder(Role.CLIENT)
+    dec.receive_data(encode_packet(result))
+    assert dec.next_packet() == result
+
+
+@pytest.mark.parametrize("fields", [(("Bad", "1"),), (("k", "a b"),), (("k", "a=b"),), (("", "x"),), (("k", "é"),)])
+def test_bad_result_fields_are_refused_when_encoding(fields) -> None:
+    with pytest.raises(UsageError):
+        encode_packet(Result(0.0, 1.0, "x", fields))
