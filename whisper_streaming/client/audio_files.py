@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from whisper_streaming.core.audio_format import DEFAULT_SAMPLE_RATE_HZ
 from whisper_streaming.errors import UsageError
 
 __all__ = ["RAW_SUFFIXES", "load_pcm16"]
@@ -19,7 +20,7 @@ __all__ = ["RAW_SUFFIXES", "load_pcm16"]
 RAW_SUFFIXES = (".pcm", ".raw", ".s16")
 
 
-def load_pcm16(path: str | os.PathLike[str], *, sample_rate_hz: int = 16000) -> np.ndarray:
+def load_pcm16(path: str | os.PathLike[str], *, sample_rate_hz: int = DEFAULT_SAMPLE_RATE_HZ) -> np.ndarray:
     """Read ``path`` as int16 mono samples at ``sample_rate_hz``; shape ``(n,)``.
 
     Raises:

@@ -44,13 +44,13 @@ PACKET_SAMPLES = 480
 PACKET_MS = 30
 
 
-def load_for_stream(path: str, *, sample_rate: int = 16000, encoding: str = "pcm_s16le") -> bytes:
+def load_for_stream(path: str, *, sample_rate: int = audio_format.DEFAULT_SAMPLE_RATE_HZ, encoding: str = "pcm_s16le") -> bytes:
     """Read ``path`` (raw s16le 16 kHz, or WAV/FLAC...) as wire bytes at ``sample_rate`` in ``encoding``."""
     from pathlib import Path
 
     samples = load_pcm16(path, sample_rate_hz=sample_rate)
     if Path(path).suffix.lower() in RAW_SUFFIXES:  # raw files are 16 kHz
-        samples = audio_format.resample(samples, 16000, sample_rate)
+        samples = audio_format.resample(samples, audio_format.DEFAULT_SAMPLE_RATE_HZ, sample_rate)
     return audio_format.encode(samples, encoding)
 
 
@@ -64,7 +64,7 @@ def format_result_line(result: Result) -> str:
 
 
 async def stream_file(client: AsyncStreamingClient, pcm: bytes, *, speed: float, packet_samples: int | None = None, out=None,  # type: ignore[no-untyped-def]
-                      sample_rate: int = 16000, encoding: str = "pcm_s16le") -> list[Result]:
+                      sample_rate: int = audio_format.DEFAULT_SAMPLE_RATE_HZ, encoding: str = "pcm_s16le") -> list[Result]:
     """Send ``pcm`` (wire bytes at ``sample_rate`` in ``encoding``, as negotiated) paced at
     ``speed`` x real time (0 = unpaced) in packets of ``packet_samples`` (default 30 ms),
     printing results as they come (and the stream's summary, if the server sends one).
@@ -120,7 +120,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--speed", type=float, default=1.0, help="pace as a multiple of real time; 0 = as fast as possible (default: 1)")
     p.add_argument("--status", action="store_true", help="send %%c, print the %%C status and exit")
     p.add_argument("--sentiment", action="store_true", help="ask for the sentiment of each result and a summary at the end (%%o sentiment=1)")
-    p.add_argument("--rate", type=int, choices=audio_format.SAMPLE_RATES_HZ, default=16000,
+    p.add_argument("--rate", type=int, choices=audio_format.SAMPLE_RATES_HZ, default=audio_format.DEFAULT_SAMPLE_RATE_HZ,
                    help="send the audio at this sample rate (%%o sample_rate; default: 16000)")
     p.add_argument("--encoding", choices=audio_format.ENCODINGS, default="pcm_s16le",
                    help="send the audio in this encoding (%%o encoding; default: pcm_s16le)")
@@ -167,7 +167,7 @@ def _wanted_options(args: argparse.Namespace) -> dict[str, object]:
     wanted: dict[str, object] = {}
     if args.sentiment:
         wanted["sentiment"] = True
-    if (args.rate, args.encoding) != (16000, "pcm_s16le"):
+    if (args.rate, args.encoding) != (audio_format.DEFAULT_SAMPLE_RATE_HZ, audio_format.DEFAULT_ENCODING):
         wanted.update(sample_rate=args.rate, encoding=args.encoding)
     if args.language is not None:
         wanted["language"] = args.language

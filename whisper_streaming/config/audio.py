@@ -6,12 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, StrictInt, ValidationInfo, field_validator
 
+from whisper_streaming.core.audio_format import DEFAULT_SAMPLE_RATE_HZ
 from whisper_streaming.config.fields import STRICT_MODEL_CONFIG
 
 __all__ = ["AudioConfig", "PROTOCOL_SAMPLE_RATE_HZ"]
 
 #: The wire protocol carries 16 kHz, 16-bit, mono PCM; nothing else is supported.
-PROTOCOL_SAMPLE_RATE_HZ = 16000
+PROTOCOL_SAMPLE_RATE_HZ = DEFAULT_SAMPLE_RATE_HZ
 
 
 class AudioConfig(BaseModel):

@@ -18,10 +18,14 @@ from whisper_streaming.core import g711
 __all__ = ["ENCODINGS", "SAMPLE_RATES_HZ", "ASR_SAMPLE_RATE_HZ", "DEFAULT_ENCODING", "DEFAULT_SAMPLE_RATE_HZ", "decode", "encode", "resample"]
 
 ENCODINGS = (g711.PCM_S16LE, g711.MULAW, g711.ALAW)
-SAMPLE_RATES_HZ = (8000, 16000)
 ASR_SAMPLE_RATE_HZ = 16000
+"""Whisper's input rate (openai/whisper ``audio.py`` ``SAMPLE_RATE``): every utterance is resampled to it.
+The one place the package defines 16 kHz; every other default refers to this."""
+SAMPLE_RATES_HZ = (8000, ASR_SAMPLE_RATE_HZ)
+"""The rates a stream's audio may come at (``%o sample_rate``)."""
 DEFAULT_ENCODING = g711.PCM_S16LE
-DEFAULT_SAMPLE_RATE_HZ = 16000
+DEFAULT_SAMPLE_RATE_HZ = ASR_SAMPLE_RATE_HZ
+"""The V1.0 protocol's PCM rate: a stream that negotiates nothing."""
 
 
 def decode(data: bytes, encoding: str) -> npt.NDArray[np.int16]:

@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from whisper_streaming.errors import RemoteProtocolError
+from whisper_streaming.core.audio_format import DEFAULT_SAMPLE_RATE_HZ, SAMPLE_RATES_HZ
+from whisper_streaming.errors import ErrorReason, RemoteProtocolError
 
 __all__ = [
     "StreamOptions",
@@ -73,7 +74,7 @@ class StreamOptions:
     """
 
     sentiment: bool = False
-    sample_rate: int = 16000
+    sample_rate: int = DEFAULT_SAMPLE_RATE_HZ
     encoding: str = "pcm_s16le"
     language: str | None = None
 
@@ -93,7 +94,7 @@ def _format_bool(value: Any) -> str:
     return "1" if value else "0"
 
 
-_SAMPLE_RATES = (8000, 16000)
+_SAMPLE_RATES = SAMPLE_RATES_HZ
 _ENCODINGS = ("pcm_s16le", "mulaw", "alaw")
 
 
@@ -176,7 +177,7 @@ OPTIONS: dict[str, OptionSpec] = {
 
 
 def _bad(detail: str) -> RemoteProtocolError:
-    return RemoteProtocolError("BAD_OPTION", detail)
+    return RemoteProtocolError(ErrorReason.BAD_OPTION, detail)
 
 
 def parse_pairs(text: str) -> OptionPairs:

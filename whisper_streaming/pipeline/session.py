@@ -182,7 +182,7 @@ class StreamStarted:
 
     stream_index: int
     user_id: str
-    sample_rate_hz: int = 16000
+    sample_rate_hz: int = audio_format.DEFAULT_SAMPLE_RATE_HZ
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from whisper_streaming.core.audio_format import DEFAULT_SAMPLE_RATE_HZ
 from whisper_streaming.errors import UsageError
 
 __all__ = ["VadOptions", "EndReason", "Utterance", "VadSegmenter"]
@@ -147,7 +148,7 @@ class VadOptions:
     """
 
     mode: int = 1
-    sample_rate_hz: int = 16000
+    sample_rate_hz: int = DEFAULT_SAMPLE_RATE_HZ
     frame_ms: int = 30
     silence_frames: int = 16
     max_speech_s: float = 10.0

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from whisper_streaming.core.audio_format import DEFAULT_SAMPLE_RATE_HZ
 from whisper_streaming.errors import UsageError
 from whisper_streaming.sinks.base import SessionClosed, SinkEvent, StreamAudioReceived, StreamClosed, StreamOpened
 
@@ -155,7 +156,7 @@ class PcmStreamWriter:
 class PcmRecorder:
     """Creates one :class:`PcmStreamWriter` per stream inside ``directory``."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, sample_rate_hz: int = 16000) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, sample_rate_hz: int = DEFAULT_SAMPLE_RATE_HZ) -> None:
         """Create the recorder, creating ``directory`` (and parents) if missing.
 
         Raises:

@@ -63,7 +63,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Final, Iterator, NoReturn, Union
 
-from whisper_streaming.errors import RemoteProtocolError, UsageError
+from whisper_streaming.errors import ErrorReason, RemoteProtocolError, UsageError
 
 __all__ = [
     "HEADER_BYTES",
@@ -363,7 +363,7 @@ class AudioSocketDecoder:
         if not data:
             return
         if self._hung_up:
-            self._fail("DATA_AFTER_HANGUP", f"{len(data)} bytes after the hangup frame")
+            self._fail(ErrorReason.DATA_AFTER_HANGUP, f"{len(data)} bytes after the hangup frame")
         self.bytes_received += len(data)
         self._buf += data
         self._check_header()
@@ -390,7 +390,7 @@ class AudioSocketDecoder:
             raise self._error
         if self._hung_up:
             if self.buffered_bytes:
-                self._fail("DATA_AFTER_HANGUP", f"{self.buffered_bytes} bytes after the hangup frame")
+                self._fail(ErrorReason.DATA_AFTER_HANGUP, f"{self.buffered_bytes} bytes after the hangup frame")
             return None
         if not self._check_header() or not self._frame_buffered():
             if self._eof and self.buffered_bytes:
@@ -415,7 +415,7 @@ class AudioSocketDecoder:
 
     # ------------------------------------------------------------------ internals
 
-    def _fail(self, reason: str, detail: str) -> NoReturn:
+    def _fail(self, reason: ErrorReason, detail: str) -> NoReturn:
         self._error = RemoteProtocolError(reason, detail)
         raise self._error
 
@@ -425,7 +425,7 @@ class AudioSocketDecoder:
             self._pos = 0
 
     def _truncated(self) -> NoReturn:
-        self._fail("TRUNCATED", f"connection closed inside a frame ({self.buffered_bytes} bytes pending)")
+        self._fail(ErrorReason.TRUNCATED, f"connection closed inside a frame ({self.buffered_bytes} bytes pending)")
 
     def _frame_buffered(self) -> bool:
         """True when the next frame is buffered whole."""
@@ -440,37 +440,37 @@ class AudioSocketDecoder:
             return False
         kind = self._buf[self._pos]
         if kind not in _KINDS:
-            self._fail("UNKNOWN_KIND", f"unknown AudioSocket kind 0x{kind:02x}")
+            self._fail(ErrorReason.UNKNOWN_KIND, f"unknown AudioSocket kind 0x{kind:02x}")
         if self._uuid is None and kind != Kind.UUID:
-            self._fail("UUID_NOT_FIRST", f"first frame is kind 0x{kind:02x}, not the UUID (0x01)")
+            self._fail(ErrorReason.UUID_NOT_FIRST, f"first frame is kind 0x{kind:02x}, not the UUID (0x01)")
         if self.buffered_bytes < HEADER_BYTES:
             return False
         length = (self._buf[self._pos + 1] << 8) | self._buf[self._pos + 2]
         if length > self.max_payload:
-            self._fail("FRAME_TOO_LARGE", f"kind 0x{kind:02x} announces {length} bytes, limit {self.max_payload}")
+            self._fail(ErrorReason.FRAME_TOO_LARGE, f"kind 0x{kind:02x} announces {length} bytes, limit {self.max_payload}")
         return True
 
     def _parse(self, kind: Kind, payload: bytes) -> Event:
         if kind == Kind.UUID:
             if self._uuid is not None:
-                self._fail("UUID_REPEATED", "a second UUID frame")
+                self._fail(ErrorReason.UUID_REPEATED, "a second UUID frame")
             if len(payload) != 16:
-                self._fail("BAD_UUID_LENGTH", f"UUID payload of {len(payload)} bytes, expected 16")
+                self._fail(ErrorReason.BAD_UUID_LENGTH, f"UUID payload of {len(payload)} bytes, expected 16")
             self._uuid = uuid.UUID(bytes=payload)
             return CallStarted(self._uuid)
         rate = AUDIO_KIND_RATES.get(kind)
         if rate is not None:
             if len(payload) % 2:
-                self._fail("ODD_PCM_LENGTH", f"PCM s16le needs an even byte count, got {len(payload)}")
+                self._fail(ErrorReason.ODD_PCM_LENGTH, f"PCM s16le needs an even byte count, got {len(payload)}")
             return AudioFrame(payload, rate)
         if kind == Kind.DTMF:
             digit = payload.decode("latin-1")
             if len(digit) != 1 or digit not in DTMF_DIGITS:
-                self._fail("BAD_DTMF", f"DTMF payload 0x{payload[:8].hex()} is not one digit of {DTMF_DIGITS}")
+                self._fail(ErrorReason.BAD_DTMF, f"DTMF payload 0x{payload[:8].hex()} is not one digit of {DTMF_DIGITS}")
             return Dtmf(digit)
         if kind == Kind.HANGUP:
             if payload:
-                self._fail("UNEXPECTED_DATA", f"hangup frame carries {len(payload)} bytes")
+                self._fail(ErrorReason.UNEXPECTED_DATA, f"hangup frame carries {len(payload)} bytes")
             self._hung_up = True
             return Hangup()
         # Kind.ERROR (every other kind was refused by _check_header)

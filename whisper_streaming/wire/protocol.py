@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from whisper_streaming.core.text import is_control, sanitize_text
-from whisper_streaming.errors import HandshakeError, RemoteProtocolError, UsageError
+from whisper_streaming.errors import ErrorReason, HandshakeError, RemoteProtocolError, UsageError
 from whisper_streaming.core.options import OptionPairs, format_pairs, parse_pairs
 
 __all__ = [
@@ -275,7 +275,7 @@ def encode_packet(packet: Packet) -> bytes:
         text = format_pairs(packet.pairs)
         try:
             if parse_pairs(text) != tuple(packet.pairs):
-                raise RemoteProtocolError("BAD_OPTION", "keys or values would not survive the round trip")
+                raise RemoteProtocolError(ErrorReason.BAD_OPTION, "keys or values would not survive the round trip")
         except RemoteProtocolError as exc:
             raise UsageError(f"bad options {packet.pairs!r}: {exc.detail}") from None
         data = text.encode("utf-8")
@@ -296,12 +296,12 @@ def encode_packet(packet: Packet) -> bytes:
 
 def _check_user_id(user_id: str, exc: type[Exception]) -> None:
     if not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
-        raise _make(exc, "BAD_USER_ID", f"user id must have 1-{MAX_USER_ID_CHARS} characters, got {len(user_id)}")
+        raise _make(exc, ErrorReason.BAD_USER_ID, f"user id must have 1-{MAX_USER_ID_CHARS} characters, got {len(user_id)}")
     if any(is_control(ch) for ch in user_id):
-        raise _make(exc, "BAD_USER_ID", "user id contains control characters")
+        raise _make(exc, ErrorReason.BAD_USER_ID, "user id contains control characters")
 
 
-def _make(exc: type[Exception], reason: str, detail: str) -> Exception:
+def _make(exc: type[Exception], reason: ErrorReason, detail: str) -> Exception:
     if issubclass(exc, RemoteProtocolError):
         return exc(reason, detail)
     return exc(f"{reason}: {detail}")
@@ -370,7 +370,7 @@ class PacketDecoder:
         """
         self._eof = True
         if self._error is None and self.buffered_bytes:
-            self._fail(RemoteProtocolError("TRUNCATED", f"connection closed inside a packet ({self.buffered_bytes} bytes pending)"))
+            self._fail(RemoteProtocolError(ErrorReason.TRUNCATED, f"connection closed inside a packet ({self.buffered_bytes} bytes pending)"))
             raise self._error  # type: ignore[misc]
 
     def next_packet(self) -> Packet | None:
@@ -385,10 +385,10 @@ class PacketDecoder:
             return None
         code = bytes(buf[pos : pos + 2])
         if code not in self._accepted:
-            self._fail(RemoteProtocolError("UNKNOWN_HEADER", f"unknown packet header 0x{code.hex()}"))
+            self._fail(RemoteProtocolError(ErrorReason.UNKNOWN_HEADER, f"unknown packet header 0x{code.hex()}"))
         length_field = bytes(buf[pos + 2 : pos + HEADER_BYTES])
         if not _HEX.match(length_field):
-            self._fail(RemoteProtocolError("BAD_LENGTH", f"length field 0x{length_field.hex()} is not 4 hex digits"))
+            self._fail(RemoteProtocolError(ErrorReason.BAD_LENGTH, f"length field 0x{length_field.hex()} is not 4 hex digits"))
         end = pos + HEADER_BYTES + int(length_field, 16)
         if len(buf) < end:
             self._compact()
@@ -432,13 +432,13 @@ class PacketDecoder:
             return Audio(data)  # the session checks the length against the stream's encoding
         if code in _EMPTY:
             if data:
-                raise RemoteProtocolError("UNEXPECTED_DATA", f"{code.decode()} carries no data, got {len(data)} bytes")
+                raise RemoteProtocolError(ErrorReason.UNEXPECTED_DATA, f"{code.decode()} carries no data, got {len(data)} bytes")
             return _EMPTY[code]
         if code == b"%u":
             try:
                 user_id = data.decode("utf-8")
             except UnicodeDecodeError:
-                raise RemoteProtocolError("BAD_USER_ID", "user id is not valid UTF-8") from None
+                raise RemoteProtocolError(ErrorReason.BAD_USER_ID, "user id is not valid UTF-8") from None
             _check_user_id(user_id, RemoteProtocolError)
             return UserId(user_id)
         if code == b"%E":
@@ -447,7 +447,7 @@ class PacketDecoder:
             try:
                 pairs = parse_pairs(data.decode("utf-8"))
             except UnicodeDecodeError:
-                raise RemoteProtocolError("BAD_OPTION", "options are not valid UTF-8") from None
+                raise RemoteProtocolError(ErrorReason.BAD_OPTION, "options are not valid UTF-8") from None
             return Options(pairs) if code == b"%o" else OptionsAccepted(pairs)
         text = self._text(code, data)
         if code == b"%L":
@@ -463,14 +463,14 @@ class PacketDecoder:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
-            raise RemoteProtocolError("BAD_TEXT", f"{code.decode()} data is not valid UTF-8") from None
+            raise RemoteProtocolError(ErrorReason.BAD_TEXT, f"{code.decode()} data is not valid UTF-8") from None
 
 
 def _parse_result(text: str) -> Result:
     times, sep, body = text.partition(" : ")
     parts = times.split(" ")
     if not sep or len(parts) != 2:
-        raise RemoteProtocolError("BAD_RESULT", "result is not 'start end : text'")
+        raise RemoteProtocolError(ErrorReason.BAD_RESULT, "result is not 'start end : text'")
     fields: ResultFields = ()
     head, tab, tail = body.rpartition("\t")
     if tab and (parsed := _parse_fields(tail)) is not None:
@@ -478,7 +478,7 @@ def _parse_result(text: str) -> Result:
     try:
         return Result(float(parts[0]), float(parts[1]), body, fields)
     except ValueError:
-        raise RemoteProtocolError("BAD_RESULT", "result times are not numbers") from None
+        raise RemoteProtocolError(ErrorReason.BAD_RESULT, "result times are not numbers") from None
 
 
 def _parse_fields(tail: str) -> ResultFields | None:
