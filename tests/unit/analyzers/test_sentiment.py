@@ -186,3 +186,30 @@ def test_transformers_engine_refuses_unmappable_labels_and_missing_models(tmp_pa
 
 def test_default_model_name() -> None:
     assert SentimentOptions().model == DEFAULT_HF_MODEL == "distilbert-base-uncased-finetuned-sst-2-english"
+
+
+# ---------------------------------------------------------------------------- the Analyzer interface
+
+def test_sentiment_runs_behind_the_analyzer_interface() -> None:
+    import numpy as np
+
+    from whisper_streaming.analyzers.base import Analyzer, build_analyzers
+    from whisper_streaming.analyzers.sentiment_registry import SENTIMENT, sentiment_analyzer_spec
+    from whisper_streaming.core.transcript import Transcript
+
+    analyzers = build_analyzers([sentiment_analyzer_spec(SentimentOptions())])
+    analyzer = analyzers[SENTIMENT]
+    assert isinstance(analyzer, Analyzer)
+    audio = np.zeros(1600, dtype=np.float32)
+    happy = analyzer.analyze(audio, Transcript("I love this, it is wonderful", "en", 1.0, (), 0.1))
+    assert happy.label == "positive"
+    assert analyzer.analyze(audio, Transcript("네 좋아요", "ko", 1.0, (), 0.1)) == Sentiment("unsupported", None, "ko")
+    assert analyzer.analyze(audio, Transcript("  ", "en", 1.0, (), 0.1)) is None  # no text, no annotation
+
+
+def test_two_analyzers_with_one_name_are_refused() -> None:
+    from whisper_streaming.analyzers.base import build_analyzers
+    from whisper_streaming.analyzers.sentiment_registry import sentiment_analyzer_spec
+
+    with pytest.raises(UsageError, match="two analyzers"):
+        build_analyzers([sentiment_analyzer_spec(SentimentOptions()), sentiment_analyzer_spec(SentimentOptions())])

@@ -465,3 +465,24 @@ def test_a_looping_decode_cannot_hold_a_worker_past_its_budget(tmp_path):
         assert normal.transcript.text == text_for(7) and pool.status().guards.loops == 1
 
     run_pool(tmp_path, body, workers=1)
+
+
+def test_a_failing_analyzer_leaves_the_transcript_and_the_other_annotations() -> None:
+    from whisper_streaming.backends.worker import run_analyses
+
+    class Good:
+        name = "good"
+
+        def analyze(self, audio, transcript):
+            return f"ok {transcript.text}"
+
+    class Bad:
+        name = "bad"
+
+        def analyze(self, audio, transcript):
+            raise RuntimeError("boom")
+
+    t = Transcript("hi", "en", 1.0, (), 0.1)
+    annotations, seconds = run_analyses({"bad": Bad(), "good": Good()}, frozenset({"bad", "good"}), None, t)
+    assert annotations == {"good": "ok hi"} and seconds >= 0
+    assert run_analyses({"good": Good()}, frozenset(), None, t) == ({}, 0.0)  # not asked: not run
