@@ -30,6 +30,7 @@ from typing import Protocol, runtime_checkable
 from whisper_streaming.errors import SentimentError, UsageError
 
 __all__ = [
+    "SENTIMENT",
     "POSITIVE",
     "NEGATIVE",
     "NEUTRAL",
@@ -44,6 +45,8 @@ __all__ = [
     "analyze",
 ]
 
+SENTIMENT = "sentiment"
+"""The analysis name: what a stream asks for (``StreamOptions.analyses``), the key of its annotation."""
 POSITIVE, NEGATIVE, NEUTRAL = "positive", "negative", "neutral"
 LABELS = (POSITIVE, NEGATIVE, NEUTRAL)
 """The labels an engine gives, in the order the summary lists them."""

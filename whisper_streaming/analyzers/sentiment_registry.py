@@ -13,15 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from whisper_streaming.analyzers.base import AnalyzerSpec
-from whisper_streaming.analyzers.sentiment import Sentiment, SentimentEngine, SentimentOptions, VaderEngine, analyze
+from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment, SentimentEngine, SentimentOptions, VaderEngine, analyze
 from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.errors import UsageError
 
 __all__ = ["SENTIMENT", "SENTIMENT_ENGINES", "create_sentiment_engine", "SentimentAnalyzer", "sentiment_analyzer_spec"]
-
-SENTIMENT = "sentiment"
-"""The analysis name (what a stream asks for, the key of its annotation)."""
-
 
 def _transformers_engine(options: SentimentOptions) -> SentimentEngine:
     """Build :class:`~whisper_streaming.analyzers.sentiment_hf.TransformersEngine` (imports transformers lazily)."""

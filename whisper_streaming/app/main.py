@@ -50,13 +50,13 @@ async def run_server(config: ServerConfig) -> None:
     except BaseException:
         await _close_sinks(sinks)
         raise
-    runtime = Runtime(runtime_options_from_config(config), pool, sinks=sinks)
-    if config.audiosocket.enabled:
-        runtime.add_transport(AudioSocketTransport(runtime, audiosocket_options_from_config(config)))
-    runtime.add_transport(TcpTransport(runtime, tcp_options_from_config(config)))  # last: "listening on" is the ready line
     try:
+        runtime = Runtime(runtime_options_from_config(config), pool, sinks=sinks)
+        if config.audiosocket.enabled:
+            runtime.add_transport(AudioSocketTransport(runtime, audiosocket_options_from_config(config)))
+        runtime.add_transport(TcpTransport(runtime, tcp_options_from_config(config)))  # last: "listening on" is the ready line
         await runtime.start()
-    except OSError:
+    except BaseException:
         await pool.close()
         await _close_sinks(sinks)
         raise
@@ -77,24 +77,34 @@ def _build_sinks(config: ServerConfig) -> list[Sink]:
     """
     sinks: list[Sink] = []
     r = config.results
-    if r.jsonl_path is not None:
-        try:
-            sinks.append(JsonlSink(ResultsLog(r.jsonl_path)))
-        except OSError as exc:
-            raise ConfigError(f"results.jsonl_path: cannot open {r.jsonl_path!r} for appending: {exc}") from None
-    if r.webhook_url is not None:
-        sinks.append(WebhookSink(r.webhook_url, timeout_s=r.webhook_timeout_s, max_retries=r.webhook_max_retries))
-    if config.pcm_save.enabled:
-        try:
-            sinks.append(PcmSink(PcmRecorder(config.pcm_save.dir)))
-        except OSError as exc:
-            raise ConfigError(f"pcm_save.dir: cannot create {config.pcm_save.dir!r}: {exc}") from None
+    try:
+        if r.jsonl_path is not None:
+            try:
+                sinks.append(JsonlSink(ResultsLog(r.jsonl_path)))
+            except OSError as exc:
+                raise ConfigError(f"results.jsonl_path: cannot open {r.jsonl_path!r} for appending: {exc}") from None
+        if r.webhook_url is not None:
+            sinks.append(WebhookSink(r.webhook_url, timeout_s=r.webhook_timeout_s, max_retries=r.webhook_max_retries))
+        if config.pcm_save.enabled:
+            try:
+                sinks.append(PcmSink(PcmRecorder(config.pcm_save.dir)))
+            except OSError as exc:
+                raise ConfigError(f"pcm_save.dir: cannot create {config.pcm_save.dir!r}: {exc}") from None
+    except BaseException:
+        for sink in sinks:  # nothing was published yet: a plain close releases them
+            if isinstance(sink, JsonlSink):
+                sink.log_file.close()
+        raise
     return sinks
 
 
 async def _close_sinks(sinks: list[Sink]) -> None:
+    """Close every sink (a failing one does not keep the others open)."""
     for sink in sinks:
-        await sink.aclose(1.0)
+        try:
+            await sink.aclose(1.0)
+        except Exception:  # noqa: BLE001
+            log.exception("closing %s failed", type(sink).__name__)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

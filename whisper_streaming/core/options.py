@@ -80,7 +80,12 @@ class StreamOptions:
 
     @property
     def analyses(self) -> frozenset[str]:
-        """The analyses (analyzer names) these options ask for on each utterance."""
+        """The analyses (analyzer names) these options ask for on each utterance.
+
+        Each analysis a stream can ask for has its ``%o`` key here; the name is the analyzer's
+        (``"sentiment"`` is :data:`whisper_streaming.analyzers.sentiment.SENTIMENT`, checked by a test:
+        this layer cannot import the analyzers).
+        """
         return frozenset({"sentiment"}) if self.sentiment else frozenset()
 
 

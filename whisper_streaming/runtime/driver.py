@@ -101,6 +101,8 @@ class SessionDriver:
         self.input_stopped = False
         self.close_requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._speculations: dict[int, asyncio.Future[UtteranceResult]] = {}  # Speculate.key -> running transcription
+        self._in_flight: set[asyncio.Future[UtteranceResult]] = set()  # confirmed transcriptions not reported yet
+        self._end_published = False
         self._stream_index = -1
         self._closed = False
         self.admitted = False  # set by the runtime's admission
@@ -114,7 +116,10 @@ class SessionDriver:
 
     async def handle(self, command: Command) -> None:
         """Give the session one command from the peer and carry out what it asks (awaits backpressure)."""
-        await self.execute(self.session.handle(command))
+        actions = self.session.handle(command)
+        if self.session.user_id != self.info.user_id:  # identified: the sinks see who it is from now on
+            self.info = replace(self.info, user_id=self.session.user_id)
+        await self.execute(actions)
 
     async def protocol_error(self, exc: RemoteProtocolError) -> None:
         self.log.warning("protocol error %s: %s", exc.reason, exc.detail)
@@ -158,7 +163,12 @@ class SessionDriver:
             self.close_requested.set_result(None)
 
     def close(self) -> None:
-        """Drop queued work and speculations, close the sinks' stream state, publish the end (idempotent)."""
+        """Drop queued work and speculations, close the sinks' stream state, publish the end (idempotent).
+
+        A transcription a worker is already running cannot be stopped: its result still goes to
+        the sinks (not to the peer, which is gone), and :class:`SessionClosed` is published after
+        the last of them, so a sink never sees a result after its session's end.
+        """
         if self._closed:
             return
         self._closed = True
@@ -169,9 +179,16 @@ class SessionDriver:
         if self._stream_index >= 0:
             self.runtime.publish(StreamClosed(self.info, self._stream_index))
             self._stream_index = -1
-        if self.admitted:
-            s = self.session
-            self.runtime.publish(SessionClosed(self.info, s.results_sent, s.audio_s, s.close_reason or self.closing or "closed"))
+        self._in_flight = {f for f in self._in_flight if not f.done()}
+        if not self._in_flight:
+            self._publish_end()
+
+    def _publish_end(self) -> None:
+        if self._end_published or not self.admitted:
+            return
+        self._end_published = True
+        s = self.session
+        self.runtime.publish(SessionClosed(self.info, s.results_sent, s.audio_s, s.close_reason or self.closing or "closed"))
 
     # -------------------------------------------------------------- actions
 
@@ -222,8 +239,11 @@ class SessionDriver:
         if isinstance(output, FinalResult):
             self.runtime.result_delivered(self.info, output)
         elif isinstance(output, SessionFailed):
+            if self._closed:
+                return  # e.g. a late ASR failure after the peer left: nobody to tell, nothing to count
             self.runtime.stats.errors[output.reason.value] += 1
-        self.peer.deliver(output)
+        if not self._closed:
+            self.peer.deliver(output)
 
     async def _speculate(self, action: Speculate) -> None:
         if not self.runtime.room_for_speculation():
@@ -248,18 +268,24 @@ class SessionDriver:
                 self.run_sync_actions(self.session.transcription_failed(action.ticket))
                 return
         ticket = action.ticket
+        self._in_flight.add(future)
 
         def done(fut: asyncio.Future[UtteranceResult]) -> None:
-            if fut.cancelled():
-                return
-            exc = fut.exception()
-            if exc is not None:
-                self.log.error("utterance %d failed: %s", ticket, exc)
-                self.run_sync_actions(self.session.transcription_failed(ticket))
-            else:
-                got = fut.result()
-                t = got.transcript
-                self.run_sync_actions(self.session.transcription_done(ticket, t.text, got.annotations, t.language, t.language_probability,
-                                                                      transcript=t))
+            self._in_flight.discard(fut)
+            try:
+                if fut.cancelled():
+                    return
+                exc = fut.exception()
+                if exc is not None:
+                    self.log.error("utterance %d failed: %s", ticket, exc)
+                    self.run_sync_actions(self.session.transcription_failed(ticket))
+                else:
+                    got = fut.result()
+                    t = got.transcript
+                    self.run_sync_actions(self.session.transcription_done(ticket, t.text, got.annotations, t.language, t.language_probability,
+                                                                          transcript=t))
+            finally:
+                if self._closed and not self._in_flight:
+                    self._publish_end()
 
         future.add_done_callback(done)

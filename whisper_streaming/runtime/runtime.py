@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from whisper_streaming.analyzers.sentiment import Sentiment
+from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment
 from whisper_streaming.backends.base import AsrBackend
 from whisper_streaming.core.results import FinalResult
 from whisper_streaming.errors import ErrorReason
@@ -206,7 +206,7 @@ class Runtime:
                 log.exception("sink %s failed on %s", type(sink).__name__, type(event).__name__)
 
     def result_delivered(self, info: SessionInfo, result: FinalResult) -> None:
-        sentiment = result.annotations.get("sentiment")
+        sentiment = result.annotations.get(SENTIMENT)
         if isinstance(sentiment, Sentiment):
             self.stats.sentiment.add(sentiment)
         self.publish(ResultPublished(info, result))
@@ -256,7 +256,10 @@ class Runtime:
         log.info("shutting down: %d sessions open", len(self._sessions))
         for transport in self.transports:
             transport.close_listener()
-        await asyncio.gather(*(t.shutdown() for t in self.transports), return_exceptions=True)
+        outcomes = await asyncio.gather(*(t.shutdown() for t in self.transports), return_exceptions=True)
+        for transport, outcome in zip(self.transports, outcomes):
+            if isinstance(outcome, BaseException):
+                log.error("stopping %s failed: %r", type(transport).__name__, outcome)
         await self.backend.close()
         for sink in self.sinks:
             try:

@@ -12,8 +12,9 @@ __all__ = ["RuntimeStats"]
 
 @dataclass
 class RuntimeStats:
-    """``errors``: per reason, the sessions that ended with it or were refused with it (sent as
-    ``%E`` where the door can); ``speculations_started``/``_used``: tentative utterances submitted
+    """``errors``: per reason, the sessions that ended with it, and the connections a door refused
+    with it and told so (``%E``; an AudioSocket refusal has no way back and is counted only in
+    ``sessions_rejected``); ``speculations_started``/``_used``: tentative utterances submitted
     before their endpoint, and those whose result became a final result; ``sentiment``: the
     results delivered with a sentiment."""
 

@@ -24,7 +24,7 @@ import os
 import time
 from typing import Any
 
-from whisper_streaming.analyzers.sentiment import Sentiment
+from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment
 from whisper_streaming.core.results import FinalResult
 from whisper_streaming.sinks.base import ResultPublished, SinkEvent
 
@@ -37,7 +37,7 @@ def result_record(*, session_id: str, user_id: str | None, result: FinalResult) 
     """The JSON object for one result (see the module docstring)."""
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-    s = result.annotations.get("sentiment")
+    s = result.annotations.get(SENTIMENT)
     if not isinstance(s, Sentiment):
         s = None
     return {

@@ -56,7 +56,7 @@ from typing import Any, Mapping
 
 import httpx2
 
-from whisper_streaming.analyzers.sentiment import Sentiment
+from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment
 from whisper_streaming.errors import UsageError
 from whisper_streaming.sinks.base import ResultPublished, SessionClosed, SinkEvent
 
@@ -95,11 +95,11 @@ def webhook_body(event: SinkEvent) -> dict[str, Any] | None:
     info = event.session
     if isinstance(event, ResultPublished):
         r = event.result
-        sentiment = r.annotations.get("sentiment")
+        sentiment = r.annotations.get(SENTIMENT)
         if not isinstance(sentiment, Sentiment):
             sentiment = None
         head: dict[str, Any] = (
-            {"event": "result", "call_id": info.call_id} if info.call_id is not None
+            {"event": "result", "call_id": info.call_id} if info.transport == "audiosocket"
             else {"event": "result", "session_id": info.session_id, "user_id": info.user_id, "stream_index": r.stream_index}
         )
         return head | {

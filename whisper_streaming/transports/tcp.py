@@ -24,7 +24,7 @@ from whisper_streaming.pipeline.commands import Output
 from whisper_streaming.runtime.driver import ConnectionLog, SessionDriver
 from whisper_streaming.runtime.runtime import Runtime, finish_tasks
 from whisper_streaming.sinks.base import SessionInfo
-from whisper_streaming.wire.protocol import MAGIC, Error, PacketDecoder, Role, ServerPacket, encode_packet
+from whisper_streaming.wire.protocol import MAGIC, Error, PacketDecoder, Role, ServerPacket, Summary, encode_packet
 from whisper_streaming.wire.tcp_session import TcpRenderer, command_for
 
 __all__ = ["TcpOptions", "TcpTransport", "LINGER_S", "READ_CHUNK_BYTES"]
@@ -110,6 +110,8 @@ class _TcpConnection:
 
     def deliver(self, output: Output) -> None:
         for packet in self.renderer.render(output):
+            if isinstance(packet, Summary):
+                self.log.info("stream summary: %s", packet.text.replace("\n", "; "))
             self._send_now(packet)
 
     # -------------------------------------------------------------- lifecycle

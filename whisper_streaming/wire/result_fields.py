@@ -12,13 +12,13 @@ A reader ignores keys it does not know.  Used by the server's wire adapter
 
 from __future__ import annotations
 
-from whisper_streaming.analyzers.sentiment import LABELS, UNSUPPORTED, Sentiment
+from whisper_streaming.analyzers.sentiment import LABELS, SENTIMENT, UNSUPPORTED, Sentiment
 from whisper_streaming.errors import ErrorReason, RemoteProtocolError, UsageError
 from whisper_streaming.wire.protocol import ResultFields
 
 __all__ = ["SENTIMENT_KEY", "sentiment_fields", "sentiment_from_fields"]
 
-SENTIMENT_KEY = "sentiment"
+SENTIMENT_KEY = SENTIMENT
 
 
 def sentiment_fields(sentiment: Sentiment) -> ResultFields:

@@ -171,3 +171,11 @@ def test_language_client_side_helpers() -> None:
     assert decode_accepted((("language", "en"), ("sentiment", "0"))) == {"language": "en", "sentiment": False}
     assert decode_accepted((("language", "auto"),)) == {"language": "auto"}
     assert decode_accepted((("language", "klingon"),)) == {"language": "klingon"}  # unparsable: the text
+
+
+def test_the_sentiment_option_asks_for_the_sentiment_analyzer_by_its_name() -> None:
+    from whisper_streaming.analyzers.sentiment import SENTIMENT
+    from whisper_streaming.core.options import StreamOptions
+
+    assert StreamOptions(sentiment=True).analyses == frozenset({SENTIMENT})
+    assert StreamOptions().analyses == frozenset()

@@ -1,0 +1,149 @@
+"""SessionDriver against a fake host, backend and peer: what reaches the sinks and the peer, and when."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import pytest
+
+from whisper_streaming.backends.base import Capacity, UtteranceJob, UtteranceResult
+from whisper_streaming.core.results import FinalResult
+from whisper_streaming.core.transcript import Transcript
+from whisper_streaming.errors import AsrError
+from whisper_streaming.pipeline.commands import AudioChunk, BeginStream, FinishStream, Identify, SessionFailed
+from whisper_streaming.pipeline.session import Session
+from whisper_streaming.pipeline.vad import VadSegmenter
+from whisper_streaming.runtime.driver import SessionDriver
+from whisper_streaming.runtime.stats import RuntimeStats
+from whisper_streaming.sinks.base import ResultPublished, SessionClosed, SessionInfo
+
+pytestmark = pytest.mark.timeout(30)
+
+LOUD = (np.sin(np.arange(480) / 3) * 9000).astype("<i2").tobytes()
+QUIET = bytes(960)
+
+
+class Backend:
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future[UtteranceResult]] = []
+        self.cancelled: list[str] = []
+
+    async def submit(self, key: str, job: UtteranceJob) -> asyncio.Future[UtteranceResult]:
+        fut: asyncio.Future[UtteranceResult] = asyncio.get_running_loop().create_future()
+        self.futures.append(fut)
+        return fut
+
+    def cancel_session(self, key: str) -> None:
+        self.cancelled.append(key)
+
+    def capacity(self) -> Capacity:
+        return Capacity(idle_slots=0, queue_depth=0, slots=1)
+
+
+class Host:
+    def __init__(self) -> None:
+        self.backend = Backend()
+        self.stats = RuntimeStats()
+        self.events: list[object] = []
+
+    def publish(self, event: object) -> None:
+        self.events.append(event)
+
+    def result_delivered(self, info: SessionInfo, result: FinalResult) -> None:
+        self.publish(ResultPublished(info, result))
+
+    def room_for_speculation(self) -> bool:
+        return False
+
+    def status_text(self) -> str:
+        return "status"
+
+
+class Peer:
+    def __init__(self) -> None:
+        self.outputs: list[object] = []
+
+    def deliver(self, output: object) -> None:
+        self.outputs.append(output)
+
+
+def driver(host: Host, peer: Peer) -> SessionDriver:
+    session = Session(segmenter_factory=lambda opts: VadSegmenter(opts, is_speech=lambda frame, rate: any(frame)))
+    d = SessionDriver(host, session, SessionInfo("c1", "tcp"), peer, logging.LoggerAdapter(logging.getLogger("t"), {}))  # type: ignore[arg-type]
+    d.admitted = True
+    return d
+
+
+def transcript(text: str) -> UtteranceResult:
+    return UtteranceResult(Transcript(text, "en", 1.0, (), 1.0))
+
+
+async def one_utterance(d: SessionDriver) -> None:
+    await d.handle(Identify("alice"))
+    await d.handle(BeginStream())
+    for chunk in [LOUD] * 20 + [QUIET] * 40:
+        await d.handle(AudioChunk(chunk))
+
+
+def test_the_sinks_know_who_it_is_once_identified_even_without_a_stream() -> None:
+    async def run() -> None:
+        host, peer = Host(), Peer()
+        d = driver(host, peer)
+        await d.handle(Identify("alice"))
+        d.close()
+        (end,) = [e for e in host.events if isinstance(e, SessionClosed)]
+        assert end.session.user_id == "alice"
+
+    asyncio.run(run())
+
+
+def test_a_result_still_running_when_the_peer_leaves_reaches_the_sinks_before_the_session_end() -> None:
+    async def run() -> None:
+        host, peer = Host(), Peer()
+        d = driver(host, peer)
+        await one_utterance(d)
+        (running,) = host.backend.futures
+        d.close()  # the peer is gone; a worker still runs the utterance
+        assert host.backend.cancelled == ["c1"]
+        assert not any(isinstance(e, SessionClosed) for e in host.events)
+        delivered = len(peer.outputs)
+        running.set_result(transcript("late words"))
+        await asyncio.sleep(0)
+        kinds = [type(e).__name__ for e in host.events if isinstance(e, (ResultPublished, SessionClosed))]
+        assert kinds == ["ResultPublished", "SessionClosed"]
+        assert host.events[-1].results == 1  # type: ignore[attr-defined]
+        assert len(peer.outputs) == delivered  # nothing written to a closed peer
+
+    asyncio.run(run())
+
+
+def test_a_late_failure_after_the_peer_left_is_not_counted_or_sent() -> None:
+    async def run() -> None:
+        host, peer = Host(), Peer()
+        d = driver(host, peer)
+        await one_utterance(d)
+        (running,) = host.backend.futures
+        d.close()
+        running.set_exception(AsrError("worker died twice"))
+        await asyncio.sleep(0)
+        assert not host.stats.errors
+        assert not any(isinstance(o, SessionFailed) for o in peer.outputs)
+        assert isinstance(host.events[-1], SessionClosed)
+
+    asyncio.run(run())
+
+
+def test_a_failure_while_connected_is_counted_and_sent() -> None:
+    async def run() -> None:
+        host, peer = Host(), Peer()
+        d = driver(host, peer)
+        await one_utterance(d)
+        host.backend.futures[0].set_exception(AsrError("worker died twice"))
+        await asyncio.sleep(0)
+        assert host.stats.errors["ASR_FAILED"] == 1
+        assert isinstance(peer.outputs[-1], SessionFailed) and d.closing is not None
+        await d.handle(FinishStream())  # closed: ignored
+
+    asyncio.run(run())
