@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Union, runtime_checkable
 
+from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment
 from whisper_streaming.core.results import FinalResult
 
-__all__ = ["SessionInfo", "ResultPublished", "StreamOpened", "StreamAudioReceived", "StreamClosed", "SessionClosed", "SinkEvent", "Sink"]
+__all__ = ["result_json", "SessionInfo", "ResultPublished", "StreamOpened", "StreamAudioReceived", "StreamClosed", "SessionClosed", "SinkEvent", "Sink"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,20 @@ class Sink(Protocol):
     async def aclose(self, deadline_s: float) -> Any:
         """Deliver what is queued within ``deadline_s`` seconds, drop the rest, release resources (idempotent)."""
         ...
+
+
+def result_json(result: FinalResult) -> dict[str, Any]:
+    """The JSON fields every sink gives a result: ``start_s``/``end_s`` (2 decimals), ``text``,
+    ``language`` (null when unknown), ``sentiment`` (the label, null when the stream asked for
+    none) and ``score`` (4 decimals; null for none or ``unsupported``)."""
+    s = result.annotations.get(SENTIMENT)
+    if not isinstance(s, Sentiment):
+        s = None
+    return {
+        "start_s": round(result.start_s, 2),
+        "end_s": round(result.end_s, 2),
+        "text": result.text,
+        "language": result.language or None,
+        "sentiment": None if s is None else s.label,
+        "score": None if s is None or s.score is None else round(s.score, 4),
+    }

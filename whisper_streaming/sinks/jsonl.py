@@ -24,9 +24,8 @@ import os
 import time
 from typing import Any
 
-from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment
 from whisper_streaming.core.results import FinalResult
-from whisper_streaming.sinks.base import ResultPublished, SinkEvent
+from whisper_streaming.sinks.base import ResultPublished, SinkEvent, result_json
 
 __all__ = ["ResultsLog", "JsonlSink", "result_record"]
 
@@ -37,21 +36,7 @@ def result_record(*, session_id: str, user_id: str | None, result: FinalResult) 
     """The JSON object for one result (see the module docstring)."""
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-    s = result.annotations.get(SENTIMENT)
-    if not isinstance(s, Sentiment):
-        s = None
-    return {
-        "time": stamp,
-        "session_id": session_id,
-        "user_id": user_id,
-        "stream_index": result.stream_index,
-        "start_s": round(result.start_s, 2),
-        "end_s": round(result.end_s, 2),
-        "text": result.text,
-        "language": result.language or None,
-        "sentiment": None if s is None else s.label,
-        "score": None if s is None or s.score is None else round(s.score, 4),
-    }
+    return {"time": stamp, "session_id": session_id, "user_id": user_id, "stream_index": result.stream_index} | result_json(result)
 
 
 class ResultsLog:

@@ -56,9 +56,8 @@ from typing import Any, Mapping
 
 import httpx2
 
-from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment
 from whisper_streaming.errors import UsageError
-from whisper_streaming.sinks.base import ResultPublished, SessionClosed, SinkEvent
+from whisper_streaming.sinks.base import ResultPublished, SessionClosed, SinkEvent, result_json
 
 __all__ = ["WebhookStats", "WebhookSink", "encode_body", "parse_url", "webhook_body"]
 
@@ -95,21 +94,11 @@ def webhook_body(event: SinkEvent) -> dict[str, Any] | None:
     info = event.session
     if isinstance(event, ResultPublished):
         r = event.result
-        sentiment = r.annotations.get(SENTIMENT)
-        if not isinstance(sentiment, Sentiment):
-            sentiment = None
         head: dict[str, Any] = (
             {"event": "result", "call_id": info.call_id} if info.transport == "audiosocket"
             else {"event": "result", "session_id": info.session_id, "user_id": info.user_id, "stream_index": r.stream_index}
         )
-        return head | {
-            "start_s": round(r.start_s, 2),
-            "end_s": round(r.end_s, 2),
-            "text": r.text,
-            "language": r.language or None,
-            "sentiment": None if sentiment is None else sentiment.label,
-            "score": None if sentiment is None or sentiment.score is None else round(sentiment.score, 4),
-        }
+        return head | result_json(r)
     if isinstance(event, SessionClosed):
         head = ({"event": "hangup", "call_id": info.call_id} if info.transport == "audiosocket"
                 else {"event": "session_end", "session_id": info.session_id, "user_id": info.user_id})
