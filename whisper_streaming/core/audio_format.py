@@ -15,7 +15,7 @@ import soxr
 
 from whisper_streaming.core import g711
 
-__all__ = ["ENCODINGS", "SAMPLE_RATES_HZ", "ASR_SAMPLE_RATE_HZ", "DEFAULT_ENCODING", "DEFAULT_SAMPLE_RATE_HZ", "decode", "encode", "resample"]
+__all__ = ["StreamResampler", "ENCODINGS", "SAMPLE_RATES_HZ", "ASR_SAMPLE_RATE_HZ", "DEFAULT_ENCODING", "DEFAULT_SAMPLE_RATE_HZ", "decode", "encode", "resample"]
 
 ENCODINGS = (g711.PCM_S16LE, g711.MULAW, g711.ALAW)
 ASR_SAMPLE_RATE_HZ = 16000
@@ -50,3 +50,33 @@ def resample(samples: npt.NDArray[np.int16], from_hz: int, to_hz: int = ASR_SAMP
         return np.zeros(0, dtype=np.int16)
     out = soxr.resample(np.asarray(samples, dtype=np.int16), from_hz, to_hz, quality="VHQ")
     return np.asarray(out, dtype=np.int16)
+
+
+class StreamResampler:
+    """Resamples one stream of s16le mono PCM chunk by chunk (``soxr.ResampleStream``, HQ).
+
+    The filter delays its output by a few milliseconds: the first chunks may give fewer samples
+    (or none); :meth:`flush` returns what is left at the end of the stream.  Chunks need not be
+    sample aligned: an odd byte waits for the next chunk.
+    """
+
+    def __init__(self, from_hz: int, to_hz: int = ASR_SAMPLE_RATE_HZ) -> None:
+        self.from_hz, self.to_hz = from_hz, to_hz
+        self._stream = soxr.ResampleStream(from_hz, to_hz, 1, dtype="int16", quality="HQ")
+        self._odd = b""
+
+    def process(self, pcm: bytes) -> bytes:
+        """s16le at ``from_hz`` in, s16le at ``to_hz`` out (possibly empty)."""
+        data = self._odd + bytes(pcm)
+        usable = len(data) - len(data) % 2
+        self._odd = data[usable:]
+        if not usable:
+            return b""
+        out = self._stream.resample_chunk(np.frombuffer(data[:usable], dtype="<i2"), last=False)
+        return np.asarray(out, dtype="<i2").tobytes()
+
+    def flush(self) -> bytes:
+        """The delayed tail; the resampler is finished afterwards."""
+        self._odd = b""
+        out = self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+        return np.asarray(out, dtype="<i2").tobytes()

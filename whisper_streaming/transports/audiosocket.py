@@ -1,11 +1,14 @@
 """The Asterisk AudioSocket door, on the same runtime, sessions and workers as the TCP door.
 
 One TCP connection is one call: the UUID frame, then audio frames (signed linear 16-bit at the
-rate of the audio kind: 0x10 8 kHz, 0x12 16 kHz ...), then a hangup frame or EOF.  Each call
-becomes a session driven by commands: ``Identify(<uuid>)`` and ``BeginStream`` (stream options:
-the rate of the audio kind, ``pcm_s16le``, the server's defaults otherwise) at the first audio
-frame, an ``AudioChunk`` per audio frame; hangup or EOF finishes the stream so the pending
-utterance is transcribed.
+rate of the audio kind: 0x10 8 kHz, 0x11 12 kHz, 0x12 16 kHz ... 0x18 192 kHz), then a hangup
+frame or EOF.  Each call becomes a session driven by commands: ``Identify(<uuid>)`` and
+``BeginStream`` (stream options: ``pcm_s16le`` at the call's rate, the server's defaults
+otherwise) at the first audio frame, an ``AudioChunk`` per audio frame; hangup or EOF finishes
+the stream so the pending utterance is transcribed.  8 and 16 kHz audio goes to the session as
+it is; any other rate is resampled to 16 kHz on arrival
+(:class:`~whisper_streaming.core.audio_format.StreamResampler`, soxr HQ), so every kind
+Asterisk sends is transcribed (result times are the call's seconds either way).
 
 AudioSocket has no text channel back to Asterisk: results go to the runtime's sinks (the JSONL
 results log, the webhook ``results.webhook_url``), which never block the audio path; a call's
@@ -21,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from whisper_streaming.core.audio_format import ASR_SAMPLE_RATE_HZ, SAMPLE_RATES_HZ, StreamResampler
 from whisper_streaming.errors import RemoteProtocolError
 from whisper_streaming.pipeline.commands import AudioChunk, BeginStream, Identify, Output, SessionFailed
 from whisper_streaming.runtime.driver import ConnectionLog, SessionDriver
@@ -100,6 +104,7 @@ class _Call:
         self.decoder = AudioSocketDecoder()
         self.call_id: str | None = None
         self._rate: int | None = None
+        self._resampler: StreamResampler | None = None  # for a rate the session does not take as is
         self.driver: SessionDriver = self.runtime.open_session(SessionInfo(conn_id, "audiosocket", self.peer), self, self.log)
         self.task: asyncio.Task[Any] | None = None
 
@@ -183,7 +188,9 @@ class _Call:
                 self.log.error("audio frame at %d Hz in a %d Hz call; ending the call", event.sample_rate_hz, self._rate)
                 self.driver.request_close("sample rate changed")
                 return
-            await self.driver.handle(AudioChunk(event.pcm))
+            pcm = event.pcm if self._resampler is None else self._resampler.process(event.pcm)
+            if pcm:
+                await self.driver.handle(AudioChunk(pcm))
         elif isinstance(event, Hangup):
             await self._hangup("hangup")
         elif isinstance(event, RemoteError):
@@ -193,14 +200,23 @@ class _Call:
             self.log.info("DTMF %s", event.digit)
 
     def _start_stream(self, rate: int) -> None:
-        """The call's stream options: the rate of its audio kind, s16le, the server's defaults otherwise."""
+        """The call's stream options: its audio kind's rate (or 16 kHz, resampled), s16le, the server's defaults otherwise."""
         self._rate = rate
+        stream_rate = rate
+        if rate not in SAMPLE_RATES_HZ:
+            self._resampler = StreamResampler(rate, ASR_SAMPLE_RATE_HZ)
+            stream_rate = ASR_SAMPLE_RATE_HZ
+            self.log.info("audio at %d Hz: resampled to %d Hz", rate, stream_rate)
         opts = self.runtime.options.session
-        defaults = dataclasses.replace(opts.stream_defaults, sample_rate=rate, encoding="pcm_s16le")
+        defaults = dataclasses.replace(opts.stream_defaults, sample_rate=stream_rate, encoding="pcm_s16le")
         self.driver.session.stream_options = defaults
 
     async def _hangup(self, reason: str) -> None:
         """Finish the stream (the pending utterance is transcribed and delivered), then close."""
+        if self._resampler is not None and not self.driver.input_stopped and self.driver.closing is None:
+            tail, self._resampler = self._resampler.flush(), None
+            if tail:
+                await self.driver.handle(AudioChunk(tail))
         await self.driver.finish(reason)
         if self.driver.closing is None and self._rate is None:
             self.driver.request_close(reason)  # no stream was ever started: nothing to flush

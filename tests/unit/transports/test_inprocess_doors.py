@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import numpy as np
 import soundfile
 
 from whisper_streaming.backends.base import AsrBackend, BackendStatus, Capacity, EngineState, UtteranceJob, UtteranceResult
@@ -29,7 +30,8 @@ from whisper_streaming.runtime.runtime import SINK_CLOSE_DEADLINE_S, Runtime, Ru
 from whisper_streaming.sinks.base import ResultPublished, SessionClosed, SinkEvent, StreamAudioReceived, StreamClosed, StreamOpened
 from whisper_streaming.transports.audiosocket import AudioSocketOptions, AudioSocketTransport
 from whisper_streaming.transports.tcp import TcpOptions, TcpTransport
-from whisper_streaming.wire.audiosocket import audio_frames, hangup_frame, uuid_frame
+from whisper_streaming.core import audio_format
+from whisper_streaming.wire.audiosocket import AUDIO_KIND_RATES, audio_frames, hangup_frame, uuid_frame
 from whisper_streaming.wire.protocol import (
     MAGIC,
     Audio,
@@ -686,5 +688,34 @@ def test_speculation_follows_capacity_on_a_stream(idle_slots: int) -> None:
                 assert stats.speculations_started == 0 and stats.speculations_used == 0
             # every confirmed utterance was submitted once, unless it claimed a speculation
             assert len(backend.jobs) == len(JFK_UTTERANCES) + stats.speculations_started - stats.speculations_used
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- every AudioSocket rate
+
+
+@pytest.mark.parametrize("kind", sorted(AUDIO_KIND_RATES), ids=lambda k: f"0x{int(k):02x}")
+def test_every_audiosocket_kind_is_transcribed(kind) -> None:
+    """Asterisk may send any slin rate (kinds 0x10-0x18): each call's speech reaches the ASR."""
+    rate = AUDIO_KIND_RATES[kind]
+    backend = FakeBackend(delay_s=0.01)
+    sink = RecordingSink()
+    tel = load(TEL)
+    pcm = audio_format.resample(np.frombuffer(tel, dtype="<i2"), 8000, rate).astype("<i2").tobytes()
+    expected = expected_utterances(tel, 8000)
+
+    async def main() -> None:
+        async with serving(backend, sinks=(sink,), audiosocket=True) as srv:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.audiosocket_port)
+            writer.write(uuid_frame(uuid.uuid4()) + b"".join(audio_frames(pcm, rate, 20)) + hangup_frame())
+            await eventually(lambda: sink.of(SessionClosed), what="SessionClosed")
+            writer.close()
+        end = sink.of(SessionClosed)[0]
+        assert end.reason == "hangup" and end.results == len(sink.of(ResultPublished)) >= 1
+        # the speech arrived at 16 kHz, about as long as the 8 kHz original's utterances
+        spoken_s = sum(len(job.pcm) for _, job in backend.jobs) / 2 / 16000
+        assert abs(spoken_s - sum(u.duration_s for u in expected)) < 0.5, (spoken_s, [u.duration_s for u in expected])
+        assert not srv.runtime.stats.errors
 
     asyncio.run(main())
