@@ -20,7 +20,8 @@ JFK = "jfk.wav"
 LIBRI = "librispeech_dev-clean_1272-128104-0000.wav"
 _normalize = EnglishTextNormalizer()
 
-# A short socket timeout so the idle-timeout test is quick; small max_connections for SERVER_TOO_BUSY.
+# A short socket timeout so the idle-timeout test is quick; small max_connections for SERVER_TOO_BUSY
+# (every test client is on loopback: no per-address limit).
 E2E_CONFIG = """\
 network:
   socket_timeout: 4
@@ -30,6 +31,7 @@ model:
   channel: 1
 server:
   max_connections: 4
+  max_connections_per_ip: 0
   shutdown_timeout_s: 30
 """
 

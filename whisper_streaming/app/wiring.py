@@ -33,6 +33,7 @@ __all__ = [
     "language_policy_from_config",
     "session_options_from_config",
     "runtime_options_from_config",
+    "default_per_ip_limit",
     "tcp_options_from_config",
     "audiosocket_options_from_config",
     "engine_options_from_config",
@@ -92,21 +93,29 @@ def runtime_options_from_config(config: ServerConfig) -> RuntimeOptions:
     return RuntimeOptions(
         session=session_options_from_config(config),
         max_sessions=s.max_connections,
-        max_sessions_per_ip=s.max_connections_per_ip or 0,
+        max_sessions_per_ip=default_per_ip_limit(s.max_connections) if s.max_connections_per_ip is None else s.max_connections_per_ip,
         max_queued_utterances=s.max_queued_utterances,
         overload_queue_fraction=s.overload_queue_fraction,
         shutdown_timeout_s=s.shutdown_timeout_s,
+        status_probes_per_s=s.status_probes_per_s,
     )
+
+
+def default_per_ip_limit(max_connections: int) -> int:
+    """Three quarters of the slots (at least 1): one host cannot take them all."""
+    return max(1, max_connections * 3 // 4)
 
 
 def tcp_options_from_config(config: ServerConfig) -> TcpOptions:
     n = config.network
-    return TcpOptions(host=n.ip, port=n.port, handshake_timeout_s=n.handshake_timeout_s, socket_timeout_s=n.socket_timeout,
-                      max_send_buffer_bytes=n.max_send_buffer_bytes)
+    return TcpOptions(host=n.ip, port=n.port, handshake_timeout_s=n.handshake_timeout_s, identify_timeout_s=n.identify_timeout_s,
+                      socket_timeout_s=n.socket_timeout, max_send_buffer_bytes=n.max_send_buffer_bytes,
+                      status_requests_per_s=n.status_requests_per_s, status_burst=n.status_burst)
 
 
 def audiosocket_options_from_config(config: ServerConfig) -> AudioSocketOptions:
-    return AudioSocketOptions(host=config.network.ip, port=config.audiosocket.port, idle_timeout_s=config.network.socket_timeout)
+    n = config.network
+    return AudioSocketOptions(host=n.ip, port=config.audiosocket.port, identify_timeout_s=n.identify_timeout_s, idle_timeout_s=n.socket_timeout)
 
 
 def engine_options_from_config(config: ServerConfig) -> EngineOptions:

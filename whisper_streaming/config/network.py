@@ -23,10 +23,21 @@ class NetworkConfig(BaseModel):
     """TCP port to listen on; 0 lets the OS pick a free port."""
 
     socket_timeout: Annotated[FiniteFloat, Field(gt=0)] = 60.0
-    """Seconds without any packet from a client before it gets ``%E TIMEOUT`` and is closed."""
+    """Seconds without any packet but ``%c`` from a client before it gets ``%E TIMEOUT`` and is closed."""
 
     handshake_timeout_s: Annotated[FiniteFloat, Field(gt=0)] = 10.0
     """Seconds a new connection has to send the magic string."""
+
+    identify_timeout_s: Annotated[FiniteFloat, Field(gt=0)] = 10.0
+    """Seconds from the handshake to ``%u`` (from connecting to the UUID frame for AudioSocket);
+    later, ``%E TIMEOUT`` and close.  No session slot is taken before it."""
+
+    status_requests_per_s: Annotated[FiniteFloat, Field(gt=0)] = 10.0
+    """Freshly built status answers per second per connection (after ``status_burst``); ``%c`` over
+    that are answered with the last status built."""
+
+    status_burst: Annotated[StrictInt, Field(ge=1, le=1000)] = 20
+    """Freshly built status answers a connection may get at once before ``status_requests_per_s`` applies."""
 
     max_send_buffer_bytes: Annotated[StrictInt, Field(ge=65536)] = 1048576
     """Bytes of unsent output allowed per connection before the client is considered stuck."""

@@ -33,8 +33,14 @@ class ServerSectionConfig(BaseModel):
     ``max_queued_utterances``, new sessions are refused with ``%E SERVER_TOO_BUSY`` so that
     the sessions already open keep their latency."""
 
-    max_connections_per_ip: Annotated[StrictInt, Field(ge=0, le=100000)] = 0
-    """Concurrent sessions from one peer address; 0 = no limit.  More get ``%E TOO_MANY_CONNECTIONS``."""
+    max_connections_per_ip: Optional[Annotated[StrictInt, Field(ge=0, le=100000)]] = None
+    """Concurrent sessions from one peer address; more get ``%E TOO_MANY_CONNECTIONS``.  ``None``:
+    three quarters of ``max_connections`` (at least 1), so one host cannot take every slot;
+    0 = no limit (a gateway that carries every call from one address, e.g. one Asterisk box)."""
+
+    status_probes_per_s: Annotated[FiniteFloat, Field(gt=0)] = 20.0
+    """``%c`` answered per second, over all connections that hold no session slot (monitoring
+    probes, answered even when every slot is taken)."""
 
     max_stream_s: Optional[Annotated[FiniteFloat, Field(gt=0)]] = None
     """Longest stream in seconds of audio; past it the stream is finished (results, ``%F``),

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment
 from whisper_streaming.backends.base import AsrBackend
+from whisper_streaming.core.ratelimit import TokenBucket
 from whisper_streaming.core.results import FinalResult
 from whisper_streaming.errors import ErrorReason
 from whisper_streaming.pipeline.session import Session, SessionOptions
@@ -45,7 +46,9 @@ class RuntimeOptions:
     """Limits of the shared runtime (config ``server.*``) and the sessions' options.
 
     ``max_sessions_per_ip``: 0 = no per-address limit.  ``shutdown_timeout_s``: how long a
-    graceful stop waits for open streams before it aborts them.
+    graceful stop waits for open streams before it aborts them.  ``status_probes_per_s``: status
+    requests answered, over all connections that hold no session slot (monitoring probes; the
+    burst is one second's worth, at least 1).
     """
 
     session: SessionOptions = field(default_factory=SessionOptions)
@@ -54,6 +57,7 @@ class RuntimeOptions:
     max_queued_utterances: int = 64
     overload_queue_fraction: float = 0.9
     shutdown_timeout_s: float = 10.0
+    status_probes_per_s: float = 20.0
 
 
 class Transport(Protocol):
@@ -118,6 +122,9 @@ class Runtime:
         self._sessions: set[SessionDriver] = set()
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._probes = TokenBucket(options.status_probes_per_s, max(1.0, options.status_probes_per_s))
+        self._last_status: str | None = None
+        self.status_builds = 0  # how often the %C text was built (the doors answer floods from the cache)
 
     # -------------------------------------------------------------- doors
 
@@ -175,6 +182,10 @@ class Runtime:
         self.stats.sessions_started += 1
         return None
 
+    def allow_probe(self) -> bool:
+        """May a connection without a session slot have a fresh status built now? (rate-limited)"""
+        return self._probes.take()
+
     def is_admitted(self, driver: SessionDriver) -> bool:
         return driver in self._sessions
 
@@ -216,8 +227,13 @@ class Runtime:
         capacity = self.backend.capacity()
         return capacity.queue_depth == 0 and capacity.idle_slots >= 2
 
+    def cached_status_text(self) -> str:
+        """The last ``%C`` text built (built now if none was): for status requests over a door's rate."""
+        return self._last_status if self._last_status is not None else self.status_text()
+
     def status_text(self) -> str:
-        """The ``%C`` text: one line per engine, then sessions, queue and counters, then the doors' lines."""
+        """The ``%C`` text, built now: one line per engine, then sessions, queue and counters, then the doors' lines."""
+        self.status_builds += 1
         st = self.backend.status()
         lines = [f"engine {i}: {state.value}" for i, state in enumerate(st.engines)]
         lines.append(f"sessions: {len(self._sessions)}/{self.options.max_sessions}")
@@ -238,7 +254,8 @@ class Runtime:
         for transport in self.transports:
             lines.extend(transport.status_lines())
         lines.append(f"tasks: {len(asyncio.all_tasks())}")
-        return "\n".join(lines)
+        self._last_status = "\n".join(lines)
+        return self._last_status
 
     # -------------------------------------------------------------- shutdown
 

@@ -41,11 +41,14 @@ READ_CHUNK_BYTES = 65536
 
 @dataclass(frozen=True)
 class AudioSocketOptions:
-    """``host``/``port`` to listen on (0: any free port); ``idle_timeout_s``: a call without a
-    frame for this long is ended (not while its transcriptions are pending)."""
+    """``host``/``port`` to listen on (0: any free port); ``identify_timeout_s``: the UUID frame
+    must come this soon after connecting (no session slot is taken before it);
+    ``idle_timeout_s``: a call without a frame for this long is ended (not while its
+    transcriptions are pending)."""
 
     host: str = "127.0.0.1"
     port: int = 0
+    identify_timeout_s: float = 10.0
     idle_timeout_s: float = 60.0
 
 
@@ -117,6 +120,9 @@ class _Call:
     # -------------------------------------------------------------- lifecycle
 
     async def run(self) -> None:
+        started = await self._await_uuid(self.door.options.identify_timeout_s)
+        if started is None:
+            return
         refusal = self.runtime.admit(self.driver, self.peer_ip)
         if refusal is not None:
             self.log.warning("call rejected: %s", refusal)
@@ -124,7 +130,9 @@ class _Call:
         self.door.calls_started += 1
         self.log.info("call connected")
         try:
-            await self._call_loop(self.door.options.idle_timeout_s)
+            await self._event(started)
+            if await self._process_events(None):
+                await self._call_loop(self.door.options.idle_timeout_s)
         finally:
             s = self.driver.session
             self.log.info("call end: uuid=%s audio=%.1fs utterances=%d results=%d outcome=%s",
@@ -152,19 +160,56 @@ class _Call:
                     await driver.close_requested
                     break
                 continue
+            if not await self._process_events(data):
+                break
+
+    async def _process_events(self, data: bytes | None) -> bool:
+        """Feed what a read gave (``b""``: EOF; None: nothing new, act on the frames buffered with
+        the UUID) and act on every complete frame.  False: the call ends (malformed data)."""
+        driver = self.driver
+        eof = data == b""
+        try:
+            if data:
+                self.decoder.receive_data(data)
+            elif eof:
+                self.decoder.receive_eof()
+            while driver.closing is None and not driver.input_stopped and (event := self.decoder.next_event()) is not None:
+                await self._event(event)
+        except RemoteProtocolError as exc:
+            self.log.error("malformed AudioSocket data (%s: %s); ending this call", exc.reason, exc.detail)
+            driver.request_close(f"protocol error {exc.reason}")
+            return False
+        if eof and not driver.input_stopped:
+            await self._hangup("hangup")
+        return True
+
+    async def _await_uuid(self, timeout_s: float) -> CallStarted | None:
+        """The call's UUID frame (it must come first), within ``timeout_s``; no slot is taken before it.
+
+        None: the peer closed, sent something else first (logged), or nothing in time.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        data = b""
+        while True:
             try:
                 if data:
-                    self.decoder.receive_data(data)
-                else:
-                    self.decoder.receive_eof()
-                while driver.closing is None and not driver.input_stopped and (event := self.decoder.next_event()) is not None:
-                    await self._event(event)
+                    self.decoder.receive_data(data)  # checks each frame header as it arrives
+                event = self.decoder.next_event()
             except RemoteProtocolError as exc:
-                self.log.error("malformed AudioSocket data (%s: %s); ending this call", exc.reason, exc.detail)
-                driver.request_close(f"protocol error {exc.reason}")
-                break
-            if not data and not driver.input_stopped:
-                await self._hangup("hangup")
+                self.log.error("malformed AudioSocket data (%s: %s) before the UUID; closing", exc.reason, exc.detail)
+                return None
+            if event is not None:
+                assert isinstance(event, CallStarted)  # the decoder refuses any other first frame
+                return event
+            try:
+                data = await asyncio.wait_for(self.reader.read(READ_CHUNK_BYTES), deadline - asyncio.get_running_loop().time())
+            except asyncio.TimeoutError:
+                self.log.info("no UUID frame within %.0f s; closing", timeout_s)
+                return None
+            except (ConnectionError, OSError):
+                return None
+            if not data:
+                return None
 
     async def _read(self, timeout_s: float) -> bytes | None:
         """Read what arrived; ``None`` if a close was requested meanwhile.

@@ -5,6 +5,20 @@ packets), :mod:`~whisper_streaming.wire.tcp_session` (packets <-> session comman
 :mod:`~whisper_streaming.runtime` (sessions, backend, sinks, admission).  This module reads and
 writes, enforces the handshake and idle timeouts and the send buffer limit.
 
+Slots are for sessions, not for connections: a connection takes one only with its first packet
+other than ``%c`` (normally ``%u``).  Before that, ``%c`` is answered as a monitoring probe, so
+status stays visible when every slot is taken; a connection that has not sent ``%u`` within
+``identify_timeout_s`` of its handshake is closed (``%E TIMEOUT``).  ``%c`` never resets the idle
+timer.  Each connection's ``%c`` are answered at most at ``status_requests_per_s`` (after a
+burst of ``status_burst``): over that rate the connection waits, so a client polling faster
+only slows itself down and a pipelined flood costs the server nothing but its own idle
+timeout (the connection is closed with ``%E TIMEOUT`` when it has sent nothing else for
+``socket_timeout_s``, or before identifying, at ``identify_timeout_s``).  Connections without a
+session also share a server-wide allowance of fresh status texts
+(:meth:`~whisper_streaming.runtime.runtime.Runtime.allow_probe`; over it, the last text built).
+Buffered packets are handled in batches with a yield to the event loop in between, so one
+connection's pipelined flood cannot stall the others.
+
 Closing after an error uses a lingering close (shut down our sending side, then read and
 discard for up to :data:`LINGER_S` until the peer closes): closing a socket with unread
 input makes the kernel send RST, which can destroy the ``%E`` the peer has not read yet.
@@ -13,18 +27,22 @@ input makes the kernel send RST, which can destroy the ``%E`` the peer has not r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import socket
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from whisper_streaming.errors import HandshakeError, RemoteProtocolError
+from whisper_streaming.core.ratelimit import TokenBucket
+from whisper_streaming.errors import ErrorReason, HandshakeError, RemoteProtocolError
 from whisper_streaming.pipeline.commands import Output
 from whisper_streaming.runtime.driver import ConnectionLog, SessionDriver
 from whisper_streaming.runtime.runtime import Runtime, finish_tasks
 from whisper_streaming.sinks.base import SessionInfo
-from whisper_streaming.wire.protocol import MAGIC, Error, PacketDecoder, Role, ServerPacket, Summary, encode_packet
+from whisper_streaming.wire.protocol import MAGIC, Error, Packet, PacketDecoder, Role, ServerPacket, Status, StatusRequest, Summary, encode_packet
 from whisper_streaming.wire.tcp_session import TcpRenderer, command_for
 
 __all__ = ["TcpOptions", "TcpTransport", "LINGER_S", "READ_CHUNK_BYTES"]
@@ -34,19 +52,26 @@ log = logging.getLogger(__name__)
 LINGER_S = 2.0
 """How long a closing connection keeps reading (and discarding) until the peer closes."""
 READ_CHUNK_BYTES = 65536
+YIELD_EVERY_PACKETS = 256
+"""Buffered packets handled before the connection yields to the event loop."""
 
 
 @dataclass(frozen=True)
 class TcpOptions:
     """``host``/``port`` to listen on (0: any free port); ``handshake_timeout_s`` for the magic
-    string; ``socket_timeout_s`` of silence before ``%E TIMEOUT`` (not while we owe results);
-    ``max_send_buffer_bytes`` unread by the peer before it is dropped."""
+    string; ``identify_timeout_s`` from the handshake to ``%u``; ``socket_timeout_s`` without a
+    packet other than ``%c`` before ``%E TIMEOUT`` (not while we owe results);
+    ``max_send_buffer_bytes`` unread by the peer before it is dropped; ``status_requests_per_s``
+    and ``status_burst``: how often a connection's ``%c`` gets a freshly built status (more get the last one)."""
 
     host: str = "127.0.0.1"
     port: int = 0
     handshake_timeout_s: float = 10.0
+    identify_timeout_s: float = 10.0
     socket_timeout_s: float = 60.0
     max_send_buffer_bytes: int = 1 << 20
+    status_requests_per_s: float = 10.0
+    status_burst: int = 20
 
 
 class TcpTransport:
@@ -105,6 +130,9 @@ class _TcpConnection:
         self.renderer = TcpRenderer()
         self.driver: SessionDriver = self.runtime.open_session(SessionInfo(conn_id, "tcp", peer_text), self, self.log)
         self.task: asyncio.Task[Any] | None = None
+        self._status_bucket = TokenBucket(self.options.status_requests_per_s, self.options.status_burst)
+        self._identify_deadline = 0.0
+        self._last_packet = 0.0  # when the last packet other than %c arrived
 
     # -------------------------------------------------------------- Peer
 
@@ -119,14 +147,18 @@ class _TcpConnection:
     async def run(self) -> None:
         if not await self._handshake(self.options.handshake_timeout_s):
             return
+        self._identify_deadline = time.monotonic() + self.options.identify_timeout_s
+        first = await self._before_admission()
+        if first is None:
+            return
         refusal = self.runtime.admit(self.driver, self.peer_ip)
         if refusal is not None:
             self.log.warning("rejected: %s", refusal)
-            self.runtime.record_refusal(refusal)
-            self._send_now(Error(refusal))
+            self._refuse(refusal)
             await self._linger_close()
             return
         self.log.info("session start")
+        await self.driver.handle(command_for(first))
         try:
             await self._read_loop(self.options.socket_timeout_s)
         finally:
@@ -159,19 +191,85 @@ class _TcpConnection:
             return False
         return True
 
+    async def _before_admission(self) -> Packet | None:
+        """Answer ``%c`` probes without a slot until the first other packet, which is returned.
+
+        None: the peer went away, broke the protocol or did not identify in time (told with ``%E``
+        where it can be).
+        """
+        handled = 0
+        while True:
+            try:
+                packet = self.decoder.next_packet()
+            except RemoteProtocolError as exc:
+                self.log.warning("protocol error %s before the session: %s", exc.reason, exc.detail)
+                self._refuse(exc.reason)
+                await self._linger_close()
+                return None
+            if packet is None:
+                try:
+                    data = await asyncio.wait_for(self.reader.read(READ_CHUNK_BYTES), max(0.0, self._identify_deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    self.log.info("no user id within %.0f s of the handshake; closing", self.options.identify_timeout_s)
+                    self._refuse(ErrorReason.TIMEOUT)
+                    await self._linger_close()
+                    return None
+                except (ConnectionError, OSError):
+                    return None
+                if not data:
+                    return None
+                self.decoder.receive_data(data)
+                if not await self._drain(self.options.socket_timeout_s):
+                    return None
+                continue
+            if not isinstance(packet, StatusRequest):
+                return packet
+            if not await self._status_token(self._identify_deadline):
+                self.log.info("no user id within %.0f s of the handshake; closing", self.options.identify_timeout_s)
+                self._refuse(ErrorReason.TIMEOUT)
+                await self._linger_close()
+                return None
+            fresh = self.runtime.allow_probe()
+            self._send_now(Status(self.runtime.status_text() if fresh else self.runtime.cached_status_text()))
+            handled += 1
+            if handled % YIELD_EVERY_PACKETS == 0:
+                if not await self._drain(self.options.socket_timeout_s):
+                    return None
+                await asyncio.sleep(0)
+
+    async def _status_token(self, deadline: float) -> bool:
+        """Wait for this connection's next status answer to be due; False if not before ``deadline``."""
+        wait = self._status_bucket.wait_s()
+        if wait > 0:
+            if time.monotonic() + wait > deadline:
+                return False
+            await asyncio.sleep(wait)
+        return self._status_bucket.take() or await self._status_token(deadline)
+
+    def _refuse(self, reason: ErrorReason) -> None:
+        """Tell a peer that holds no session why it is being closed (counted with the errors)."""
+        self.runtime.record_refusal(reason)
+        self._send_now(Error(reason))
+
     async def _read_loop(self, socket_timeout_s: float) -> None:
         driver = self.driver
-        last_packet = time.monotonic()
-        if await self._process_packets():  # bytes that arrived together with the magic string
-            last_packet = time.monotonic()
+        self._last_packet = time.monotonic()
+        await self._process_packets()  # bytes that arrived together with the first packet
         while driver.closing is None:
+            deadline = self._last_packet + socket_timeout_s
+            unidentified = driver.session.user_id is None
+            if unidentified:
+                deadline = min(deadline, self._identify_deadline)
             try:
-                data = await self._read(last_packet + socket_timeout_s - time.monotonic())
+                data = await self._read(deadline - time.monotonic())
             except asyncio.TimeoutError:
                 if driver.input_stopped or driver.pending_transcriptions:
-                    last_packet = time.monotonic()  # we owe the peer results: it may wait silently
+                    self._last_packet = time.monotonic()  # we owe the peer results: it may wait silently
                     continue
-                self.log.info("idle for %.0f s", socket_timeout_s)
+                if unidentified and time.monotonic() >= self._identify_deadline:
+                    self.log.info("no user id within %.0f s of the handshake", self.options.identify_timeout_s)
+                else:
+                    self.log.info("idle for %.0f s", socket_timeout_s)
                 await driver.timeout()
                 break
             except (ConnectionError, OSError) as exc:
@@ -186,8 +284,7 @@ class _TcpConnection:
             if driver.input_stopped:
                 continue  # shutting down: the stream was already finished, ignore late input
             self.decoder.receive_data(data)
-            if await self._process_packets():
-                last_packet = time.monotonic()
+            await self._process_packets()
             if not await self._drain(socket_timeout_s):
                 return
         if driver.closing not in (None, "connection lost", "peer not reading"):
@@ -216,8 +313,10 @@ class _TcpConnection:
         return await self.driver.read_or_close(self.reader.read(READ_CHUNK_BYTES), timeout_s)
 
     async def _process_packets(self) -> bool:
-        """Decode and handle every complete packet buffered; True if any arrived."""
+        """Decode and handle every complete packet buffered; True if any but ``%c`` arrived (then
+        ``_last_packet`` is its time)."""
         got = False
+        handled = 0
         driver = self.driver
         while driver.closing is None and not driver.input_stopped:
             try:
@@ -228,8 +327,21 @@ class _TcpConnection:
             except RemoteProtocolError as exc:
                 await driver.protocol_error(exc)
                 return got
-            got = True
+            handled += 1
+            if isinstance(packet, StatusRequest):
+                deadline = self._last_packet + self.options.socket_timeout_s
+                if driver.session.user_id is None:
+                    deadline = min(deadline, self._identify_deadline)
+                if not await self._status_token(deadline):
+                    self.log.info("only status requests for %.0f s", self.options.socket_timeout_s)
+                    await driver.timeout()
+                    return got
+            else:
+                got = True
+                self._last_packet = time.monotonic()
             await driver.handle(command)
+            if handled % YIELD_EVERY_PACKETS == 0:
+                await asyncio.sleep(0)  # let the other connections run between batches
         return got
 
     async def _peer_closed(self) -> None:
@@ -251,22 +363,45 @@ class _TcpConnection:
         self.driver.begin_shutdown()
 
     def abort(self) -> None:
-        if not self.writer.is_closing():
+        """Close now: gracefully when everything we wrote has left, else (a peer that stopped reading
+        while we still owe it output) with a reset, so the socket cannot stay open waiting for it."""
+        if self.writer.transport.get_write_buffer_size():
+            self._reset()
+        elif not self.writer.is_closing():
             self.writer.close()
 
     async def _linger_close(self) -> None:
+        """Shut down our side, read and discard until the peer closes (at most :data:`LINGER_S`), close.
+
+        A peer that has not closed by then is reset: closing gracefully would leave the socket
+        waiting for a peer that does not read (FIN-WAIT with a full send queue) while it can go
+        on sending unnoticed.
+        """
         transport = self.writer.transport
+        peer_closed = False
         try:
             if transport.can_write_eof() and not transport.is_closing():
                 transport.write_eof()
             deadline = time.monotonic() + LINGER_S
             while (remaining := deadline - time.monotonic()) > 0:
                 if not await asyncio.wait_for(self.reader.read(READ_CHUNK_BYTES), remaining):
+                    peer_closed = True
                     break
         except (asyncio.TimeoutError, ConnectionError, OSError):
             pass
         finally:
-            self.abort()
+            if peer_closed:
+                self.abort()
+            else:
+                self._reset()
+
+    def _reset(self) -> None:
+        """Close with a TCP reset (SO_LINGER 0): the kernel drops what the peer has not read."""
+        sock = self.writer.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
 
     def _send_now(self, packet: ServerPacket) -> None:
         if self.writer.is_closing():

@@ -174,13 +174,14 @@ class Server:
 
 @asynccontextmanager
 async def serving(backend: FakeBackend, *, sinks: tuple[Any, ...] = (), audiosocket: bool = False,
+                  tcp_options: TcpOptions | None = None, audiosocket_options: AudioSocketOptions | None = None,
                   **runtime_kw: Any) -> AsyncIterator[Server]:
     runtime = Runtime(RuntimeOptions(**runtime_kw), backend, sinks=sinks)
-    tcp = TcpTransport(runtime, TcpOptions(host="127.0.0.1", port=0))
+    tcp = TcpTransport(runtime, tcp_options or TcpOptions(host="127.0.0.1", port=0))
     runtime.add_transport(tcp)
     asock = None
     if audiosocket:
-        asock = AudioSocketTransport(runtime, AudioSocketOptions(host="127.0.0.1", port=0))
+        asock = AudioSocketTransport(runtime, audiosocket_options or AudioSocketOptions(host="127.0.0.1", port=0))
         runtime.add_transport(asock)
     await runtime.start()
     assert tcp.address is not None
@@ -719,3 +720,152 @@ def test_every_audiosocket_kind_is_transcribed(kind) -> None:
         assert not srv.runtime.stats.errors
 
     asyncio.run(main())
+
+
+
+# --------------------------------------------------------------------------- held slots and status floods (issue 19)
+
+
+def test_status_probes_are_answered_without_a_slot_even_when_every_slot_is_taken() -> None:
+    async def main() -> None:
+        async with serving(FakeBackend(), max_sessions=1) as srv:
+            holder = await Client.connect(srv.tcp_port)
+            await holder.hello("holder")
+            probe = await Client.connect(srv.tcp_port)
+            probe.send(StatusRequest())
+            status = await probe.next()
+            assert isinstance(status, Status) and "sessions: 1/1" in status.text.splitlines()
+            assert srv.runtime.session_count == 1 and srv.runtime.stats.sessions_rejected == 0
+            probe.send(UserId("late"))  # asking for a session is what is refused
+            assert await probe.to_eof() == [Error("SERVER_TOO_BUSY")]
+            probe.close()
+            holder.close()
+
+    asyncio.run(main())
+
+
+def test_status_requests_do_not_keep_a_connection_alive() -> None:
+    async def main() -> None:
+        opts = TcpOptions(host="127.0.0.1", port=0, socket_timeout_s=0.6)
+        async with serving(FakeBackend(), tcp_options=opts) as srv:
+            c = await Client.connect(srv.tcp_port)
+            await c.hello("idler")
+            t0 = time.monotonic()
+
+            async def poll() -> None:
+                while True:
+                    c.send(StatusRequest())
+                    await asyncio.sleep(0.1)
+
+            poller = asyncio.create_task(poll())
+            try:
+                got = await c.until(lambda p: isinstance(p, Error), timeout_s=3.0)
+            finally:
+                poller.cancel()
+            assert got[-1] == Error("TIMEOUT")
+            assert sum(isinstance(p, Status) for p in got) >= 3  # it was polling all along
+            assert time.monotonic() - t0 < 1.5  # the idle timeout, not extended by %c
+            c.close()
+
+    asyncio.run(main())
+
+
+def test_a_connection_that_never_identifies_is_closed_without_taking_a_slot() -> None:
+    async def main() -> None:
+        opts = TcpOptions(host="127.0.0.1", port=0, identify_timeout_s=0.3)
+        async with serving(FakeBackend(), tcp_options=opts, max_sessions=1) as srv:
+            silent = await Client.connect(srv.tcp_port)  # magic only, then nothing
+            t0 = time.monotonic()
+            assert await silent.to_eof() == [Error("TIMEOUT")]
+            assert 0.25 < time.monotonic() - t0 < 2.0
+            assert srv.runtime.stats.sessions_started == 0
+            # meanwhile the only slot was free for a real client
+            other = await Client.connect(srv.tcp_port)
+            await other.hello("real")
+            other.close()
+            silent.close()
+
+    asyncio.run(main())
+
+
+def test_status_flood_is_throttled_for_the_flooder_alone_then_times_out() -> None:
+    async def main() -> None:
+        opts = TcpOptions(host="127.0.0.1", port=0, status_requests_per_s=2.0, status_burst=3, socket_timeout_s=1.0)
+        async with serving(FakeBackend(), tcp_options=opts) as srv:
+            c = await Client.connect(srv.tcp_port)
+            await c.hello("flooder")
+            builds = srv.runtime.status_builds
+            t0 = time.monotonic()
+            c.send(*([StatusRequest()] * 5000))  # one write of pipelined %c
+            bystander = await Client.connect(srv.tcp_port)
+            await bystander.hello("bystander")
+            assert time.monotonic() - t0 < 0.5  # the flood does not stall other connections
+            got = await c.to_eof(timeout_s=5.0)
+            assert got[-1] == Error("TIMEOUT")  # only %c for socket_timeout_s: closed
+            statuses = sum(isinstance(p, Status) for p in got)
+            assert 3 <= statuses <= 3 + 2 * 1.5  # the burst, then 2/s for about a second; not 5000
+            assert srv.runtime.status_builds - builds == statuses
+            bystander.send(StatusRequest())
+            assert isinstance(await bystander.next(), Status)  # its own allowance is untouched
+            c.close()
+            bystander.close()
+
+    asyncio.run(main())
+
+
+def test_per_ip_limit_is_enforced() -> None:
+    async def main() -> None:
+        async with serving(FakeBackend(), max_sessions=4, max_sessions_per_ip=3) as srv:
+            clients = [await Client.connect(srv.tcp_port) for _ in range(4)]
+            for i, c in enumerate(clients[:3]):
+                await c.hello(f"u{i}")
+            clients[3].send(UserId("u3"))
+            assert await clients[3].to_eof() == [Error("TOO_MANY_CONNECTIONS")]
+            for c in clients:
+                c.close()
+
+    asyncio.run(main())
+
+
+def test_default_per_ip_limit_leaves_slots_for_other_hosts() -> None:
+    from whisper_streaming.app.wiring import default_per_ip_limit, runtime_options_from_config
+    from whisper_streaming.config.schema import parse_config
+
+    assert default_per_ip_limit(16) == 12 and default_per_ip_limit(1) == 1 and default_per_ip_limit(2) == 1
+    assert runtime_options_from_config(parse_config({})).max_sessions_per_ip == 12
+    assert runtime_options_from_config(parse_config({"server": {"max_connections_per_ip": 0}})).max_sessions_per_ip == 0
+
+
+def test_an_audiosocket_connection_takes_no_slot_before_its_uuid() -> None:
+    async def main() -> None:
+        aopts = AudioSocketOptions(host="127.0.0.1", port=0, identify_timeout_s=0.3)
+        async with serving(FakeBackend(), audiosocket=True, audiosocket_options=aopts, max_sessions=1) as srv:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.audiosocket_port)
+            c = await Client.connect(srv.tcp_port)
+            await c.hello("tcp")  # the silent AudioSocket connection holds no slot
+            t0 = time.monotonic()
+            assert await asyncio.wait_for(reader.read(), WAIT_S) == b""  # closed at the UUID deadline
+            assert time.monotonic() - t0 < 2.0
+            assert srv.runtime.stats.sessions_started == 1
+            writer.close()
+            c.close()
+
+    asyncio.run(main())
+
+
+def test_an_audiosocket_call_that_does_not_start_with_its_uuid_is_closed_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async with serving(FakeBackend(), audiosocket=True) as srv:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.audiosocket_port)
+            writer.write(b"".join(audio_frames(load(TEL)[:3200], 8000, 20)) + uuid_frame(uuid.uuid4()))
+            try:
+                assert await asyncio.wait_for(reader.read(), WAIT_S) == b""
+            except ConnectionError:
+                pass  # closed with our bytes unread: a reset is fine
+            writer.close()
+            assert srv.runtime.stats.sessions_started == 0
+
+    with caplog.at_level("INFO"):
+        asyncio.run(main())
+    assert any("malformed AudioSocket data (UUID_NOT_FIRST" in r.getMessage() for r in caplog.records)
+    assert not any(r.exc_info for r in caplog.records)  # no traceback
