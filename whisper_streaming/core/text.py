@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["is_control", "sanitize_text"]
+__all__ = ["is_control", "is_unsafe_in_ids", "UNSAFE_IN_IDS", "sanitize_text"]
 
 
 def is_control(ch: str) -> bool:
@@ -12,6 +12,19 @@ def is_control(ch: str) -> bool:
 
 
 _LINE_BREAKS = "\u2028\u2029"
+
+UNSAFE_IN_IDS = frozenset(
+    "\u2028\u2029"  # line and paragraph separators: line breaks to many log and JSON-lines readers
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # bidi controls (Unicode UAX #9)
+)
+"""Characters an identifier must not contain besides control characters: they break lines or
+reorder the text around them when the id is printed (the "Trojan Source" bidi overrides,
+CVE-2021-42574)."""
+
+
+def is_unsafe_in_ids(ch: str) -> bool:
+    """A control character, a line or paragraph separator, or a bidi control."""
+    return is_control(ch) or ch in UNSAFE_IN_IDS
 
 
 def sanitize_text(text: str) -> str:

@@ -58,7 +58,11 @@ class ResultsLog:
         """Append one line; False (logged) if it could not be written."""
         if self._fd is None:
             return False
-        data = (json.dumps(record, ensure_ascii=False, separators=(", ", ": ")) + "\n").encode("utf-8")
+        text = json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+        # U+2028/U+2029 are valid raw in JSON, but line readers that follow Unicode (Python's
+        # str.splitlines, JavaScript) break the line there: always escape them.
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        data = (text + "\n").encode("utf-8")
         try:
             written = os.write(self._fd, data)
             if written != len(data):  # a regular file only writes short when the disk is full

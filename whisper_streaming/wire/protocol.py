@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from typing import Union
 
-from whisper_streaming.core.text import is_control, sanitize_text
+from whisper_streaming.core.text import is_unsafe_in_ids, sanitize_text
 from whisper_streaming.errors import ErrorReason, HandshakeError, RemoteProtocolError, UsageError
 from whisper_streaming.core.options import OptionPairs, format_pairs, parse_pairs
 
@@ -297,8 +297,8 @@ def encode_packet(packet: Packet) -> bytes:
 def _check_user_id(user_id: str, exc: type[Exception]) -> None:
     if not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
         raise _make(exc, ErrorReason.BAD_USER_ID, f"user id must have 1-{MAX_USER_ID_CHARS} characters, got {len(user_id)}")
-    if any(is_control(ch) for ch in user_id):
-        raise _make(exc, ErrorReason.BAD_USER_ID, "user id contains control characters")
+    if any(is_unsafe_in_ids(ch) for ch in user_id):
+        raise _make(exc, ErrorReason.BAD_USER_ID, "user id contains control characters, line separators or bidi controls")
 
 
 def _make(exc: type[Exception], reason: ErrorReason, detail: str) -> Exception:

@@ -67,3 +67,16 @@ def test_unwritable_path_raises_oserror(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(OSError):
         ResultsLog(tmp_path / "file" / "results.jsonl")
+
+
+def test_unicode_line_separators_are_escaped_so_every_reader_sees_one_line(tmp_path) -> None:
+    import json
+
+    from whisper_streaming.core.results import FinalResult
+
+    log = ResultsLog(tmp_path / "r.jsonl")
+    log.write(result_record(session_id="c1", user_id="u", result=FinalResult(0, 1, "one\u2028two\u2029three", 0, "en")))
+    log.close()
+    text = (tmp_path / "r.jsonl").read_text(encoding="utf-8")
+    assert len(text.splitlines()) == 1  # str.splitlines breaks at U+2028/U+2029
+    assert json.loads(text)["text"] == "one\u2028two\u2029three"

@@ -367,3 +367,21 @@ def test_result_fields_are_opaque_key_value_pairs() -> None:
 def test_bad_result_fields_are_refused_when_encoding(fields) -> None:
     with pytest.raises(UsageError):
         encode_packet(Result(0.0, 1.0, "x", fields))
+
+
+@pytest.mark.parametrize("user_id", ["a\u2028b", "a\u2029b", "admin\u202e", "x\u2066y\u2069", "\u200fz"])
+def test_user_ids_with_line_separators_or_bidi_controls_are_bad(user_id: str) -> None:
+    dec = PacketDecoder(Role.SERVER)
+    dec.receive_data(MAGIC + b"%u" + b"%04X" % len(user_id.encode()) + user_id.encode())
+    with pytest.raises(RemoteProtocolError) as exc:
+        dec.next_packet()
+    assert exc.value.reason == "BAD_USER_ID"
+    with pytest.raises(UsageError):
+        encode_packet(UserId(user_id))
+
+
+def test_user_ids_in_other_scripts_are_fine() -> None:
+    for user_id in ("김철수", "مریم\u200cجان", "👩\u200d💻"):  # Persian ZWNJ and the emoji ZWJ are not bidi controls
+        dec = PacketDecoder(Role.SERVER)
+        dec.receive_data(MAGIC + encode_packet(UserId(user_id)))
+        assert dec.next_packet() == UserId(user_id)
