@@ -110,7 +110,8 @@ def tcp_options_from_config(config: ServerConfig) -> TcpOptions:
     n = config.network
     return TcpOptions(host=n.ip, port=n.port, handshake_timeout_s=n.handshake_timeout_s, identify_timeout_s=n.identify_timeout_s,
                       socket_timeout_s=n.socket_timeout, max_send_buffer_bytes=n.max_send_buffer_bytes,
-                      status_requests_per_s=n.status_requests_per_s, status_burst=n.status_burst)
+                      status_requests_per_s=n.status_requests_per_s, status_burst=n.status_burst,
+                      length_encoding=n.length_encoding)
 
 
 def audiosocket_options_from_config(config: ServerConfig) -> AudioSocketOptions:

@@ -56,6 +56,7 @@ from whisper_streaming.wire.protocol import (
     UserId,
     Welcome,
     encode_packet,
+    max_data_bytes,
 )
 from whisper_streaming.wire.protocol import Result as ResultPacket
 from whisper_streaming.wire.result_fields import sentiment_from_fields
@@ -97,10 +98,12 @@ T = TypeVar("T")
 class AsyncStreamingClient:
     """One connection to the server. Create with :meth:`connect`."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, length_encoding: str = "hex") -> None:
         self._reader = reader
         self._writer = writer
-        self._decoder = PacketDecoder(Role.CLIENT)
+        self._length_encoding = length_encoding
+        self._max_audio_bytes = max_data_bytes(length_encoding) // 2 * 2
+        self._decoder = PacketDecoder(Role.CLIENT, length_encoding=length_encoding)
         self._events: asyncio.Queue[StreamEvent | BaseException] = asyncio.Queue()
         self._welcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._status: list[asyncio.Future[str]] = []
@@ -117,15 +120,18 @@ class AsyncStreamingClient:
         self._reader_task = asyncio.create_task(self._read_loop(), name="whisper-streaming-client-reader")
 
     @classmethod
-    async def connect(cls, host: str, port: int, *, user_id: str | None = None, timeout_s: float = 10.0) -> AsyncStreamingClient:
+    async def connect(cls, host: str, port: int, *, user_id: str | None = None, timeout_s: float = 10.0,
+                      length_encoding: str = "hex") -> AsyncStreamingClient:
         """Connect, send the magic string and, if ``user_id`` is given, log in (``%u`` -> ``%L``).
+
+        ``length_encoding``: the server's ``network.length_encoding`` (``hex`` or ``decimal``).
 
         Raises:
             OSError / asyncio.TimeoutError: cannot connect.
             ServerError: the server answered ``%E`` (e.g. ``SERVER_TOO_BUSY``).
         """
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-        client = cls(reader, writer)
+        client = cls(reader, writer, length_encoding=length_encoding)
         writer.write(MAGIC)
         if user_id is not None:
             await asyncio.wait_for(client.login(user_id), timeout_s)
@@ -191,8 +197,9 @@ class AsyncStreamingClient:
             raise UsageError("PCM s16le needs an even byte count")
         self._raise_failure()
         view = memoryview(pcm)
-        for i in range(0, len(pcm), MAX_AUDIO_PACKET_BYTES):
-            self._writer.write(encode_packet(Audio(bytes(view[i : i + MAX_AUDIO_PACKET_BYTES]))))
+        step = self._max_audio_bytes
+        for i in range(0, len(pcm), step):
+            self._writer.write(encode_packet(Audio(bytes(view[i : i + step])), length_encoding=self._length_encoding))
         await self._writer.drain()
 
     async def receive(self) -> StreamEvent:
@@ -268,7 +275,7 @@ class AsyncStreamingClient:
 
     def _write(self, packet: Any) -> None:
         self._raise_failure()
-        self._writer.write(encode_packet(packet))
+        self._writer.write(encode_packet(packet, length_encoding=self._length_encoding))
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -330,12 +337,13 @@ class StreamingClient:
     :meth:`close`.
     """
 
-    def __init__(self, host: str, port: int, *, user_id: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, host: str, port: int, *, user_id: str | None = None, timeout_s: float = 10.0, length_encoding: str = "hex") -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="whisper-streaming-client", daemon=True)
         self._thread.start()
         try:
-            self._client: AsyncStreamingClient = self._call(AsyncStreamingClient.connect(host, port, user_id=user_id, timeout_s=timeout_s))
+            self._client: AsyncStreamingClient = self._call(AsyncStreamingClient.connect(host, port, user_id=user_id, timeout_s=timeout_s,
+                                                                                         length_encoding=length_encoding))
         except BaseException:
             self._stop_loop()
             raise

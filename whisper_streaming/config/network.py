@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictInt, field_validator
 
@@ -37,6 +37,11 @@ class NetworkConfig(BaseModel):
     that are answered with the last status built."""
 
     status_burst: Annotated[StrictInt, Field(ge=1, le=1000)] = 20
+
+    length_encoding: Literal["hex", "decimal"] = "hex"
+    """How the 4 ASCII digits of every packet's length are read and written: ``hex`` (0000-FFFF,
+    the protocol's text) or ``decimal`` (0000-9999, as the original description's examples show:
+    ``%s0960`` for 960 bytes), for clients built from those examples."""
     """Freshly built status answers a connection may get at once before ``status_requests_per_s`` applies."""
 
     max_send_buffer_bytes: Annotated[StrictInt, Field(ge=65536)] = 1048576

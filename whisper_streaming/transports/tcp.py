@@ -62,7 +62,8 @@ class TcpOptions:
     string; ``identify_timeout_s`` from the handshake to ``%u``; ``socket_timeout_s`` without a
     packet other than ``%c`` before ``%E TIMEOUT`` (not while we owe results);
     ``max_send_buffer_bytes`` unread by the peer before it is dropped; ``status_requests_per_s``
-    and ``status_burst``: how often a connection's ``%c`` gets a freshly built status (more get the last one)."""
+    and ``status_burst``: how often a connection's ``%c`` is answered; ``length_encoding``: the
+    packets' 4 length digits, ``hex`` or ``decimal`` (:data:`~whisper_streaming.wire.protocol.LENGTH_ENCODINGS`)."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -72,6 +73,7 @@ class TcpOptions:
     max_send_buffer_bytes: int = 1 << 20
     status_requests_per_s: float = 10.0
     status_burst: int = 20
+    length_encoding: str = "hex"
 
 
 class TcpTransport:
@@ -126,7 +128,7 @@ class _TcpConnection:
         self.peer_ip = peer[0] if peer else "?"
         peer_text = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.log = ConnectionLog(log, {"conn": f"{conn_id} {peer_text}"})
-        self.decoder = PacketDecoder(Role.SERVER)
+        self.decoder = PacketDecoder(Role.SERVER, length_encoding=self.options.length_encoding)
         self.renderer = TcpRenderer()
         self.driver: SessionDriver = self.runtime.open_session(SessionInfo(conn_id, "tcp", peer_text), self, self.log)
         self.task: asyncio.Task[Any] | None = None
@@ -406,7 +408,7 @@ class _TcpConnection:
     def _send_now(self, packet: ServerPacket) -> None:
         if self.writer.is_closing():
             return
-        self.writer.write(encode_packet(packet))
+        self.writer.write(encode_packet(packet, length_encoding=self.options.length_encoding))
         limit = self.options.max_send_buffer_bytes
         if self.writer.transport.get_write_buffer_size() > limit:
             self.log.warning("peer is not reading (send buffer over %d bytes); dropping it", limit)

@@ -43,6 +43,8 @@ __all__ = [
     "MAGIC",
     "HEADER_BYTES",
     "MAX_DATA_BYTES",
+    "LENGTH_ENCODINGS",
+    "max_data_bytes",
     "MAX_USER_ID_CHARS",
     "Role",
     "UserId",
@@ -74,10 +76,26 @@ MAGIC = b"WHISPER_STREAMING_V1.0"
 HEADER_BYTES = 6
 """2-byte code plus 4 hex digits of length."""
 MAX_DATA_BYTES = 0xFFFF
+
+LENGTH_ENCODINGS = ("hex", "decimal")
+"""How the 4 ASCII digits of a packet's length are read: ``hex`` (the spec's text: 0000-FFFF) or
+``decimal`` (0000-9999: what the original description's examples show, e.g. ``%s0960`` for a
+960-byte frame, ``%E0014`` for a 14-byte reason; for gateways built from those examples)."""
+
+
+def max_data_bytes(length_encoding: str = "hex") -> int:
+    """The longest data field the length encoding can state (65535 hex, 9999 decimal)."""
+    return MAX_DATA_BYTES if length_encoding == "hex" else 9999
 """Largest data field the 4-hex-digit length can express (65535 bytes)."""
 MAX_USER_ID_CHARS = 64
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{4}\Z")
+_DECIMAL = re.compile(rb"[0-9]{4}\Z")
+
+
+def _check_length_encoding(length_encoding: str) -> None:
+    if length_encoding not in LENGTH_ENCODINGS:
+        raise UsageError(f"length_encoding must be one of {LENGTH_ENCODINGS}, got {length_encoding!r}")
 
 
 class Role(enum.Enum):
@@ -247,15 +265,18 @@ def _ascii(text: str) -> bytes:
     return text.encode("ascii", "replace")
 
 
-def encode_packet(packet: Packet) -> bytes:
-    """Serialize one packet to wire bytes.
+def encode_packet(packet: Packet, *, length_encoding: str = "hex") -> bytes:
+    """Serialize one packet to wire bytes, its length in ``length_encoding`` (:data:`LENGTH_ENCODINGS`).
 
-    ``Result`` text that would not fit in 65535 bytes is cut at a UTF-8 character boundary.
+    ``Result`` text that would not fit in the longest data field (65535 bytes hex, 9999 decimal)
+    is cut at a UTF-8 character boundary.
 
     Raises:
-        UsageError: unknown packet type, or a data field over 65535 bytes (other than
-            ``Result``), or a user id breaking the ``%u`` rules.
+        UsageError: unknown packet type or length encoding, a data field too long for it (other
+            than ``Result``), or a user id breaking the ``%u`` rules.
     """
+    _check_length_encoding(length_encoding)
+    limit = max_data_bytes(length_encoding)
     try:
         code = _CODE_OF[type(packet)]
     except KeyError:
@@ -268,8 +289,8 @@ def encode_packet(packet: Packet) -> bytes:
     elif isinstance(packet, Result):
         data = format_result_text(packet.start_s, packet.end_s, sanitize_text(packet.text)).encode("utf-8")
         tail = b"\t" + format_fields(packet.fields).encode("ascii") if packet.fields else b""
-        if len(data) + len(tail) > MAX_DATA_BYTES:
-            data = data[: MAX_DATA_BYTES - len(tail)].decode("utf-8", "ignore").encode("utf-8")
+        if len(data) + len(tail) > limit:
+            data = data[: limit - len(tail)].decode("utf-8", "ignore").encode("utf-8")
         data += tail
     elif isinstance(packet, (Options, OptionsAccepted)):
         text = format_pairs(packet.pairs)
@@ -289,9 +310,9 @@ def encode_packet(packet: Packet) -> bytes:
         data = packet.text.encode("utf-8")
     else:
         data = b""
-    if len(data) > MAX_DATA_BYTES:
-        raise UsageError(f"{code.decode()} data of {len(data)} bytes exceeds {MAX_DATA_BYTES}")
-    return code + b"%04X" % len(data) + data
+    if len(data) > limit:
+        raise UsageError(f"{code.decode()} data of {len(data)} bytes exceeds {limit}")
+    return code + (b"%04X" if length_encoding == "hex" else b"%04d") % len(data) + data
 
 
 def _check_user_id(user_id: str, exc: type[Exception]) -> None:
@@ -315,6 +336,7 @@ class PacketDecoder:
             ``Role.CLIENT`` accepts the server's (``%L %R %E %F %C %O %S``).
         expect_magic: require the 22-byte handshake before the first packet (default: true
             for the server role).  A wrong byte fails at once, before 22 bytes arrived.
+        length_encoding: how the 4 length digits are read (:data:`LENGTH_ENCODINGS`).
 
     Buffering is bounded by what the transport feeds between pulls plus one packet
     (at most 6 + 65535 bytes): drain :meth:`next_packet` before feeding more.
@@ -326,8 +348,10 @@ class PacketDecoder:
             ``TRUNCATED`` (EOF inside a packet, from :meth:`receive_eof`).
     """
 
-    def __init__(self, role: Role, *, expect_magic: bool | None = None) -> None:
+    def __init__(self, role: Role, *, expect_magic: bool | None = None, length_encoding: str = "hex") -> None:
+        _check_length_encoding(length_encoding)
         self.role = role
+        self._decimal = length_encoding == "decimal"
         self._accepted = _ACCEPTED[role]
         self._magic_pending = (role is Role.SERVER) if expect_magic is None else expect_magic
         self._buf = bytearray()
@@ -387,9 +411,10 @@ class PacketDecoder:
         if code not in self._accepted:
             self._fail(RemoteProtocolError(ErrorReason.UNKNOWN_HEADER, f"unknown packet header 0x{code.hex()}"))
         length_field = bytes(buf[pos + 2 : pos + HEADER_BYTES])
-        if not _HEX.match(length_field):
-            self._fail(RemoteProtocolError(ErrorReason.BAD_LENGTH, f"length field 0x{length_field.hex()} is not 4 hex digits"))
-        end = pos + HEADER_BYTES + int(length_field, 16)
+        if not (_DECIMAL if self._decimal else _HEX).match(length_field):
+            kind = "decimal" if self._decimal else "hex"
+            self._fail(RemoteProtocolError(ErrorReason.BAD_LENGTH, f"length field 0x{length_field.hex()} is not 4 {kind} digits"))
+        end = pos + HEADER_BYTES + int(length_field, 10 if self._decimal else 16)
         if len(buf) < end:
             self._compact()
             return None

@@ -869,3 +869,24 @@ def test_an_audiosocket_call_that_does_not_start_with_its_uuid_is_closed_and_log
         asyncio.run(main())
     assert any("malformed AudioSocket data (UUID_NOT_FIRST" in r.getMessage() for r in caplog.records)
     assert not any(r.exc_info for r in caplog.records)  # no traceback
+
+
+def test_a_decimal_length_server_serves_a_decimal_length_client() -> None:
+    from whisper_streaming.client import AsyncStreamingClient
+
+    async def main() -> None:
+        opts = TcpOptions(host="127.0.0.1", port=0, length_encoding="decimal")
+        async with serving(FakeBackend(), tcp_options=opts) as srv:
+            raw = await Client.connect(srv.tcp_port)
+            raw.write(b"%u0005alice")  # as the seed's examples write it
+            data = await asyncio.wait_for(raw.reader.read(100), WAIT_S)
+            assert data == b"%L0008Welcome!"
+            raw.close()
+            client = await AsyncStreamingClient.connect("127.0.0.1", srv.tcp_port, user_id="bob", length_encoding="decimal")
+            await client.begin()
+            await client.send_audio(JFK_PCM)  # split into packets of at most 9998 bytes
+            results = await client.finish()
+            await client.close()
+            assert [(r.start_s, r.end_s) for r in results] == [(round(u.start_s, 1), round(u.end_s, 1)) for u in JFK_UTTERANCES]
+
+    asyncio.run(main())

@@ -385,3 +385,37 @@ def test_user_ids_in_other_scripts_are_fine() -> None:
         dec = PacketDecoder(Role.SERVER)
         dec.receive_data(MAGIC + encode_packet(UserId(user_id)))
         assert dec.next_packet() == UserId(user_id)
+
+
+# ---------------------------------------------------------------------------- length_encoding: decimal
+
+
+def test_decimal_lengths_read_the_seed_examples() -> None:
+    """The original description's examples: %s0960 is a 960-byte frame, %E0014 a 14-byte reason."""
+    dec = PacketDecoder(Role.SERVER, length_encoding="decimal")
+    dec.receive_data(MAGIC + b"%u0005alice" + b"%b0000" + b"%s0960" + bytes(960) + b"%f0000")
+    assert dec.packets() == [UserId("alice"), Begin(), Audio(bytes(960)), Finish()]
+    assert encode_packet(Error("SERVER_TOO_BUSY"), length_encoding="decimal") == b"%E0015SERVER_TOO_BUSY"
+    assert encode_packet(Error("SERVER_TOO_BUSY")) == b"%E000FSERVER_TOO_BUSY"  # hex stays the default
+
+
+@pytest.mark.parametrize("encoding", ["hex", "decimal"])
+def test_both_length_encodings_round_trip(encoding: str) -> None:
+    packets = [UserId("bob"), Begin(), Audio(bytes(2000)), Finish(), StatusRequest()]
+    dec = PacketDecoder(Role.SERVER, length_encoding=encoding)
+    dec.receive_data(MAGIC + b"".join(encode_packet(p, length_encoding=encoding) for p in packets))
+    assert dec.packets() == packets
+
+
+def test_decimal_refuses_hex_digits_and_longer_data() -> None:
+    dec = PacketDecoder(Role.SERVER, length_encoding="decimal")
+    dec.receive_data(MAGIC + b"%s03C0" + bytes(960))
+    with pytest.raises(RemoteProtocolError) as exc:
+        dec.next_packet()
+    assert exc.value.reason == "BAD_LENGTH"
+    with pytest.raises(UsageError):
+        encode_packet(Audio(bytes(10000)), length_encoding="decimal")
+    long = encode_packet(Result(0, 1, "x" * 20000), length_encoding="decimal")  # result text is cut to fit
+    assert int(long[2:6]) == len(long) - 6 <= 9999
+    with pytest.raises(UsageError):
+        PacketDecoder(Role.SERVER, length_encoding="octal")
