@@ -27,7 +27,7 @@ from whisper_streaming.errors import ConfigError, ModelError, WhisperStreamingEr
 from whisper_streaming.runtime.runtime import Runtime
 from whisper_streaming.sinks.base import Sink
 from whisper_streaming.sinks.jsonl import JsonlSink, ResultsLog
-from whisper_streaming.sinks.pcm import PcmRecorder, PcmSink
+from whisper_streaming.sinks.pcm import PcmLimits, PcmRecorder, PcmSink
 from whisper_streaming.sinks.webhook import WebhookSink
 from whisper_streaming.transports.audiosocket import AudioSocketTransport
 from whisper_streaming.transports.tcp import TcpTransport
@@ -87,7 +87,9 @@ def _build_sinks(config: ServerConfig) -> list[Sink]:
             sinks.append(WebhookSink(r.webhook_url, timeout_s=r.webhook_timeout_s, max_retries=r.webhook_max_retries))
         if config.pcm_save.enabled:
             try:
-                sinks.append(PcmSink(PcmRecorder(config.pcm_save.dir)))
+                ps = config.pcm_save
+                limits = PcmLimits(max_file_bytes=ps.max_file_bytes, max_total_bytes=ps.max_total_bytes, max_files_per_session=ps.max_files_per_session)
+                sinks.append(PcmSink(PcmRecorder(ps.dir), limits))
             except OSError as exc:
                 raise ConfigError(f"pcm_save.dir: cannot create {config.pcm_save.dir!r}: {exc}") from None
     except BaseException:

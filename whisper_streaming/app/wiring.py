@@ -116,7 +116,8 @@ def tcp_options_from_config(config: ServerConfig) -> TcpOptions:
 
 def audiosocket_options_from_config(config: ServerConfig) -> AudioSocketOptions:
     n = config.network
-    return AudioSocketOptions(host=n.ip, port=config.audiosocket.port, identify_timeout_s=n.identify_timeout_s, idle_timeout_s=n.socket_timeout)
+    return AudioSocketOptions(host=n.ip, port=config.audiosocket.port, identify_timeout_s=n.identify_timeout_s, idle_timeout_s=n.socket_timeout,
+                              max_call_s=config.audiosocket.max_call_s)
 
 
 def engine_options_from_config(config: ServerConfig) -> EngineOptions:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from whisper_streaming.config.fields import STRICT_MODEL_CONFIG
+from whisper_streaming.config.fields import STRICT_MODEL_CONFIG, FiniteFloat
 
 __all__ = ["AudioSocketConfig"]
 
@@ -21,3 +21,8 @@ class AudioSocketConfig(BaseModel):
 
     port: Annotated[StrictInt, Field(ge=0, le=65535)] = 5001
     """TCP port for AudioSocket; 0 lets the OS pick a free port."""
+
+    max_call_s: Optional[Annotated[FiniteFloat, Field(gt=0)]] = 14400.0
+    """Longest call in seconds of audio (default 4 h; ``server.max_stream_s`` applies too if shorter):
+    past it the call's stream is finished (its results delivered) and the call ends with
+    ``STREAM_TOO_LONG`` (logged). ``None``: no limit."""

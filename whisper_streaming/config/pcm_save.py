@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, StrictBool, field_validator
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, Field, StrictBool, StrictInt, field_validator
 
 from whisper_streaming.config.fields import STRICT_MODEL_CONFIG, NonEmptyStr, not_blank
 
@@ -19,6 +21,16 @@ class PcmSaveConfig(BaseModel):
 
     dir: NonEmptyStr = "pcm"
     """Directory for the WAV files (created if missing; relative to the working directory)."""
+
+    max_file_bytes: Annotated[StrictInt, Field(ge=1 << 20, le=(4 << 30) - (1 << 20))] = 1 << 30
+    """A stream's WAV file is continued in ``..._part2.wav`` ... past this size (a WAV header
+    cannot state 4 GiB or more)."""
+
+    max_total_bytes: Optional[Annotated[StrictInt, Field(ge=1 << 20)]] = 20 << 30
+    """Bytes this server run may record in all; past it nothing more is saved (logged). ``None``: no cap."""
+
+    max_files_per_session: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1000
+    """WAV files one session may create; its further streams are not recorded (logged)."""
 
     @field_validator("dir")
     @classmethod

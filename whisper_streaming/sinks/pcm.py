@@ -15,11 +15,14 @@ code if latency matters).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import queue
 import re
 import threading
 import wave
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +33,7 @@ from whisper_streaming.errors import UsageError
 from whisper_streaming.sinks.base import SessionClosed, SinkEvent, StreamAudioReceived, StreamClosed, StreamOpened
 
 __all__ = [
+    "PcmLimits",
     "PcmSink","sanitize_user_id", "PcmRecorder", "PcmStreamWriter"]
 
 logger = logging.getLogger(__name__)
@@ -188,6 +192,7 @@ class PcmRecorder:
         stream_index: int,
         now: datetime | None = None,
         sample_rate_hz: int | None = None,
+        part: int = 1,
     ) -> PcmStreamWriter:
         """Create a new WAV file for one stream and return its writer.
 
@@ -195,7 +200,7 @@ class PcmRecorder:
         stream's own rate (``%o sample_rate``).
 
         The name is ``f"{user}_{now:%Y%m%dT%H%M%S_%f}_{session}_{stream_index}.wav"`` with
-        user and session sanitized; if that file exists, ``_1``, ``_2``, ... is appended to
+        user and session sanitized (``_part<N>`` before ``.wav`` for the continuation ``part`` > 1); if that file exists, ``_1``, ``_2``, ... is appended to
         the stem.  ``now`` defaults to the current UTC time.
 
         Raises:
@@ -210,7 +215,7 @@ class PcmRecorder:
             raise UsageError(f"now must be a datetime, got {type(now).__name__}")
         user = sanitize_user_id(user_id)
         session = _sanitize(session_id, 64, "session")
-        stem = f"{user}_{now:%Y%m%dT%H%M%S_%f}_{session}_{stream_index}"
+        stem = f"{user}_{now:%Y%m%dT%H%M%S_%f}_{session}_{stream_index}" + (f"_part{part}" if part > 1 else "")
 
         last_error: FileExistsError | None = None
         for attempt in range(_MAX_SUFFIX):
@@ -246,46 +251,173 @@ class PcmRecorder:
         return f"<PcmRecorder {str(self._directory)!r} {self._sample_rate_hz} Hz>"
 
 
+@dataclass(frozen=True)
+class PcmLimits:
+    """Bounds of :class:`PcmSink`.
+
+    ``max_file_bytes``: a stream's file is closed at this size and the stream goes on in
+    ``..._part2.wav``, ``_part3`` ... (a RIFF/WAV header cannot state more than 4 GiB; Python's
+    ``wave`` fails past it).  ``max_total_bytes``: everything this sink writes; past it nothing
+    more is recorded (logged once; None: no cap).  ``max_files_per_session``: files one session
+    may create (a client pipelining ``%b%f`` cannot fill a directory).  ``queue_chunks``: audio
+    chunks waiting for the disk thread; past it, chunks are dropped from the recording (counted and
+    logged; the session never waits for the disk).
+    """
+
+    max_file_bytes: int = 1 << 30
+    max_total_bytes: int | None = 20 << 30
+    max_files_per_session: int = 1000
+    queue_chunks: int = 8192
+
+
+@dataclass
+class _OpenStream:
+    writer: PcmStreamWriter | None
+    user_id: str
+    session_id: str
+    stream_index: int
+    sample_rate_hz: int
+    part: int = 1
+    bytes_in_file: int = 0
+
+
 class PcmSink:
     """PCM saving as a :class:`~whisper_streaming.sinks.base.Sink`: one WAV per stream of every session.
 
-    A file that cannot be created or written is logged; the stream goes on unrecorded.
+    The file I/O runs on one thread of its own: :meth:`publish` only queues (bounded by
+    :attr:`PcmLimits.queue_chunks`), so a slow disk never stalls the event loop or a session.
+    Bounded by :class:`PcmLimits`.  A file that cannot be created or written is logged and the
+    stream goes on unrecorded; a recording problem never ends a session.
     """
 
-    def __init__(self, recorder: PcmRecorder) -> None:
+    def __init__(self, recorder: PcmRecorder, limits: PcmLimits = PcmLimits()) -> None:
         self.recorder = recorder
-        self._open: dict[tuple[str, int], PcmStreamWriter] = {}
+        self.limits = limits
+        self._queue: queue.Queue[SinkEvent | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        # written by the disk thread only
+        self._open: dict[tuple[str, int], _OpenStream] = {}
+        self._files_per_session: dict[str, int] = {}
+        self.bytes_written = 0
+        self.files_created = 0
+        self.chunks_dropped = 0
+        self._full_logged = False
 
     def publish(self, event: SinkEvent) -> None:
-        key = (event.session.session_id, getattr(event, "stream_index", -1))
-        if isinstance(event, StreamOpened):
-            try:
-                self._open[key] = self.recorder.open_stream(event.session.user_id or "", session_id=event.session.session_id,
-                                                            stream_index=event.stream_index, sample_rate_hz=event.sample_rate_hz)
-            except (OSError, UsageError) as exc:
-                logger.error("cannot record stream %d of %s: %s", event.stream_index, event.session.session_id, exc)
-        elif isinstance(event, StreamAudioReceived):
-            writer = self._open.get(key)
-            if writer is not None:
-                try:
-                    writer.write(event.pcm)
-                except OSError as exc:
-                    logger.error("recording %s failed: %s; closing it", writer.path, exc)
-                    self._close(key)
-        elif isinstance(event, StreamClosed):
-            self._close(key)
-        elif isinstance(event, SessionClosed):
-            for k in [k for k in self._open if k[0] == event.session.session_id]:
-                self._close(k)
+        if self._closed or not isinstance(event, (StreamOpened, StreamAudioReceived, StreamClosed, SessionClosed)):
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="whisper-streaming-pcm-save", daemon=True)
+            self._thread.start()
+        if isinstance(event, StreamAudioReceived) and self._queue.qsize() >= self.limits.queue_chunks:
+            self.chunks_dropped += 1  # the disk is behind: drop from the recording, never wait
+            if self.chunks_dropped in (1, 100, 10000) or self.chunks_dropped % 100000 == 0:
+                logger.warning("PCM saving is behind the audio: %d chunks dropped from recordings so far", self.chunks_dropped)
+            return
+        self._queue.put_nowait(event)  # unbounded for opening/closing files, which must not be lost
 
-    def _close(self, key: tuple[str, int]) -> None:
-        writer = self._open.pop(key, None)
+    async def aclose(self, deadline_s: float) -> None:
+        """Write what is queued (up to ``deadline_s``), close every file, stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._queue.put_nowait(None)
+        await loop.run_in_executor(None, self._thread.join, deadline_s)
+        if self._thread.is_alive():
+            logger.warning("PCM saving did not finish within %.1f s", deadline_s)
+
+    # ------------------------------------------------------------------ the disk thread
+
+    def _run(self) -> None:
+        while (event := self._queue.get()) is not None:
+            try:
+                self._handle(event)
+            except Exception:  # noqa: BLE001 - the thread must keep serving the other streams
+                logger.exception("PCM saving failed on %s", type(event).__name__)
+        for key in list(self._open):
+            self._close(key)
+
+    def _handle(self, event: SinkEvent) -> None:
+        session_id = event.session.session_id
+        if isinstance(event, StreamOpened):
+            stream = _OpenStream(None, event.session.user_id or "", session_id, event.stream_index, event.sample_rate_hz)
+            self._open[(session_id, event.stream_index)] = stream
+            self._start_file(stream)
+        elif isinstance(event, StreamAudioReceived):
+            stream = self._open.get((session_id, event.stream_index))
+            if stream is not None and stream.writer is not None:
+                self._write(stream, event.pcm)
+        elif isinstance(event, StreamClosed):
+            self._close((session_id, event.stream_index))
+        elif isinstance(event, SessionClosed):
+            for key in [k for k in self._open if k[0] == session_id]:
+                self._close(key)
+            self._files_per_session.pop(session_id, None)
+
+    def _start_file(self, stream: _OpenStream) -> None:
+        stream.writer = None
+        files = self._files_per_session.get(stream.session_id, 0)
+        if files >= self.limits.max_files_per_session:
+            if files == self.limits.max_files_per_session:
+                logger.warning("session %s reached %d recorded files; its further streams are not recorded",
+                               stream.session_id, files)
+                self._files_per_session[stream.session_id] = files + 1
+            return
+        if self._over_total():
+            return
+        try:
+            stream.writer = self.recorder.open_stream(stream.user_id, session_id=stream.session_id, stream_index=stream.stream_index,
+                                                      sample_rate_hz=stream.sample_rate_hz, part=stream.part)
+        except (OSError, UsageError) as exc:
+            logger.error("cannot record stream %d of %s: %s", stream.stream_index, stream.session_id, exc)
+            return
+        self._files_per_session[stream.session_id] = files + 1
+        self.files_created += 1
+        stream.bytes_in_file = 0
+
+    def _over_total(self) -> bool:
+        cap = self.limits.max_total_bytes
+        if cap is not None and self.bytes_written >= cap:
+            if not self._full_logged:
+                self._full_logged = True
+                logger.error("PCM saving stopped: %d bytes recorded, the pcm_save.max_total_bytes cap", self.bytes_written)
+            return True
+        return False
+
+    def _write(self, stream: _OpenStream, pcm: bytes) -> None:
+        while pcm and stream.writer is not None:
+            room = self.limits.max_file_bytes - stream.bytes_in_file
+            if room < 2:
+                self._finish_file(stream)
+                stream.part += 1
+                self._start_file(stream)
+                continue
+            if self._over_total():
+                self._finish_file(stream)
+                return
+            chunk, pcm = pcm[: room - room % 2], pcm[room - room % 2 :]
+            try:
+                stream.writer.write(chunk)
+            except (OSError, UsageError) as exc:
+                logger.error("recording %s failed: %s; the stream goes on unrecorded", stream.writer.path, exc)
+                self._finish_file(stream)
+                return
+            stream.bytes_in_file += len(chunk)
+            self.bytes_written += len(chunk)
+
+    def _finish_file(self, stream: _OpenStream) -> None:
+        writer, stream.writer = stream.writer, None
         if writer is not None:
             try:
                 writer.close()
-            except OSError as exc:
+            except (OSError, UsageError) as exc:
                 logger.error("closing %s failed: %s", writer.path, exc)
 
-    async def aclose(self, deadline_s: float) -> None:
-        for key in list(self._open):
-            self._close(key)
+    def _close(self, key: tuple[str, int]) -> None:
+        stream = self._open.pop(key, None)
+        if stream is not None:
+            self._finish_file(stream)

@@ -27,6 +27,7 @@ from typing import Any
 from whisper_streaming.core.audio_format import ASR_SAMPLE_RATE_HZ, SAMPLE_RATES_HZ, StreamResampler
 from whisper_streaming.errors import RemoteProtocolError
 from whisper_streaming.pipeline.commands import AudioChunk, BeginStream, Identify, Output, SessionFailed
+from whisper_streaming.pipeline.session import SessionOptions
 from whisper_streaming.runtime.driver import ConnectionLog, SessionDriver
 from whisper_streaming.runtime.runtime import Runtime, finish_tasks
 from whisper_streaming.sinks.base import SessionInfo
@@ -44,12 +45,14 @@ class AudioSocketOptions:
     """``host``/``port`` to listen on (0: any free port); ``identify_timeout_s``: the UUID frame
     must come this soon after connecting (no session slot is taken before it);
     ``idle_timeout_s``: a call without a frame for this long is ended (not while its
-    transcriptions are pending)."""
+    transcriptions are pending); ``max_call_s``: seconds of audio after which a call is finished
+    and ended (``STREAM_TOO_LONG``; None: only ``server.max_stream_s``)."""
 
     host: str = "127.0.0.1"
     port: int = 0
     identify_timeout_s: float = 10.0
     idle_timeout_s: float = 60.0
+    max_call_s: float | None = 14400.0
 
 
 class AudioSocketTransport:
@@ -91,6 +94,16 @@ class AudioSocketTransport:
         await self.runtime.serve(_Call(self, reader, writer, f"a{next(self._ids)}"), self._calls)
 
 
+def _call_session_options(options: SessionOptions, max_call_s: float | None) -> SessionOptions:
+    """The session options with the call length limit (the shorter of it and ``server.max_stream_s``)."""
+    if max_call_s is None:
+        return options
+    limit = int(max_call_s * options.vad.sample_rate_hz)
+    if options.max_stream_samples is not None and options.max_stream_samples <= limit:
+        return options
+    return dataclasses.replace(options, max_stream_samples=limit)
+
+
 class _Call:
     """One AudioSocket call: an AudioSocket read loop; no replies to the peer."""
 
@@ -108,7 +121,8 @@ class _Call:
         self.call_id: str | None = None
         self._rate: int | None = None
         self._resampler: StreamResampler | None = None  # for a rate the session does not take as is
-        self.driver: SessionDriver = self.runtime.open_session(SessionInfo(conn_id, "audiosocket", self.peer), self, self.log)
+        self.driver: SessionDriver = self.runtime.open_session(SessionInfo(conn_id, "audiosocket", self.peer), self, self.log,
+                                                               options=_call_session_options(self.runtime.options.session, door.options.max_call_s))
         self.task: asyncio.Task[Any] | None = None
 
     # -------------------------------------------------------------- Peer

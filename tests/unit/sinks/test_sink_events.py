@@ -68,9 +68,74 @@ def test_pcm_sink_records_each_stream_of_each_session(tmp_path: Path) -> None:
     sink.publish(StreamClosed(TCP, 0))
     sink.publish(StreamAudioReceived(TCP, 0, tone))  # after its end: not recorded
     sink.publish(SessionClosed(CALL, 0, 0.05, "hangup"))  # closes the call's open stream
+    asyncio.run(sink.aclose(5.0))  # the files are written on the sink's own thread
     files = sorted(tmp_path.glob("*.wav"))
     assert len(files) == 2
     by_rate = {sf.info(f).samplerate: sf.read(f, dtype="int16")[0] for f in files}
     assert len(by_rate[16000]) == 1600 and len(by_rate[8000]) == 400
     assert by_rate[16000][:800].tobytes() == tone
     assert any(f.name.startswith("alice_") for f in files)
+
+
+
+def _stream(sink: PcmSink, info: SessionInfo, index: int, chunks: list[bytes], rate: int = 16000) -> None:
+    sink.publish(StreamOpened(info, index, rate))
+    for c in chunks:
+        sink.publish(StreamAudioReceived(info, index, c))
+    sink.publish(StreamClosed(info, index))
+
+
+def test_pcm_sink_continues_a_long_stream_in_part_files(tmp_path: Path) -> None:
+    from whisper_streaming.sinks.pcm import PcmLimits
+
+    sink = PcmSink(PcmRecorder(tmp_path), PcmLimits(max_file_bytes=1 << 20, max_total_bytes=None))
+    chunk = (np.arange(4800) % 300 - 150).astype("<i2").tobytes()  # 9600 bytes
+    _stream(sink, TCP, 0, [chunk] * 250)  # 2.4 MB: three files of at most 1 MiB
+    asyncio.run(sink.aclose(5.0))
+    files = sorted(tmp_path.glob("*.wav"), key=lambda f: (len(f.name), f.name))
+    assert [f.name.endswith(s) for f, s in zip(files, ("_0.wav", "_0_part2.wav", "_0_part3.wav"))] == [True] * 3
+    frames = [sf.read(f, dtype="int16")[0] for f in files]
+    assert all(len(fr) * 2 <= 1 << 20 for fr in frames)
+    assert np.concatenate(frames).tobytes() == chunk * 250  # nothing lost at the seams
+
+
+def test_pcm_sink_caps_the_total_and_the_files_per_session(tmp_path: Path) -> None:
+    from whisper_streaming.sinks.pcm import PcmLimits
+
+    sink = PcmSink(PcmRecorder(tmp_path), PcmLimits(max_file_bytes=1 << 20, max_total_bytes=1 << 20, max_files_per_session=3))
+    for i in range(10):  # a client pipelining %b%f: only 3 files
+        _stream(sink, TCP, i, [])
+    other = SessionInfo("c8", "tcp", user_id="bob")
+    _stream(sink, other, 0, [bytes(600_000)] * 3)  # 1.8 MB against a 1 MiB total
+    _stream(sink, other, 1, [bytes(1000)])  # over the total: not even opened
+    asyncio.run(sink.aclose(5.0))
+    alice = list(tmp_path.glob("alice_*.wav"))
+    bob = list(tmp_path.glob("bob_*.wav"))
+    assert len(alice) == 3
+    assert len(bob) == 1 and sink.bytes_written == 1 << 20
+    assert len(sf.read(bob[0], dtype="int16")[0]) * 2 == 1 << 20
+
+
+def test_pcm_sink_publish_never_waits_for_the_disk(tmp_path: Path) -> None:
+    import threading
+
+    from whisper_streaming.sinks.pcm import PcmLimits
+
+    gate = threading.Event()
+    recorder = PcmRecorder(tmp_path)
+    original = recorder.open_stream
+
+    def slow_open(*args, **kwargs):  # a disk that hangs
+        gate.wait(10)
+        return original(*args, **kwargs)
+
+    recorder.open_stream = slow_open  # type: ignore[method-assign]
+    sink = PcmSink(recorder, PcmLimits(queue_chunks=50))
+    import time
+
+    t0 = time.monotonic()
+    _stream(sink, TCP, 0, [bytes(960)] * 500)
+    assert time.monotonic() - t0 < 0.5  # publishing 500 chunks did not wait for the hung disk
+    assert sink.chunks_dropped >= 400  # the recording lost them, not the session
+    gate.set()
+    asyncio.run(sink.aclose(5.0))

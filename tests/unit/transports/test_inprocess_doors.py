@@ -890,3 +890,24 @@ def test_a_decimal_length_server_serves_a_decimal_length_client() -> None:
             assert [(r.start_s, r.end_s) for r in results] == [(round(u.start_s, 1), round(u.end_s, 1)) for u in JFK_UTTERANCES]
 
     asyncio.run(main())
+
+
+
+def test_an_audiosocket_call_longer_than_max_call_s_is_finished_and_ended() -> None:
+    backend = FakeBackend(delay_s=0.01)
+    sink = RecordingSink()
+    tel = load(TEL)
+
+    async def main() -> None:
+        aopts = AudioSocketOptions(host="127.0.0.1", port=0, max_call_s=3.0)
+        async with serving(backend, sinks=(sink,), audiosocket=True, audiosocket_options=aopts) as srv:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.audiosocket_port)
+            writer.write(uuid_frame(uuid.uuid4()) + b"".join(audio_frames(tel * 3, 8000, 20)))  # 27 s, no hangup
+            await eventually(lambda: sink.of(SessionClosed), what="SessionClosed")
+            writer.close()
+            assert srv.runtime.stats.errors["STREAM_TOO_LONG"] == 1
+        end = sink.of(SessionClosed)[0]
+        assert end.reason == "STREAM_TOO_LONG" and abs(end.audio_s - 3.0) < 0.05
+        assert end.results == len(sink.of(ResultPublished)) >= 1  # what was said before the cap is delivered
+
+    asyncio.run(main())
