@@ -66,9 +66,10 @@ class ErrorReason(str, enum.Enum):
     TIMEOUT = "TIMEOUT"
     STREAM_TOO_LONG = "STREAM_TOO_LONG"
     ASR_FAILED = "ASR_FAILED"
-    # admission (whisper_streaming.runtime)
+    # admission and shutdown (whisper_streaming.runtime)
     SERVER_TOO_BUSY = "SERVER_TOO_BUSY"
     TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
     # the AudioSocket codec (whisper_streaming.wire.audiosocket)
     UUID_NOT_FIRST = "UUID_NOT_FIRST"
     UUID_REPEATED = "UUID_REPEATED"
@@ -100,8 +101,10 @@ class ErrorReason(str, enum.Enum):
         return _HTTP_STATUS.get(self, 400)
 
 
-_NOT_PEER_FAULT = frozenset({ErrorReason.SERVER_TOO_BUSY, ErrorReason.TOO_MANY_CONNECTIONS, ErrorReason.ASR_FAILED, ErrorReason.TIMEOUT})
+_NOT_PEER_FAULT = frozenset({ErrorReason.SERVER_TOO_BUSY, ErrorReason.TOO_MANY_CONNECTIONS, ErrorReason.ASR_FAILED, ErrorReason.TIMEOUT,
+                             ErrorReason.SHUTTING_DOWN})
 _WS_CLOSE = {
+    ErrorReason.SHUTTING_DOWN: 1001,
     ErrorReason.SERVER_TOO_BUSY: 1013,
     ErrorReason.TOO_MANY_CONNECTIONS: 1013,
     ErrorReason.ASR_FAILED: 1011,
@@ -111,6 +114,7 @@ _WS_CLOSE = {
     ErrorReason.FRAME_TOO_LARGE: 1009,
 }
 _HTTP_STATUS = {
+    ErrorReason.SHUTTING_DOWN: 503,
     ErrorReason.SERVER_TOO_BUSY: 503,
     ErrorReason.TOO_MANY_CONNECTIONS: 429,
     ErrorReason.ASR_FAILED: 500,

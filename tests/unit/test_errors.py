@@ -18,6 +18,7 @@ def test_wire_text_is_the_value_and_formats_as_it() -> None:
     "reason,close_code,status,peer_fault",
     [
         (ErrorReason.SERVER_TOO_BUSY, 1013, 503, False),
+        (ErrorReason.SHUTTING_DOWN, 1001, 503, False),
         (ErrorReason.TOO_MANY_CONNECTIONS, 1013, 429, False),
         (ErrorReason.ASR_FAILED, 1011, 500, False),
         (ErrorReason.STREAM_TOO_LONG, 1009, 413, True),

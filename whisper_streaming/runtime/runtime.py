@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,15 +94,23 @@ class Connection(Protocol):
         ...
 
 
-async def finish_tasks(tasks: Sequence[asyncio.Task[Any]], timeout_s: float, what: str) -> None:
-    """Wait up to ``timeout_s`` for ``tasks`` (connections finishing), then cancel the rest."""
+async def finish_tasks(tasks: Sequence[asyncio.Task[Any]], timeout_s: float, what: str,
+                       before_cancel: Callable[[], None] | None = None) -> None:
+    """Wait up to ``timeout_s`` for ``tasks`` (connections finishing), then cancel the rest.
+
+    ``before_cancel`` runs first when some are left (a door tells those peers why).
+    """
     if not tasks:
         return
     _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    if pending:
+        log.warning("shutdown timeout: aborting %d %s", len(pending), what)
+        if before_cancel is not None:
+            before_cancel()
+            await asyncio.sleep(0)  # let the transports write what the peers are told
     for t in pending:
         t.cancel()
     if pending:
-        log.warning("shutdown timeout: aborted %d %s", len(pending), what)
         await asyncio.wait(pending, timeout=2.0)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from whisper_streaming.core.audio_format import ASR_SAMPLE_RATE_HZ, SAMPLE_RATES_HZ, StreamResampler
-from whisper_streaming.errors import RemoteProtocolError
+from whisper_streaming.errors import ErrorReason, RemoteProtocolError
 from whisper_streaming.pipeline.commands import AudioChunk, BeginStream, Identify, Output, SessionFailed
 from whisper_streaming.pipeline.session import SessionOptions
 from whisper_streaming.runtime.driver import ConnectionLog, SessionDriver
@@ -88,7 +88,15 @@ class AudioSocketTransport:
         self.close_listener()
         for call in list(self._calls):
             call.begin_shutdown()
-        await finish_tasks([c.task for c in self._calls if c.task is not None], self.runtime.options.shutdown_timeout_s, "audiosocket calls")
+        await finish_tasks([c.task for c in self._calls if c.task is not None], self.runtime.options.shutdown_timeout_s, "audiosocket calls",
+                           before_cancel=self._cut_calls)
+
+    def _cut_calls(self) -> None:
+        """``shutdown_timeout_s`` is over: the calls still open end with ``SHUTTING_DOWN`` (logged, counted, in the sinks)."""
+        for call in list(self._calls):
+            call.log.warning("results still owed at the shutdown deadline: call ended with SHUTTING_DOWN")
+            self.runtime.record_refusal(ErrorReason.SHUTTING_DOWN)
+            call.driver.request_close(ErrorReason.SHUTTING_DOWN.value)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self.runtime.serve(_Call(self, reader, writer, f"a{next(self._ids)}"), self._calls)

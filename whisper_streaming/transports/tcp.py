@@ -109,7 +109,13 @@ class TcpTransport:
         self.close_listener()
         for conn in list(self._connections):
             conn.begin_shutdown()
-        await finish_tasks([c.task for c in self._connections if c.task is not None], self.runtime.options.shutdown_timeout_s, "connections")
+        await finish_tasks([c.task for c in self._connections if c.task is not None], self.runtime.options.shutdown_timeout_s, "connections",
+                           before_cancel=self._tell_shutting_down)
+
+    def _tell_shutting_down(self) -> None:
+        """``shutdown_timeout_s`` is over: every session still open gets ``%E SHUTTING_DOWN`` (never silence)."""
+        for conn in list(self._connections):
+            conn.cut_at_shutdown()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self.runtime.serve(_TcpConnection(self, reader, writer, f"c{next(self._ids)}"), self._connections)
@@ -363,6 +369,13 @@ class _TcpConnection:
             self.abort()
             return
         self.driver.begin_shutdown()
+
+    def cut_at_shutdown(self) -> None:
+        """Tell the peer its session is cut short by the shutdown; the task is cancelled next."""
+        self.log.warning("results still owed at the shutdown deadline: %E SHUTTING_DOWN")
+        self.runtime.record_refusal(ErrorReason.SHUTTING_DOWN)
+        self.driver.request_close(ErrorReason.SHUTTING_DOWN.value)
+        self._send_now(Error(ErrorReason.SHUTTING_DOWN))
 
     def abort(self) -> None:
         """Close now: gracefully when everything we wrote has left, else (a peer that stopped reading

@@ -911,3 +911,27 @@ def test_an_audiosocket_call_longer_than_max_call_s_is_finished_and_ended() -> N
         assert end.results == len(sink.of(ResultPublished)) >= 1  # what was said before the cap is delivered
 
     asyncio.run(main())
+
+
+def test_sessions_still_owed_results_at_the_shutdown_deadline_are_told() -> None:
+    backend = FakeBackend(delay_s=30.0)  # a backend that will not finish in time
+    sink = RecordingSink()
+
+    async def main() -> None:
+        async with serving(backend, sinks=(sink,), shutdown_timeout_s=0.5) as srv:
+            c = await Client.connect(srv.tcp_port)
+            await c.hello("late")
+            c.send(Begin())
+            c.send_audio(JFK_PCM)
+            await eventually(lambda: len(backend.jobs) >= 1, what="a job")
+            t0 = time.monotonic()
+            await srv.runtime.shutdown()
+            assert time.monotonic() - t0 < 3.0
+            got = await c.to_eof()
+            assert got and got[-1] == Error("SHUTTING_DOWN")  # never silence
+            assert srv.runtime.stats.errors["SHUTTING_DOWN"] == 1
+            c.close()
+        (end,) = sink.of(SessionClosed)
+        assert end.reason == "SHUTTING_DOWN"
+
+    asyncio.run(main())
