@@ -141,6 +141,7 @@ class _TcpConnection:
         self._status_bucket = TokenBucket(self.options.status_requests_per_s, self.options.status_burst)
         self._identify_deadline = 0.0
         self._last_packet = 0.0  # when the last packet other than %c arrived
+        self._late_bytes = 0  # input discarded after the shutdown finished the stream
 
     # -------------------------------------------------------------- Peer
 
@@ -172,8 +173,9 @@ class _TcpConnection:
         finally:
             s = self.driver.session
             self.log.info(
-                "session end: user=%r streams=%d audio=%.1fs utterances=%d results=%d outcome=%s",
+                "session end: user=%r streams=%d audio=%.1fs utterances=%d results=%d outcome=%s%s",
                 s.user_id, s.stream_index + 1, s.audio_s, s.utterances, s.results_sent, s.close_reason or self.driver.closing or "closed",
+                f" (discarded {self._late_bytes} bytes sent after the shutdown began)" if self._late_bytes else "",
             )
 
     async def _handshake(self, timeout_s: float) -> bool:
@@ -289,8 +291,11 @@ class _TcpConnection:
             if not data:
                 await self._peer_closed()
                 break
-            if driver.input_stopped:
-                continue  # shutting down: the stream was already finished, ignore late input
+            if driver.input_stopped:  # the stream was finished (server shutdown): late input is not transcribed
+                if not self._late_bytes:
+                    self.log.warning("input after the stream was finished for the shutdown: discarded (the peer gets its results, %F, then the close)")
+                self._late_bytes += len(data)
+                continue
             self.decoder.receive_data(data)
             await self._process_packets()
             if not await self._drain(socket_timeout_s):
