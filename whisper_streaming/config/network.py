@@ -33,16 +33,16 @@ class NetworkConfig(BaseModel):
     later, ``%E TIMEOUT`` and close.  No session slot is taken before it."""
 
     status_requests_per_s: Annotated[FiniteFloat, Field(gt=0)] = 10.0
-    """Freshly built status answers per second per connection (after ``status_burst``); ``%c`` over
-    that are answered with the last status built."""
+    """``%c`` answered per second per connection (after ``status_burst``); a connection sending
+    faster waits for its answers (it slows only itself)."""
 
     status_burst: Annotated[StrictInt, Field(ge=1, le=1000)] = 20
+    """``%c`` a connection may have answered at once before ``status_requests_per_s`` applies."""
 
     length_encoding: Literal["hex", "decimal"] = "hex"
     """How the 4 ASCII digits of every packet's length are read and written: ``hex`` (0000-FFFF,
     the protocol's text) or ``decimal`` (0000-9999, as the original description's examples show:
     ``%s0960`` for 960 bytes), for clients built from those examples."""
-    """Freshly built status answers a connection may get at once before ``status_requests_per_s`` applies."""
 
     max_send_buffer_bytes: Annotated[StrictInt, Field(ge=65536)] = 1048576
     """Bytes of unsent output allowed per connection before the client is considered stuck."""

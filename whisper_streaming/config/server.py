@@ -39,8 +39,8 @@ class ServerSectionConfig(BaseModel):
     0 = no limit (a gateway that carries every call from one address, e.g. one Asterisk box)."""
 
     status_probes_per_s: Annotated[FiniteFloat, Field(gt=0)] = 20.0
-    """``%c`` answered per second, over all connections that hold no session slot (monitoring
-    probes, answered even when every slot is taken)."""
+    """Status texts built per second for all connections that hold no session slot together
+    (monitoring probes, answered even when every slot is taken; over it they get the last text built)."""
 
     max_stream_s: Optional[Annotated[FiniteFloat, Field(gt=0)]] = None
     """Longest stream in seconds of audio; past it the stream is finished (results, ``%F``),

@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, MutableMapping
+from collections.abc import Awaitable, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 from whisper_streaming.backends.base import AsrBackend, UtteranceJob, UtteranceResult
 from whisper_streaming.core.results import FinalResult
 from whisper_streaming.errors import AsrError, RemoteProtocolError
-from whisper_streaming.pipeline.commands import Command, Output, SessionFailed, StatusReport
+from whisper_streaming.pipeline.commands import Command, Identify, Output, SessionFailed, StatusReport
 from whisper_streaming.pipeline.session import (
     Action,
     CancelSpeculation,
@@ -45,7 +45,7 @@ from whisper_streaming.pipeline.session import (
     Transcribe,
 )
 from whisper_streaming.runtime.stats import RuntimeStats
-from whisper_streaming.sinks.base import SessionClosed, SessionInfo, SinkEvent, StreamAudioReceived, StreamClosed, StreamOpened
+from whisper_streaming.sinks.base import SessionClosed, SessionInfo, Sink, SinkEvent, StreamAudioReceived, StreamClosed, StreamOpened
 
 __all__ = ["Peer", "SessionHost", "ConnectionLog", "SessionDriver"]
 
@@ -63,6 +63,7 @@ class SessionHost(Protocol):
 
     backend: AsrBackend
     stats: RuntimeStats
+    sinks: Sequence[Sink]
 
     def publish(self, event: SinkEvent) -> None: ...
 
@@ -117,7 +118,7 @@ class SessionDriver:
     async def handle(self, command: Command) -> None:
         """Give the session one command from the peer and carry out what it asks (awaits backpressure)."""
         actions = self.session.handle(command)
-        if self.session.user_id != self.info.user_id:  # identified: the sinks see who it is from now on
+        if isinstance(command, Identify) and self.session.user_id != self.info.user_id:  # the sinks see who it is from now on
             self.info = replace(self.info, user_id=self.session.user_id)
         await self.execute(actions)
 
@@ -212,8 +213,8 @@ class SessionDriver:
                 self._run_sync_action(action)
 
     def _run_sync_action(self, action: Action) -> None:
-        if isinstance(action, StreamAudio):
-            if self._stream_index >= 0:
+        if isinstance(action, StreamAudio):  # every audio packet: build no event that no sink will see
+            if self._stream_index >= 0 and self.runtime.sinks:
                 self.runtime.publish(StreamAudioReceived(self.info, self._stream_index, action.pcm))
         elif isinstance(action, Deliver):
             self._deliver(action.output)

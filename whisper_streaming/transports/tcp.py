@@ -207,7 +207,6 @@ class _TcpConnection:
         None: the peer went away, broke the protocol or did not identify in time (told with ``%E``
         where it can be).
         """
-        handled = 0
         while True:
             try:
                 packet = self.decoder.next_packet()
@@ -220,9 +219,7 @@ class _TcpConnection:
                 try:
                     data = await asyncio.wait_for(self.reader.read(READ_CHUNK_BYTES), max(0.0, self._identify_deadline - time.monotonic()))
                 except asyncio.TimeoutError:
-                    self.log.info("no user id within %.0f s of the handshake; closing", self.options.identify_timeout_s)
-                    self._refuse(ErrorReason.TIMEOUT)
-                    await self._linger_close()
+                    await self._identify_timed_out()
                     return None
                 except (ConnectionError, OSError):
                     return None
@@ -234,18 +231,16 @@ class _TcpConnection:
                 continue
             if not isinstance(packet, StatusRequest):
                 return packet
-            if not await self._status_token(self._identify_deadline):
-                self.log.info("no user id within %.0f s of the handshake; closing", self.options.identify_timeout_s)
-                self._refuse(ErrorReason.TIMEOUT)
-                await self._linger_close()
+            if not await self._status_token(self._identify_deadline):  # paced: a flood waits (and yields) here
+                await self._identify_timed_out()
                 return None
             fresh = self.runtime.allow_probe()
             self._send_now(Status(self.runtime.status_text() if fresh else self.runtime.cached_status_text()))
-            handled += 1
-            if handled % YIELD_EVERY_PACKETS == 0:
-                if not await self._drain(self.options.socket_timeout_s):
-                    return None
-                await asyncio.sleep(0)
+
+    async def _identify_timed_out(self) -> None:
+        self.log.info("no user id within %.0f s of the handshake; closing", self.options.identify_timeout_s)
+        self._refuse(ErrorReason.TIMEOUT)
+        await self._linger_close()
 
     async def _status_token(self, deadline: float) -> bool:
         """Wait for this connection's next status answer to be due; False if not before ``deadline``."""

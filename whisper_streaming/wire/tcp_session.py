@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from whisper_streaming.analyzers.sentiment import Sentiment
+from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment
 from whisper_streaming.analyzers.sentiment_stats import SentimentTally
 from whisper_streaming.core.results import FinalResult
 from whisper_streaming.errors import ErrorReason, RemoteProtocolError
@@ -68,12 +68,9 @@ from whisper_streaming.wire.protocol import (
     UserId,
     Welcome,
 )
-from whisper_streaming.wire.result_fields import SENTIMENT_KEY, sentiment_fields
+from whisper_streaming.wire.result_fields import sentiment_fields
 
-__all__ = ["SENTIMENT", "command_for", "TcpRenderer", "Send", "TcpSession"]
-
-SENTIMENT = SENTIMENT_KEY
-"""The analysis whose annotation ``%R`` carries as its optional fields (and ``%S`` summarizes)."""
+__all__ = ["command_for", "TcpRenderer", "Send", "TcpSession"]
 
 
 def command_for(packet: Packet) -> Command:

@@ -17,7 +17,7 @@ from whisper_streaming.pipeline.session import Session
 from whisper_streaming.pipeline.vad import VadSegmenter
 from whisper_streaming.runtime.driver import SessionDriver
 from whisper_streaming.runtime.stats import RuntimeStats
-from whisper_streaming.sinks.base import ResultPublished, SessionClosed, SessionInfo
+from whisper_streaming.sinks.base import ResultPublished, SessionClosed, SessionInfo, StreamAudioReceived
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -47,6 +47,7 @@ class Host:
         self.backend = Backend()
         self.stats = RuntimeStats()
         self.events: list[object] = []
+        self.sinks: list[object] = [self]  # the host records what a sink would get
 
     def publish(self, event: object) -> None:
         self.events.append(event)
@@ -145,5 +146,19 @@ def test_a_failure_while_connected_is_counted_and_sent() -> None:
         assert host.stats.errors["ASR_FAILED"] == 1
         assert isinstance(peer.outputs[-1], SessionFailed) and d.closing is not None
         await d.handle(FinishStream())  # closed: ignored
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("with_sinks", [True, False])
+def test_audio_events_are_built_only_for_sinks(with_sinks: bool) -> None:
+    async def run() -> None:
+        host, peer = Host(), Peer()
+        if not with_sinks:
+            host.sinks = []
+        d = driver(host, peer)
+        await one_utterance(d)
+        audio = [e for e in host.events if isinstance(e, StreamAudioReceived)]
+        assert len(audio) == (60 if with_sinks else 0)
 
     asyncio.run(run())

@@ -935,3 +935,52 @@ def test_sessions_still_owed_results_at_the_shutdown_deadline_are_told() -> None
         assert end.reason == "SHUTTING_DOWN"
 
     asyncio.run(main())
+
+
+
+def test_tcp_sessions_post_to_the_webhook_like_calls() -> None:
+    """The webhook is a sink of the runtime: a V1.0 session's results and its end are posted too."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from whisper_streaming.sinks.webhook import WebhookSink
+
+    bodies: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    webhook = WebhookSink(f"http://127.0.0.1:{http.server_address[1]}/hook", trust_env=False)
+
+    async def main() -> None:
+        async with serving(FakeBackend(), sinks=(webhook,)) as srv:
+            c = await Client.connect(srv.tcp_port)
+            await c.hello("alice")
+            c.send(Begin())
+            c.send_audio(JFK_PCM)
+            c.send(Finish())
+            got = await c.until(lambda p: isinstance(p, Finished))
+            c.close()
+            await eventually(lambda: any(b["event"] == "session_end" for b in bodies), what="session_end posted")
+        sent = [p.text for p in results(got)]
+        posted = [b for b in bodies if b["event"] == "result"]
+        assert [b["text"] for b in posted] == sent and len(sent) == len(JFK_UTTERANCES)
+        assert all(b["session_id"] == "c1" and b["user_id"] == "alice" and b["stream_index"] == 0 for b in posted)
+        assert bodies[-1] == {"event": "session_end", "session_id": "c1", "user_id": "alice", "results": len(sent),
+                              "audio_s": round(len(JFK_PCM) / 32000, 2), "reason": "peer closed"}
+
+    try:
+        asyncio.run(main())
+    finally:
+        http.shutdown()
+        http.server_close()
