@@ -6,7 +6,9 @@ and tests drive it with fake attempts.
 * **Loops.**  Whisper sometimes repeats a short unit until its token limit: ``D D D D``,
   ``4 4 4 4 4 fl fl fl fl fl``, ``$ $ $ ...``, ``style . . . .``.  Whisper's own guard, a gzip
   compression ratio above 2.4 (openai/whisper ``transcribe.py``), misses short loops (a short
-  string does not compress), so :func:`find_loop` looks for a 1-4-word unit repeated in a row
+  string does not compress: ``1,5kg 1,5kg 1,5kg 1,5kg 1,5kg`` has a ratio of 1.67), so
+  :func:`find_loop` looks for a 1-4-word unit repeated in a row (words are also split at a
+  comma, hyphen or slash between letters or digits: ``5,5,5,5``)
   (a single word at least :data:`MIN_SINGLE_WORD_REPEATS` times, a 2-4-word unit at least
   :data:`MIN_NGRAM_REPEATS` times, digits only at least :data:`MIN_DIGIT_REPEATS` times), a
   run of punctuation-or-symbol tokens, and, for text written without spaces in a non-Latin
@@ -70,6 +72,10 @@ a PIN or an account number read digit by digit ("1 1 1 1", "0 0 0 0") is real.""
 
 _TOKEN = re.compile(r"\S+")
 _WORDLIKE = re.compile(r"\w")
+_JOINER = re.compile(r"(?<=\w)[,\-/](?=\w)")
+"""A comma, hyphen or slash between two word characters: a loop written without spaces
+(``1,2,3,4,5,5,5,5,5,5,5,5``, ``la-la-la-la``) is split there into words, so the same rules
+apply to it; the replacement is one space per character, so positions stay those of the text."""
 
 
 def _norm(token: str) -> str:
@@ -89,8 +95,9 @@ class Loop:
 
 
 def _token_loop(text: str) -> Loop | None:
-    spans = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
-    tokens = [text[s:e] for s, e in spans]
+    spaced = _JOINER.sub(" ", text)
+    spans = [(m.start(), m.end()) for m in _TOKEN.finditer(spaced)]
+    tokens = [spaced[s:e] for s, e in spans]
     norms = [_norm(t) for t in tokens]
     n = len(tokens)
     # punctuation/symbol runs: tokens with no word character

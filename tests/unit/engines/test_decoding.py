@@ -24,6 +24,8 @@ FIELD_LOOPS = [
     "sc sc sc sc sc",
     "l l l l",
     "1,5kg 1,5kg 1,5kg 1,5kg 1,5kg",
+    "1,2,3,4,5,5,5,5,5,5,5,5,5",  # white noise, issue 19: one "word" to a space-only tokenizer
+    "la-la-la-la-la",
     "I went to the store to the store to the store to the store",
     "그래서 그래서 그래서 그래서 그래서",
     "ああああああああああああ",
@@ -42,6 +44,9 @@ NOT_LOOPS = [
     "My PIN is 1 1 1 1, and the code is 0 0 0 0 0.",
     "account 0000000123",
     "PIN 111111",
+    "It costs 1,500,000 dollars, or 1,500 a month.",
+    "PIN 1-1-1-1",
+    "well-being is well-being",
     "hahahahahaha",
     "",
 ]
@@ -74,6 +79,8 @@ def test_loop_unit_and_repeats_are_reported() -> None:
         ("The pencils were all used. $ $ $ $ $ $", "The pencils were all used."),
         ("go to the store to the store to the store now", "go to the store now"),
         ("No, no, no.", "No, no, no."),
+        ("1,2,3,4,5,5,5,5,5,5,5,5,5", "1,2,3,4,5"),
+        ("1,5kg 1,5kg 1,5kg 1,5kg 1,5kg", "1,5kg"),
     ],
 )
 def test_cut_loops_keeps_one_copy(text: str, expected: str) -> None:
