@@ -62,6 +62,7 @@ def vad_options_from_config(config: ServerConfig) -> VadOptions:
         agc_target_dbfs=v.agc_target_dbfs,
         agc_max_gain_db=v.agc_max_gain_db,
         agc_window_ms=v.agc_window_ms,
+        min_dynamic_range_db=v.min_dynamic_range_db,
     )
 
 

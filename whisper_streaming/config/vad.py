@@ -66,6 +66,11 @@ class VadConfig(BaseModel):
     agc_window_ms: Annotated[StrictInt, Field(ge=30, le=600000)] = 10000
     """How long the loudest frame sets the gain (ms)."""
 
+    min_dynamic_range_db: Optional[Annotated[FiniteFloat, Field(ge=0.0, le=60.0)]] = 2.0
+    """An utterance whose frame levels span less than this (90th minus 10th percentile, dB) is
+    steady noise or a tone and is dropped without transcription; ``None`` = off
+    (``VadOptions.min_dynamic_range_db``: speech spans 10-40 dB, white noise under 1 dB)."""
+
     @field_validator("start_voiced_frames")
     @classmethod
     def _check_start_voiced(cls, value: int, info: ValidationInfo) -> int:

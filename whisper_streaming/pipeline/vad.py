@@ -44,7 +44,7 @@ import numpy as np
 from whisper_streaming.core.audio_format import DEFAULT_SAMPLE_RATE_HZ
 from whisper_streaming.errors import UsageError
 
-__all__ = ["VadOptions", "EndReason", "Utterance", "VadSegmenter"]
+__all__ = ["VadOptions", "EndReason", "Utterance", "VadSegmenter", "dynamic_range_db"]
 
 #: Sample rates accepted by WebRTC VAD (py-webrtcvad README).
 SUPPORTED_SAMPLE_RATES_HZ: tuple[int, ...] = (8000, 16000, 32000, 48000)
@@ -138,6 +138,19 @@ class VadOptions:
             -70 dBFS whole-file RMS (loudest frames near -60) to the target; noise on an
             idle line is amplified by as much, so lower it where lines carry audible hiss
             and never quiet speech.
+        min_dynamic_range_db: an utterance whose frame levels span less than this is steady
+            noise or a tone, not speech, and is discarded without transcription (``None``:
+            off).  The span is the 90th minus the 10th percentile of the RMS level (dB) of the
+            utterance's whole frames, pre-roll and trailing audio included.  Speech rises and
+            falls with its syllables by 10-40 dB; stationary noise does not: white noise of any
+            level spans 0.5-1 dB (a 30 ms frame averages 480 samples), a tone or mains hum 0 dB,
+            and WebRTC VAD calls all of them speech, so without this rule 10 s of white noise
+            held a worker for 9 s and came back as an invented sentence (issue 19).  Measured
+            (``docs/benchmarks.md``): the lowest span of any utterance of the generalization
+            variants of ``shared/data/speech`` (levels, codecs, babble and white noise at 10 dB
+            SNR) is 10.8 dB; speech in white noise at 0 dB SNR still spans 3.1 dB or more.
+            Coloured noise (pink, brown) fluctuates more (about 6 dB) and is left to the
+            decoder's own rules.
         agc_window_ms: how long the loudest frame keeps setting the gain (ms, >= frame_ms).
             10 s spans the pauses of a conversation, so the gain does not rise on the noise
             between two sentences; after a loud burst, quieter speech is under-amplified for
@@ -163,6 +176,7 @@ class VadOptions:
     agc_target_dbfs: float | None = -20.0
     agc_max_gain_db: float = 45.0
     agc_window_ms: int = 10000
+    min_dynamic_range_db: float | None = 2.0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -205,6 +219,9 @@ class VadOptions:
             problems.append(f"agc_target_dbfs must be None or a number in -60..0, got {target!r}")
         if not _is_number(self.agc_max_gain_db) or not 0.0 <= self.agc_max_gain_db <= 60.0:
             problems.append(f"agc_max_gain_db must be a number in 0..60, got {self.agc_max_gain_db!r}")
+        span = self.min_dynamic_range_db
+        if span is not None and (not _is_number(span) or not 0.0 <= span <= 60.0):
+            problems.append(f"min_dynamic_range_db must be None or a number in 0..60, got {span!r}")
         if not _is_int(self.agc_window_ms) or self.agc_window_ms < 1:
             problems.append(f"agc_window_ms must be an int >= 1, got {self.agc_window_ms!r}")
         max_ok = (
@@ -323,6 +340,23 @@ class Utterance:
         return len(self.samples) / self.sample_rate_hz
 
 
+def dynamic_range_db(samples: np.ndarray, frame_samples: int) -> float:
+    """The 90th minus the 10th percentile of the RMS level (dB) of the whole frames of ``samples``.
+
+    ``samples``: int16 (or float) array of shape ``(n,)``; frames of ``frame_samples``; a
+    trailing partial frame is ignored.  Returns ``inf`` for fewer than 2 whole frames (too
+    short to judge).  Levels are ``10 log10(mean square + 1)`` in int16 units, so digital
+    silence is 0 dB, not ``-inf``.  Vectorised: about 0.2 ms for 10 s at 16 kHz.
+    """
+    m = len(samples) // frame_samples
+    if m < 2:
+        return math.inf
+    frames = samples[: m * frame_samples].reshape(m, frame_samples).astype(np.float32)
+    level = 10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / frame_samples + 1.0)
+    p10, p90 = np.percentile(level, (10.0, 90.0))
+    return float(p90 - p10)
+
+
 class VadSegmenter:
     """Split one PCM stream into utterances.  One instance per stream; not thread-safe.
 
@@ -369,6 +403,10 @@ class VadSegmenter:
         # The normalisation compensates WebRTC VAD's level dependence; an injected classifier
         # (tests, other detectors) gets the frames as they are.
         self._agc = None if options.agc_target_dbfs is None or custom else _LevelNormalizer(options)
+        self._min_span_db = options.min_dynamic_range_db
+        self._steady_last = (-1, -1)
+        self.steady_discarded = 0
+        """Utterances discarded as steady noise or a tone (``min_dynamic_range_db``)."""
 
         self._closed = False
         self._received = 0
@@ -684,6 +722,11 @@ class VadSegmenter:
             return None
         offset = self._audio_start - self._first_frame_start
         audio = np.concatenate(self._frames[: last_k + 1])[offset : end - self._first_frame_start]
+        if self._min_span_db is not None and dynamic_range_db(audio, self._fs) < self._min_span_db:
+            if (index, self._audio_start) != self._steady_last:  # once each: tentative ones are rebuilt
+                self._steady_last = (index, self._audio_start)
+                self.steady_discarded += 1
+            return None
         audio.setflags(write=False)
         return Utterance(
             index=index,

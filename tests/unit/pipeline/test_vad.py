@@ -276,7 +276,7 @@ def test_chunking_does_not_matter(chunk: int | None, as_bytes: bool) -> None:
 
 def test_long_tone_is_cut_into_contiguous_pieces() -> None:
     sig = np.concatenate([silence(1.0), tone(25.0), silence(1.0)])
-    opts = VadOptions()
+    opts = VadOptions(min_dynamic_range_db=None)  # a steady tone stands in for speech
     utts = run(sig, opts)
     check_invariants(utts, sig, opts)
     assert len(utts) == 3
@@ -306,7 +306,7 @@ def test_max_length_cut_lands_in_longest_pause_of_last_30_percent() -> None:
         + "." * 20
     )
     sig = from_pattern(pattern)
-    opts = VadOptions()
+    opts = VadOptions(min_dynamic_range_db=None)  # a steady tone stands in for speech
     utts = run(sig, opts, is_speech=energy_vad)
     check_invariants(utts, sig, opts)
     assert len(utts) == 2
@@ -329,7 +329,7 @@ def test_max_length_without_pause_cuts_at_the_quietest_frame() -> None:
     sig = from_pattern(_LEAD + "#" * 400 + "." * 20)
     quiet_frame = 30 + 320  # inside the last 30 % of the first 10 s (frames 30 .. 363)
     sig[quiet_frame * FS : (quiet_frame + 1) * FS] //= 2  # still voiced for energy_vad, but the quietest
-    opts = VadOptions()
+    opts = VadOptions(min_dynamic_range_db=None)  # a steady tone stands in for speech
     utts = run(sig, opts, is_speech=energy_vad)
     check_invariants(utts, sig, opts)
     first, second = utts
@@ -343,7 +343,7 @@ def test_max_length_without_pause_cuts_at_the_quietest_frame() -> None:
 
 def test_max_length_respects_custom_limit() -> None:
     sig = from_pattern(_LEAD + "#" * 300 + "." * 20)
-    opts = VadOptions(max_speech_s=2.5)
+    opts = VadOptions(max_speech_s=2.5, min_dynamic_range_db=None)
     utts = run(sig, opts, is_speech=energy_vad)
     check_invariants(utts, sig, opts)
     assert [u.end_reason for u in utts[:-1]] == [EndReason.MAX_LENGTH] * (len(utts) - 1)
@@ -359,7 +359,7 @@ def test_long_utterance_ends_at_half_the_endpointing_silence() -> None:
     # 315 voiced frames (9.45 s of speech, past 70 % of the 10 s cap), then a 20-frame pause:
     # 8 unvoiced frames end it (not 16, and not the cap a few frames later).
     sig = from_pattern(_LEAD + "#" * 315 + "." * 20 + "#" * 20 + "." * 20)
-    opts = VadOptions()
+    opts = VadOptions(min_dynamic_range_db=None)  # a steady tone stands in for speech
     first, second = run(sig, opts, is_speech=energy_vad)
     check_invariants([first, second], sig, opts)
     assert first.end_reason is EndReason.SILENCE
@@ -377,7 +377,7 @@ def test_pause_spanning_the_cut_still_ends_after_the_silence() -> None:
     # frames after it keep counting, the carried-over rest (silence only) is dropped, and the
     # next speech (frame 369) triggers afresh.
     sig = from_pattern(_LEAD + "#" * 319 + "." * 20 + "#" * 20 + "." * 20)
-    opts = VadOptions()
+    opts = VadOptions(min_dynamic_range_db=None)  # a steady tone stands in for speech
     first, second = run(sig, opts, is_speech=energy_vad)
     check_invariants([first, second], sig, opts, strict_tiling=False)
     assert first.end_reason is EndReason.MAX_LENGTH
@@ -485,7 +485,7 @@ def test_invariants_hold_for_random_voicing(
 ) -> None:
     pattern = "".join(("#" if v else ".") * n for v, n in runs)
     sig = from_pattern(pattern + "#")[: len(pattern) * FS + tail]
-    opts = VadOptions(silence_frames=silence_frames, max_speech_s=max_speech_s)
+    opts = VadOptions(silence_frames=silence_frames, max_speech_s=max_speech_s, min_dynamic_range_db=None)  # synthetic levels
     whole = run(sig, opts, is_speech=energy_vad)
     check_invariants(whole, sig, opts, strict_tiling=False)
     for a, b in zip(whole, whole[1:]):
@@ -761,3 +761,60 @@ def test_near_silence_after_a_click_does_not_start_speech() -> None:
     click = np.random.default_rng(5).integers(-3000, 3000, FS).astype(np.int16)
     sig = np.concatenate([silence(0.6), click, silence(1.0)])
     assert run(sig, VadOptions(), is_speech=always) == []
+
+
+# ------------------------------------------------------------------ steady noise (issue 19)
+
+
+def _white(seconds: float, dbfs: float, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal(round(seconds * RATE))
+    return np.clip(x * 32768.0 * 10.0 ** (dbfs / 20.0), -32768, 32767).astype(np.int16)
+
+
+def _speech() -> np.ndarray:
+    from speech import JFK, load_speech
+
+    return np.frombuffer(load_speech(JFK)[0], dtype="<i2").astype(np.int16)
+
+
+def test_dynamic_range_of_noise_tone_and_speech() -> None:
+    from whisper_streaming.pipeline.vad import dynamic_range_db
+
+    assert dynamic_range_db(_white(5.0, -3.0), 480) < 1.0
+    assert dynamic_range_db(_white(5.0, -40.0), 480) < 1.0
+    assert dynamic_range_db(tone(5.0), 480) < 1.0
+    assert dynamic_range_db(_speech(), 480) > 20.0
+    assert dynamic_range_db(np.zeros(479, dtype=np.int16), 480) == float("inf")  # too short to judge
+
+
+@pytest.mark.parametrize("dbfs", [-3.0, -20.0, -45.0])
+def test_steady_white_noise_gives_no_utterance(dbfs: float) -> None:
+    sig = np.concatenate([silence(0.5), _white(25.0, dbfs), silence(1.0)])
+    seg = VadSegmenter(VadOptions())
+    assert seg.feed(sig) + seg.flush() == []
+    assert seg.steady_discarded >= 2  # 25 s is cut at the 10 s cap: each piece is judged
+    off = run(sig, VadOptions(min_dynamic_range_db=None))  # the detector alone calls it speech
+    assert len(off) >= 2
+
+
+def test_steady_tone_gives_no_utterance_but_speech_in_loud_noise_does() -> None:
+    seg = VadSegmenter(VadOptions())
+    utts = seg.feed(np.concatenate([tone(25.0), silence(1.0)])) + seg.flush()
+    assert utts == []
+    assert seg.steady_discarded == 3  # 10 + 10 + 5 s: each piece is judged on its own
+    speech = _speech().astype(np.float64)
+    noise = _white(len(speech) / RATE, -20.0, seed=3).astype(np.float64)
+    active = np.sqrt(np.mean(speech[np.abs(speech) > 300] ** 2))
+    noisy = speech + noise / np.sqrt(np.mean(noise**2)) * active  # 0 dB SNR against active speech
+    sig = np.concatenate([silence(0.5), np.clip(noisy, -32768, 32767).astype(np.int16), silence(1.0)])
+    seg = VadSegmenter(VadOptions())
+    utts = seg.feed(sig) + seg.flush()
+    assert sum(u.duration_s for u in utts) > 0.8 * len(speech) / RATE  # the speech is kept
+    assert seg.steady_discarded == 0
+
+
+def test_min_dynamic_range_validation() -> None:
+    with pytest.raises(UsageError, match="min_dynamic_range_db"):
+        VadOptions(min_dynamic_range_db=-1.0)
+    with pytest.raises(UsageError, match="min_dynamic_range_db"):
+        VadOptions(min_dynamic_range_db=float("nan"))
