@@ -10,8 +10,8 @@ Utterances are tagged by their *first* sample (an int16).  Non-negative tags tra
 behaviour (see the constants), where the second sample is the id of the ``*_ONCE`` flag.
 
 ``EngineOptions.model`` is a directory (the test's ``tmp_path``): the engine appends one
-line ``"<pid> <tag>"`` to ``calls.log`` there for every transcribe call, and keeps the
-``*_ONCE`` flag files there.
+line ``"<pid> <tag>"`` to ``calls.log`` there for every transcribe call (and to
+``minimal.log`` for a call with ``minimal=True``), and keeps the ``*_ONCE`` flag files there.
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ def text_for(tag: int) -> str:
     return f"utt {tag}"
 
 
-def calls(flag_dir: str | os.PathLike[str]) -> list[tuple[int, int]]:
-    """``(pid, tag)`` of every transcribe call so far, in order."""
-    path = os.path.join(flag_dir, "calls.log")
+def calls(flag_dir: str | os.PathLike[str], log_name: str = "calls.log") -> list[tuple[int, int]]:
+    """``(pid, tag)`` of every transcribe call so far, in order (``"minimal.log"``: of the
+    calls with ``minimal=True``)."""
+    path = os.path.join(flag_dir, log_name)
     if not os.path.exists(path):
         return []
     with open(path) as f:
@@ -86,12 +87,13 @@ class FakeEngine:
         os.close(fd)
         return True
 
-    def transcribe(self, audio: np.ndarray, *, language: object = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: object = None, minimal: bool = False) -> Transcript:
         samples = np.round(audio * 32768.0).astype(np.int64)
         tag = int(samples[0])
         arg = int(samples[1])
-        with open(os.path.join(self.flag_dir, "calls.log"), "a") as f:
-            f.write(f"{os.getpid()} {tag}\n")
+        for name in ("calls.log", "minimal.log") if minimal else ("calls.log",):
+            with open(os.path.join(self.flag_dir, name), "a") as f:
+                f.write(f"{os.getpid()} {tag}\n")
         if tag == CRASH or (tag == CRASH_ONCE and self._first_time("crash", arg)):
             os._exit(1)
         if tag == HANG or (tag == HANG_ONCE and self._first_time("hang", arg)):
@@ -128,6 +130,17 @@ class FakeEngine:
 def make_engine(options: EngineOptions) -> FakeEngine:
     """A picklable engine factory."""
     return FakeEngine(options)
+
+
+class PlainFakeEngine(FakeEngine):
+    """An engine whose ``transcribe`` has no ``minimal`` keyword (an engine written before it)."""
+
+    def transcribe(self, audio: np.ndarray, *, language: object = None) -> Transcript:  # type: ignore[override]
+        return super().transcribe(audio, language=language)
+
+
+def make_plain_engine(options: EngineOptions) -> PlainFakeEngine:
+    return PlainFakeEngine(options)
 
 
 def failing_factory(options: EngineOptions) -> FakeEngine:

@@ -181,6 +181,8 @@ def pool_options_from_config(config: ServerConfig, engine: EngineOptions) -> Poo
         max_queued_per_session=config.server.max_queued_per_session,
         transcribe_timeout_s=config.model.transcribe_timeout_s,
         analyzers=analyzer_specs_from_config(config),
+        throttle_worker_s_per_s=config.server.throttle_worker_s_per_s or None,
+        throttle_burst_s=config.server.throttle_burst_s,
     )
 
 

@@ -55,12 +55,22 @@ class GuardCounts:
 
 @dataclass(frozen=True)
 class BackendStatus:
+    """The ``%C`` counters of a backend.
+
+    ``worker_timeouts``: of ``worker_restarts``, workers killed because they did not answer
+    within the transcription timeout (hung); ``sessions_throttled``: sessions whose utterances
+    were held back because they cost far more worker time than real time (counted once per
+    episode; see :class:`~whisper_streaming.backends.scheduler.CostThrottle`).
+    """
+
     engines: tuple[EngineState, ...]
     utterances_queued: int
     worker_restarts: int
     utterances_done: int
     utterances_failed: int
     guards: GuardCounts = GuardCounts()
+    worker_timeouts: int = 0
+    sessions_throttled: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,12 +78,15 @@ class Capacity:
     """What a backend can take now: the runtime's speculation and admission policy reads this.
 
     ``idle_slots``: engines free to start a job at once; ``queue_depth``: utterances waiting;
-    ``slots``: engines in all (0 when the backend cannot tell, e.g. remote workers).
+    ``slots``: engines in all (0 when the backend cannot tell, e.g. remote workers);
+    ``held``: of ``queue_depth``, utterances of throttled sessions, which wait for time to
+    pass rather than for an engine.
     """
 
     idle_slots: int
     queue_depth: int
     slots: int
+    held: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,3 +146,9 @@ class AsrBackend(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop every engine (idempotent)."""
+
+    def drain_shortest_first(self) -> None:
+        """The server is stopping: from now on serve the sessions with the least work queued
+        first, throttling off, so that as many sessions as possible get all their results before
+        ``shutdown_timeout_s`` (round robin would give every session a turn and finish none).
+        Optional: the default does nothing."""

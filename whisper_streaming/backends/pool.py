@@ -15,7 +15,20 @@ the parent never runs model code, so a crashing model cannot take the server dow
   pipe, wait for the answer with a timeout;
 * a worker that dies (EOF on its pipe) or exceeds ``transcribe_timeout_s`` is killed and
   restarted; its utterance goes back to the head of its session's queue once; a second
-  failure fails that utterance alone (:class:`~whisper_streaming.errors.AsrError`).
+  failure fails that utterance alone (:class:`~whisper_streaming.errors.AsrError`);
+* the retry of an utterance whose worker hung (timed out) is a *minimal* decode
+  (:attr:`WorkerJob.minimal <whisper_streaming.backends.worker.WorkerJob.minimal>`: one
+  greedy attempt, tight token and time bounds) and is given only
+  ``transcribe_timeout_s * retry_timeout_fraction``, so a second hang costs a quarter of the
+  first, not as much again.  A worker that crashed (EOF) is retried at full cost, as
+  before: a crash ends at once instead of holding a worker for the timeout, and is no sign
+  that the audio is expensive;
+* each exchange's wall time is charged to its session
+  (:class:`~whisper_streaming.backends.scheduler.CostThrottle`, when
+  ``throttle_worker_s_per_s`` is set): a session that keeps costing more worker time than
+  that per second of wall clock is held back in the queue until it has earned it back while
+  other sessions have work, and never takes the last idle worker (with two or more); alone,
+  it is served as before.
 """
 
 from __future__ import annotations
@@ -40,8 +53,9 @@ from whisper_streaming.backends.base import (
     UtteranceJob,
     UtteranceResult,
 )
-from whisper_streaming.backends.scheduler import FairQueue
+from whisper_streaming.backends.scheduler import CostThrottle, FairQueue
 from whisper_streaming.backends.worker import JobDone, JobFailed, WorkerInitError, WorkerJob, WorkerReady, worker_main
+from whisper_streaming.core.audio_format import ASR_SAMPLE_RATE_HZ
 from whisper_streaming.engines.base import AsrEngine, EngineOptions
 from whisper_streaming.engines.registry import create_engine
 from whisper_streaming.errors import AsrError, ModelError
@@ -58,6 +72,18 @@ class PoolOptions:
     ``engine_factory`` and each analyzer spec must be picklable (module-level functions);
     they run in the worker.  ``analyzers``: built once per worker; a job asking for an
     analysis no spec provides gets no annotation for it.
+
+    ``retry_timeout_fraction``: the retry of an utterance whose worker hung is a minimal
+    decode, killed after ``transcribe_timeout_s`` times this.
+
+    ``throttle_worker_s_per_s`` / ``throttle_burst_s``: per-session token bucket of worker
+    seconds (:class:`~whisper_streaming.backends.scheduler.CostThrottle`): a session may keep
+    this many worker seconds busy per second of wall clock on average, after a burst of
+    ``throttle_burst_s``; past it its utterances wait while other sessions have work, and it
+    never takes the last idle worker.  The defaults (1.0 and 20): a session may keep one
+    worker busy all the time; real-time speech costs 0.1-0.2 worker-s per second with the
+    base model on 2 CPU cores, unscreened noise (babble, coloured noise) up to 1.2.  None
+    or 0 turns throttling off.
     """
 
     engine: EngineOptions
@@ -69,6 +95,9 @@ class PoolOptions:
     max_attempts: int = 2
     engine_factory: Callable[[EngineOptions], AsrEngine] = create_engine
     analyzers: tuple[AnalyzerSpec, ...] = ()
+    retry_timeout_fraction: float = 0.25
+    throttle_worker_s_per_s: float | None = 1.0
+    throttle_burst_s: float = 20.0
 
 
 @dataclass
@@ -78,10 +107,15 @@ class _Job:
     job: UtteranceJob
     future: asyncio.Future[UtteranceResult]
     attempts: int = 0
+    minimal: bool = False  # a worker hung on it: later attempts are minimal decodes
 
 
 class _WorkerDied(Exception):
     pass
+
+
+class _WorkerHung(_WorkerDied):
+    """No answer within the timeout: the worker is killed like a dead one."""
 
 
 @dataclass
@@ -100,10 +134,15 @@ class ProcessPool(AsrBackend):
     def __init__(self, options: PoolOptions) -> None:
         self.options = options
         self._ctx = multiprocessing.get_context("spawn")
-        self._queue: FairQueue[Hashable, _Job] = FairQueue(options.max_queued, options.max_queued_per_session)
+        rate = options.throttle_worker_s_per_s
+        self._throttle: CostThrottle[Hashable] | None = CostThrottle(rate, options.throttle_burst_s) if rate else None
+        # with two or more workers a held session never takes the last idle one (scheduler.py)
+        self._queue: FairQueue[Hashable, _Job] = FairQueue(options.max_queued, options.max_queued_per_session, self._throttle,
+                                                           reserve_getters=1 if options.workers > 1 else 0)
         self._slots = [_Slot(i) for i in range(options.workers)]
         self._ids = itertools.count()
         self._restarts = 0
+        self._timeouts = 0
         self._done = 0
         self._failed = 0
         self._guards = GuardCounts()
@@ -136,13 +175,20 @@ class ProcessPool(AsrBackend):
     def cancel_session(self, session_key: Hashable) -> None:
         for job in self._queue.remove_key(session_key):
             job.future.cancel()
+        if self._throttle is not None:
+            self._throttle.forget(session_key)
+
+    def drain_shortest_first(self) -> None:
+        self._queue.drain_shortest_first()
 
     def capacity(self) -> Capacity:
         idle = sum(s.state is EngineState.IDLE for s in self._slots)
-        return Capacity(idle_slots=idle, queue_depth=len(self._queue), slots=len(self._slots))
+        return Capacity(idle_slots=idle, queue_depth=len(self._queue), slots=len(self._slots), held=self._queue.held())
 
     def status(self) -> BackendStatus:
-        return BackendStatus(tuple(s.state for s in self._slots), len(self._queue), self._restarts, self._done, self._failed, self._guards)
+        throttled = 0 if self._throttle is None else self._throttle.keys_throttled
+        return BackendStatus(tuple(s.state for s in self._slots), len(self._queue), self._restarts, self._done, self._failed, self._guards,
+                             worker_timeouts=self._timeouts, sessions_throttled=throttled)
 
     async def close(self) -> None:
         if self._closed:
@@ -152,8 +198,8 @@ class ProcessPool(AsrBackend):
             if slot.task is not None:
                 slot.task.cancel()
         await asyncio.gather(*(s.task for s in self._slots if s.task is not None), return_exceptions=True)
-        for slot in self._slots:
-            self._stop_process(slot, graceful=True)
+        for slot in self._slots:  # a busy or loading worker is killed: nobody waits for its work now
+            self._stop_process(slot, graceful=slot.state is EngineState.IDLE)
             slot.state = EngineState.STOPPED
             if slot.started is not None and not slot.started.done():  # closed during start()
                 slot.started.set_exception(ModelError("the ASR pool was closed while starting"))
@@ -183,11 +229,18 @@ class ProcessPool(AsrBackend):
                 continue
             slot.state = EngineState.BUSY
             job.attempts += 1
+            t0 = time.monotonic()
             try:
                 reply = await self._exchange(slot, job)
             except _WorkerDied as exc:
+                self._charge(job, time.monotonic() - t0)
                 self._restarts += 1
-                log.warning("engine %d died on utterance %d of %s (attempt %d): %s; restarting", slot.index, job.job_id, key, job.attempts, exc)
+                hung = isinstance(exc, _WorkerHung)
+                if hung:  # whatever made it hang must not cost as much again: retry as a minimal decode
+                    self._timeouts += 1
+                    job.minimal = True
+                log.warning("engine %d %s on utterance %d of %s (attempt %d): %s; restarting%s", slot.index, "hung" if hung else "died",
+                            job.job_id, key, job.attempts, exc, "; a retry is a minimal decode" if hung else "")
                 self._stop_process(slot, graceful=False)
                 slot.state = EngineState.RESTARTING
                 self._retry_or_fail(job, f"ASR worker died: {exc}")
@@ -195,6 +248,7 @@ class ProcessPool(AsrBackend):
             except asyncio.CancelledError:  # close(): drop the utterance in flight like the queued ones
                 job.future.cancel()
                 raise
+            self._charge(job, time.monotonic() - t0)
             if isinstance(reply, JobDone):
                 self._done += 1
                 self._guards = self._guards.add(reply.result.transcript)
@@ -203,6 +257,10 @@ class ProcessPool(AsrBackend):
             else:
                 log.warning("engine %d failed on utterance %d of %s: %s", slot.index, job.job_id, key, reply.message)
                 self._retry_or_fail(job, reply.message)
+
+    def _charge(self, job: _Job, worker_s: float) -> None:
+        if self._throttle is not None:
+            self._throttle.charge(job.session_key, worker_s, len(job.job.pcm) / (2 * ASR_SAMPLE_RATE_HZ))
 
     def _retry_or_fail(self, job: _Job, reason: str) -> None:
         if job.future.done():
@@ -233,11 +291,14 @@ class ProcessPool(AsrBackend):
     async def _exchange(self, slot: _Slot, job: _Job) -> JobDone | JobFailed:
         assert slot.conn is not None
         try:
-            slot.conn.send(WorkerJob(job.job_id, job.job.pcm, job.job.language, job.job.analyses))
+            slot.conn.send(WorkerJob(job.job_id, job.job.pcm, job.job.language, job.job.analyses, minimal=job.minimal))
         except (OSError, ValueError) as exc:
             raise _WorkerDied(f"send failed: {exc}") from exc
+        timeout_s = self.options.transcribe_timeout_s
+        if job.minimal:
+            timeout_s *= self.options.retry_timeout_fraction
         while True:
-            reply = await self._recv(slot, self.options.transcribe_timeout_s)
+            reply = await self._recv(slot, timeout_s)
             if isinstance(reply, (JobDone, JobFailed)) and reply.job_id == job.job_id:
                 return reply
 
@@ -262,7 +323,7 @@ class ProcessPool(AsrBackend):
         try:
             return await asyncio.wait_for(fut, timeout_s)
         except asyncio.TimeoutError:
-            raise _WorkerDied(f"no answer within {timeout_s} s (hung); killed") from None
+            raise _WorkerHung(f"no answer within {timeout_s:g} s (hung); killed") from None
         finally:
             loop.remove_reader(fd)
 

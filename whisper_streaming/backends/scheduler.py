@@ -9,34 +9,150 @@ Bounds: at most ``max_total`` items overall and ``max_per_key`` per session.  :m
 waits while either bound is reached, which lets the caller turn a full queue into TCP
 backpressure (stop reading that socket) rather than drop audio; a session that floods
 blocks only itself first, because its own per-session bound trips before the total.
+
+Throttling (optional, :class:`CostThrottle`): each session has a token bucket of worker
+seconds.  It holds at most ``burst_s`` and refills at ``rate`` worker seconds per wall-clock
+second; every exchange with a worker is charged its wall time afterwards (so the bucket can
+go into debt, at most ``burst_s`` deep).  A session in debt is *held*: :meth:`FairQueue.get`
+serves every session that is not held first (round robin), and the held one keeps its place
+in the round robin, so it is served first once its debt is paid back.  The queue stays
+*work-conserving*: a held session is still served when nobody else has work queued and more
+than ``reserve_getters`` workers are idle (the worker asking included), so a lone session,
+or a deployment whose model makes every session cost more than ``rate``, is never slowed
+down for nothing, while with ``reserve_getters = 1`` (the pool's choice with two or more
+workers) a held session can never take the last idle worker: a bystander's next utterance
+finds one free.  A session whose audio costs more worker time than ``rate`` per second of
+wall clock (noise that runs the decoder to its limits, or audio sent far faster than real
+time) thus slows down itself only, and only while others need the workers; while it waits
+its queue fills, and its per-session bound turns that into TCP backpressure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import time
 from collections import OrderedDict, deque
-from typing import Generic, Hashable, TypeVar
+from dataclasses import dataclass
+from typing import Callable, Generic, Hashable, TypeVar
 
 from whisper_streaming.errors import UsageError
 
-__all__ = ["FairQueue"]
+__all__ = ["FairQueue", "CostThrottle"]
+
+log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
 
+@dataclass
+class _Bucket:
+    balance: float  # worker seconds of credit; negative: debt
+    at: float  # clock time of ``balance``
+    worker_s: float = 0.0  # totals since the bucket was made, for the log
+    audio_s: float = 0.0
+    jobs: int = 0
+    logged: bool = False
+
+
+class CostThrottle(Generic[K]):
+    """Per-key token buckets of worker seconds (see the module docstring).
+
+    ``rate``: worker seconds a key earns per second of ``clock``; ``burst_s``: most credit a
+    key can hold, and deepest debt it can run into (so no key waits longer than
+    ``burst_s / rate`` after one exchange, however long that exchange took).  A key never seen
+    has a full bucket; a bucket that is full again is forgotten (memory stays bounded by the
+    keys that spent recently).  An exchange is charged when it ends, so a key with credit
+    left may have several running at once (one per worker) and overdraw by that much.
+
+    Raises:
+        UsageError: ``rate`` or ``burst_s`` not positive.
+    """
+
+    def __init__(self, rate: float, burst_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if not (rate > 0 and burst_s > 0) or math.isinf(rate) or math.isinf(burst_s):
+            raise UsageError("throttle rate and burst must be positive and finite")
+        self.rate = rate
+        self.burst_s = burst_s
+        self._clock = clock
+        self._buckets: dict[K, _Bucket] = {}
+        self._next_sweep = clock() + burst_s / rate
+        self.keys_throttled = 0
+        """Keys that went into debt, counted once per bucket (a key that recovers fully and
+        goes into debt again counts again)."""
+
+    def wait_s(self, key: K) -> float:
+        """Seconds until ``key`` may be served (0: now)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        balance = self._refilled(bucket, self._clock())
+        return 0.0 if balance >= 0 else -balance / self.rate
+
+    def charge(self, key: K, worker_s: float, audio_s: float) -> None:
+        """``key`` held a worker for ``worker_s`` seconds on ``audio_s`` seconds of audio."""
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(self.burst_s, now)
+        bucket.balance = max(-self.burst_s, self._refilled(bucket, now) - max(0.0, worker_s))
+        bucket.at = now
+        bucket.worker_s += worker_s
+        bucket.audio_s += audio_s
+        bucket.jobs += 1
+        if bucket.balance < 0 and not bucket.logged:
+            bucket.logged = True
+            self.keys_throttled += 1
+            log.info(
+                "session %s throttled: its %d utterance(s), %.1f s of audio, took %.1f worker-s (allowance %.3g worker-s "
+                "per second after a burst of %.3g); its next utterance waits %.1f s, other sessions are not held up",
+                key, bucket.jobs, bucket.audio_s, bucket.worker_s, self.rate, self.burst_s, -bucket.balance / self.rate,
+            )
+        elif bucket.balance < 0:
+            log.debug("session %s throttled again: waits %.1f s", key, -bucket.balance / self.rate)
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def forget(self, key: K) -> None:
+        """Drop ``key``'s bucket (its session is gone)."""
+        self._buckets.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _refilled(self, bucket: _Bucket, now: float) -> float:
+        return min(self.burst_s, bucket.balance + self.rate * max(0.0, now - bucket.at))
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self.burst_s / self.rate
+        for key in [k for k, b in self._buckets.items() if self._refilled(b, now) >= self.burst_s]:
+            del self._buckets[key]
+
+
 class FairQueue(Generic[K, T]):
     """Round-robin over keys, FIFO within a key, bounded in total and per key.
+
+    ``throttle``: keys it holds back are served by :meth:`get` only when no other key has
+    work and more than ``reserve_getters`` callers of :meth:`get` (idle workers) are waiting,
+    the caller included (None: every key is always eligible).
 
     Raises:
         UsageError: bounds below 1.
     """
 
-    def __init__(self, max_total: int, max_per_key: int) -> None:
+    def __init__(self, max_total: int, max_per_key: int, throttle: CostThrottle[K] | None = None,
+                 reserve_getters: int = 0) -> None:
         if max_total < 1 or max_per_key < 1:
             raise UsageError("queue bounds must be >= 1")
+        if reserve_getters < 0:
+            raise UsageError("reserve_getters must be >= 0")
+        self.reserve_getters = reserve_getters
+        self.shortest_first = False
         self.max_total = max_total
         self.max_per_key = max_per_key
+        self.throttle = throttle
         self._queues: OrderedDict[K, deque[T]] = OrderedDict()
         self._size = 0
         self._getters: list[asyncio.Future[None]] = []
@@ -64,11 +180,28 @@ class FairQueue(Generic[K, T]):
         self._append(key, item, front=True)
         self._queues.move_to_end(key, last=False)
 
+    def held(self) -> int:
+        """Items queued for keys the throttle holds back now (0 without a throttle)."""
+        if self.throttle is None:
+            return 0
+        return sum(len(q) for key, q in self._queues.items() if self.throttle.wait_s(key) > 0)
+
     async def get(self) -> tuple[K, T]:
-        """Remove and return the next ``(key, item)`` in round-robin order, waiting if empty."""
-        while not self._size:
-            await self._wait(self._getters)
-        key, q = next(iter(self._queues.items()))
+        """Remove and return the next ``(key, item)`` in round-robin order, waiting if empty.
+
+        Keys the throttle holds back are skipped (they keep their place in the round robin);
+        while every queued key is held back, the first of them is served if more than
+        ``reserve_getters`` getters are idle (this one included); otherwise this waits until
+        one may be served, a new item arrives or another getter comes, whichever is first.
+        """
+        while True:
+            key, wait_s = self._next_key()
+            if key is not None:
+                break
+            # 1 ms late rather than early: a timer that fires a hair before the key's time
+            # would only find it still held back and set another.
+            await self._wait(self._getters, None if wait_s is None else wait_s + 0.001)
+        q = self._queues[key]
         item = q.popleft()
         self._size -= 1
         if q:
@@ -95,6 +228,32 @@ class FairQueue(Generic[K, T]):
         self._wake(self._putters)
         return items
 
+    def drain_shortest_first(self) -> None:
+        """From now on :meth:`get` serves the key with the fewest items queued (ties: round-robin
+        order) and ignores the throttle: when the server stops, the sessions closest to done
+        finish first (shortest remaining work first minimises the number cut at the deadline)."""
+        self.shortest_first = True
+        self._wake(self._getters)
+
+    def _next_key(self) -> tuple[K | None, float | None]:
+        """The first eligible key in round-robin order, else the first held one when enough
+        getters are idle (work-conserving), else None and how long until a held key may be
+        served (None: nothing is queued).  Draining: the key with the fewest items queued."""
+        if self.shortest_first:
+            return (min(self._queues, key=lambda k: len(self._queues[k])) if self._queues else None), None
+        if self.throttle is None:
+            return (next(iter(self._queues)) if self._queues else None), None
+        soonest: float | None = None
+        for key in self._queues:
+            wait_s = self.throttle.wait_s(key)
+            if wait_s <= 0:
+                return key, None
+            soonest = wait_s if soonest is None else min(soonest, wait_s)
+        idle = 1 + sum(not f.done() for f in self._getters)  # the caller and the getters waiting
+        if self._queues and idle > self.reserve_getters:
+            return next(iter(self._queues)), None
+        return None, soonest
+
     def _append(self, key: K, item: T, *, front: bool) -> None:
         q = self._queues.get(key)
         if q is None:
@@ -107,12 +266,17 @@ class FairQueue(Generic[K, T]):
         self._wake(self._getters)
 
     @staticmethod
-    async def _wait(waiters: list[asyncio.Future[None]]) -> None:
-        fut = asyncio.get_running_loop().create_future()
+    async def _wait(waiters: list[asyncio.Future[None]], timeout_s: float | None = None) -> None:
+        """Wait for a wake-up, or at most ``timeout_s`` (None: no limit)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         waiters.append(fut)
+        timer = None if timeout_s is None else loop.call_later(timeout_s, _resolve, fut)
         try:
             await fut
         finally:
+            if timer is not None:
+                timer.cancel()
             if fut in waiters:
                 waiters.remove(fut)
 
@@ -122,3 +286,8 @@ class FairQueue(Generic[K, T]):
             if not fut.done():
                 fut.set_result(None)
         waiters.clear()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

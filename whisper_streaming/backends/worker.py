@@ -11,6 +11,7 @@ import logging
 import multiprocessing.connection
 import os
 import signal
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,12 +30,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerJob:
-    """Transcribe ``pcm`` (s16le mono 16 kHz) in ``language``, then run the ``analyses`` named."""
+    """Transcribe ``pcm`` (s16le mono 16 kHz) in ``language``, then run the ``analyses`` named.
+
+    ``minimal``: ask the engine for its cheapest decode (``transcribe(..., minimal=True)``:
+    one greedy attempt, no fallback, tight token and time bounds); the pool sets it on the
+    retry of an utterance whose first try hung a worker.  When false the engine is called
+    without the keyword, so an engine that lacks it still serves every other job.
+    """
 
     job_id: int
     pcm: bytes
     language: LanguageRequest | None
     analyses: frozenset[str]
+    minimal: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,21 @@ def run_analyses(analyzers: Mapping[str, Analyzer], names: frozenset[str], audio
     return annotations, time.perf_counter() - t0
 
 
+def _thread_lock_for_tqdm() -> None:
+    """Give tqdm a thread lock before anything makes a progress bar.
+
+    faster-whisper makes a (disabled) tqdm bar per transcription, and tqdm's first bar creates a
+    ``multiprocessing`` lock: a named semaphore registered with the parent's resource tracker.
+    A worker that is killed (hung, or busy when the server stops) cannot release it, and the
+    tracker warns of a leaked semaphore when the server exits.  One process needs no such lock.
+    """
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    tqdm.set_lock(threading.RLock())
+
+
 def worker_main(
     conn: multiprocessing.connection.Connection,
     factory: Callable[[EngineOptions], AsrEngine],
@@ -88,6 +111,7 @@ def worker_main(
 ) -> None:
     """Worker process: build the engine and analyzers once, then answer :class:`WorkerJob` messages."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    _thread_lock_for_tqdm()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format=f"worker {os.getpid()} %(levelname)s %(name)s: %(message)s")
     try:
@@ -106,7 +130,10 @@ def worker_main(
             return
         try:
             audio = pcm16_to_float32(msg.pcm)
-            transcript = engine.transcribe(audio, language=msg.language)
+            if msg.minimal:
+                transcript = engine.transcribe(audio, language=msg.language, minimal=True)
+            else:
+                transcript = engine.transcribe(audio, language=msg.language)
         except Exception as exc:  # noqa: BLE001 - one bad utterance must not kill the worker
             conn.send(JobFailed(msg.job_id, f"{type(exc).__name__}: {exc}"))
             continue

@@ -88,7 +88,9 @@ class ModelConfig(BaseModel):
     """Text prompt given to the decoder for every utterance; ``None`` for none."""
 
     transcribe_timeout_s: Annotated[FiniteFloat, Field(gt=0)] = 60.0
-    """Seconds a worker may spend on one utterance before it is killed and restarted."""
+    """Seconds a worker may spend on one utterance before it is killed and restarted.  The
+    utterance is then retried once as a minimal decode (one greedy attempt, no fallback),
+    which gets a quarter of this."""
 
     encoder_window_pad_s: Optional[Annotated[FiniteFloat, Field(ge=1.0, le=30.0)]] = 4.0
     """Encode only the utterance plus this much padding (seconds) instead of Whisper's fixed

@@ -46,6 +46,23 @@ class ServerSectionConfig(BaseModel):
     """Longest stream in seconds of audio; past it the stream is finished (results, ``%F``),
     then ``%E STREAM_TOO_LONG`` and close.  ``None``: no limit."""
 
+    throttle_worker_s_per_s: Optional[Annotated[FiniteFloat, Field(ge=0, le=1000)]] = 1.0
+    """Per-session cost limit: worker seconds (time a worker spends on the session's
+    utterances) a session may use per second of wall clock on average, after a burst of
+    ``throttle_burst_s``.  A session over it is *held*: its utterances wait while other
+    sessions have work, and it never takes the last idle worker (with two or more workers);
+    when nobody else needs the workers it is served as before (work-conserving), so only its
+    own results slow down and only under contention.  Real-time speech costs about 0.1-0.2
+    worker-s per second with the base model on 2 CPU cores, unscreened noise (babble,
+    coloured noise) up to 1.2, a client sending faster than real time proportionally more.
+    ``None`` or 0: no throttling."""
+
+    throttle_burst_s: Annotated[FiniteFloat, Field(gt=0, le=100000)] = 20.0
+    """Worker seconds a session may spend above ``throttle_worker_s_per_s`` before it is
+    throttled (short spikes are free); also the deepest debt, so a throttled session waits at
+    most ``throttle_burst_s / throttle_worker_s_per_s`` seconds (20 s at the defaults) after one utterance,
+    and only while other sessions have work."""
+
     shutdown_timeout_s: Annotated[FiniteFloat, Field(gt=0)] = 30.0
     """Seconds a graceful shutdown may take before remaining work is abandoned."""
 

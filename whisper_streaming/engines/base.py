@@ -67,11 +67,15 @@ class AsrEngine(Protocol):
 
     name: str
 
-    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False) -> Transcript:
         """Transcribe ``audio``: float32, shape ``(n,)``, mono, 16 kHz, values in [-1, 1].
 
         ``language``: the stream's language state (:class:`~whisper_streaming.core.language.LanguageRequest`;
-        None: detect, unless the engine's options fix a language).
+        None: detect, unless the engine's options fix a language).  ``minimal``: the cheapest
+        decode the engine has (one greedy attempt, no fallback, half the token bound) -- the
+        backend asks for it when it retries an utterance whose first decode hung, so a retry
+        never costs what the first try did (issue 19).  Callers pass it only when true, so an
+        engine without the keyword still serves every first try.
 
         Raises:
             AsrError: the engine failed on this input.

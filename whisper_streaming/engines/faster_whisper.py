@@ -25,14 +25,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
 from whisper_streaming.engines.decoding import AttemptOutcome, DecodeBudget, DecodeLimits, cut_loops, is_non_speech_fragment, run_attempts
 from whisper_streaming.core.transcript import Transcript, TranscriptSegment
-from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, EngineOptions, pcm16_to_float32
+from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, DecodeOptions, EngineOptions, pcm16_to_float32
 from whisper_streaming.errors import AsrError, UsageError
 from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, choose_language
 
@@ -124,10 +124,10 @@ class FasterWhisperEngine:
         return encoder_output, probabilities
 
     def _attempt(self, audio: np.ndarray, encoded: object, language: str | None, temperature: float,
-                 max_tokens: int, suspect_check: bool, started: float) -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
-        """One decode of ``audio`` from ``encoded``; ``elapsed_s`` counts from ``started`` (the
-        encoding of a new window included, so the budget sees what the attempt cost)."""
-        d = self.options.decode
+                 max_tokens: int, suspect_check: bool, started: float, d: DecodeOptions) -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
+        """One decode of ``audio`` from ``encoded`` with the decoding options ``d``; ``elapsed_s``
+        counts from ``started`` (the encoding of a new window included, so the budget sees what
+        the attempt cost)."""
         t0 = started
         self._model._primed = encoded
         try:
@@ -170,16 +170,22 @@ class FasterWhisperEngine:
             suspect,
         )
 
-    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False) -> Transcript:
+        """See :meth:`whisper_streaming.engines.base.AsrEngine.transcribe`.  ``minimal``: greedy
+        (beam 1), the first temperature only, no wider-window retry, half the token bound."""
         if audio.dtype != np.float32 or audio.ndim != 1:
             raise UsageError("audio must be a 1-D float32 array")
         t0 = time.perf_counter()
         o, d = self.options, self.options.decode
+        if minimal:
+            d = replace(d, beam_size=1, temperatures=d.temperatures[:1])
         duration_s = len(audio) / SAMPLE_RATE_HZ
         request = language if language is not None else LanguageRequest(fixed=d.language)
         pad_s = o.encoder_window_pad_s
         budget = DecodeBudget(o.limits.budget_s(duration_s))
         max_tokens = o.limits.tokens_for(duration_s)
+        if minimal:
+            max_tokens = max(1, max_tokens // 2)
         try:
             first_encoded, probabilities = self._encode(audio, pad_s, detect=request.fixed is None)
             code, probability = choose_language(request, probabilities, duration_s, o.language_policy)
@@ -206,7 +212,8 @@ class FasterWhisperEngine:
                             self.full_window_retries += 1
                         encoded[window] = self._encode(audio, window, detect=False)[0]
                     out = self._attempt(audio, encoded[window], code, temperature, max_tokens,
-                                        suspect_check=window == pad_s and pad_s is not None, started=started)
+                                        suspect_check=window == pad_s and pad_s is not None and not minimal,
+                                        started=started, d=d)
                     outcomes.append(out)
                     return out
 
@@ -215,7 +222,7 @@ class FasterWhisperEngine:
 
             temps = d.temperatures or (0.0,)
             plan = [attempt("first", temps[0])]
-            if pad_s is not None:
+            if pad_s is not None and not minimal:
                 plan.append(attempt("retry", temps[0]))
             plan += [attempt("fallback", t) for t in temps[1:]]
             result = run_attempts(

@@ -21,6 +21,8 @@ can be reported; then ``transcribe()`` decodes with that language.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import logging
 import os
 
@@ -98,11 +100,14 @@ class OpenAIWhisperEngine:
         assert code is not None
         return code, probability
 
-    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None) -> Transcript:
-        """See :meth:`whisper_streaming.engines.faster_whisper.AsrEngine.transcribe` (the language rule is the same;
-        the decoding guards of :mod:`whisper_streaming.engines.decoding` are the faster-whisper engine's only)."""
+    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False) -> Transcript:
+        """See :meth:`whisper_streaming.engines.base.AsrEngine.transcribe` (the language rule is the same;
+        the decoding guards of :mod:`whisper_streaming.engines.decoding` are the faster-whisper engine's only).
+        ``minimal``: greedy, the first temperature only."""
         request = language or LanguageRequest(fixed=self.options.decode.language)
         d = self.options.decode
+        if minimal:
+            d = replace(d, beam_size=1, temperatures=d.temperatures[:1])
         if audio.dtype != np.float32 or audio.ndim != 1:
             raise UsageError("audio must be a 1-D float32 array")
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import time
@@ -15,7 +16,7 @@ import fakes
 from fakes import CRASH, CRASH_ONCE, HANG, HANG_ONCE, RAISE, pcm, text_for
 from whisper_streaming.engines.base import EngineOptions
 from whisper_streaming.core.transcript import Transcript
-from whisper_streaming.errors import AsrError, ModelError
+from whisper_streaming.errors import AsrError, ConfigError, ModelError
 from whisper_streaming.backends.base import BackendStatus, EngineState, UtteranceJob, UtteranceResult
 from whisper_streaming.backends.pool import PoolOptions, ProcessPool
 from whisper_streaming.analyzers.sentiment_registry import sentiment_analyzer_spec
@@ -112,6 +113,11 @@ def call_pids(tmp_path: Path, tag: int) -> list[int]:
     return [pid for pid, t in fakes.calls(tmp_path) if t == tag]
 
 
+def minimal_calls(tmp_path: Path) -> list[tuple[int, int]]:
+    """``(pid, tag)`` of the transcribe calls made with ``minimal=True``."""
+    return fakes.calls(tmp_path, "minimal.log")
+
+
 # --------------------------------------------------------------------------- normal work
 
 
@@ -204,6 +210,7 @@ def test_worker_crash_on_first_attempt_is_restarted_and_job_retried(tmp_path):
         assert len(pids) == 2 and pids[0] == first_pid and pids[1] != first_pid
         assert fakes.pid_of(t) == pids[1] == worker_processes()[0].pid
         assert pool.status() == BackendStatus((IDLE,), 0, 1, 4, 0)
+        assert minimal_calls(tmp_path) == []  # a crash is retried at full cost: no minimal decode
 
     run_pool(tmp_path, body, workers=1)
 
@@ -241,15 +248,18 @@ def test_hung_worker_is_killed_restarted_and_utterance_fails(tmp_path):
         elapsed = time.monotonic() - t0
         await wait_status(pool, lambda st: st.engines == (IDLE, IDLE))
         await rec.stop()
-        assert 2.0 <= elapsed < 10.0  # two attempts of transcribe_timeout_s each
+        # transcribe_timeout_s for the first attempt, a quarter of it for the minimal retry:
+        # not two full timeouts (2.0 s).
+        assert 1.25 <= elapsed < 2.0
         assert RESTARTING in rec.states() and BUSY in rec.states()
         hung_pids = call_pids(tmp_path, HANG)
         assert len(set(hung_pids)) == 2
+        assert minimal_calls(tmp_path) == [(hung_pids[1], HANG)]  # the retry only, as a minimal decode
         live = {p.pid for p in worker_processes()}
         assert len(live) == 2 and not live & set(hung_pids)
         assert_gone(hung_pids)  # killed, not left hanging
         st = pool.status()
-        assert st.worker_restarts == 2 and st.utterances_failed == 1
+        assert st.worker_restarts == 2 and st.worker_timeouts == 2 and st.utterances_failed == 1
         assert (await result(await pool.submit("A", UtteranceJob(pcm(9))))).text == text_for(9)
 
     run_pool(tmp_path, body, workers=2, transcribe_timeout_s=1.0)
@@ -262,12 +272,116 @@ def test_worker_hung_once_is_restarted_and_retry_succeeds(tmp_path):
         assert (await result(fut)).text == text_for(HANG_ONCE)
         await rec.stop()
         assert RESTARTING in rec.states()
-        assert pool.status() == BackendStatus((IDLE,), 0, 1, 1, 0)
+        assert pool.status() == BackendStatus((IDLE,), 0, 1, 1, 0, worker_timeouts=1)
         pids = call_pids(tmp_path, HANG_ONCE)
         assert len(set(pids)) == 2
         assert_gone(pids[:1])
+        # The retry was a minimal decode (in the fresh worker); the next utterance is not.
+        assert minimal_calls(tmp_path) == [(pids[1], HANG_ONCE)]
+        assert (await result(await pool.submit("A", UtteranceJob(pcm(8))))).text == text_for(8)
+        assert minimal_calls(tmp_path) == [(pids[1], HANG_ONCE)]
 
     run_pool(tmp_path, body, workers=1, transcribe_timeout_s=1.0)
+
+
+def test_engine_without_the_minimal_keyword_serves_normal_jobs(tmp_path):
+    """The worker passes ``minimal`` only when it is set: an engine written before it works."""
+    async def body(pool: ProcessPool) -> None:
+        futures = [await pool.submit("s", UtteranceJob(pcm(i))) for i in range(3)]
+        assert [(await result(f)).text for f in futures] == [text_for(i) for i in range(3)]
+        assert pool.status().utterances_failed == 0
+
+    run_pool(tmp_path, body, workers=1, engine_factory=fakes.make_plain_engine)
+
+
+@pytest.mark.parametrize("throttle", [True, False], ids=["throttled", "off"])
+def test_a_costly_session_waits_while_another_is_served_at_once(tmp_path, caplog, throttle):
+    """Session A's utterance holds the only worker 0.6 s (on 10 ms of audio); its allowance is
+    0.03 worker-s per second after a burst of 0.3, so it owes 0.3 worker-s, 10 s of waiting.
+    B's utterance, queued behind A's next one, goes first and at once; A's next one follows
+    right after, without waiting for A's debt: with one worker (no reserve) and nobody else
+    queued, a held session is served (work-conserving).  Without the throttle, round robin
+    serves A's next one first."""
+    async def body(pool: ProcessPool) -> None:
+        a0 = await pool.submit("A", UtteranceJob(pcm(0, 600)))
+        await wait_status(pool, lambda st: st.engines == (BUSY,))
+        a1 = await pool.submit("A", UtteranceJob(pcm(1)))
+        b0 = await pool.submit("B", UtteranceJob(pcm(100)))
+        await result(a0)
+        a0_done = time.monotonic()
+        if throttle:
+            # The worker took B's at once; A's waits behind it, counted in the queue and as held.
+            assert pool.capacity().held == 1 and pool.capacity().queue_depth == 1
+        await result(b0)
+        b0_s = time.monotonic() - a0_done
+        await result(a1)
+        a1_s = time.monotonic() - a0_done
+        if throttle:
+            assert call_tags(tmp_path) == [0, 100, 1]  # A skipped in favour of B, then served
+            assert b0_s < 5.0 and a1_s < 5.0  # neither waited for A's debt (10 s)
+            assert pool.status().sessions_throttled == 1
+            infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and "throttled" in r.getMessage()]
+            assert len(infos) == 1 and infos[0].startswith("session A throttled")
+        else:
+            assert call_tags(tmp_path) == [0, 1, 100]
+            assert a1_s < 5.0
+            assert pool.status().sessions_throttled == 0
+        assert pool.capacity().held == 0
+
+    with caplog.at_level(logging.INFO, logger="whisper_streaming.backends.scheduler"):
+        run_pool(tmp_path, body, workers=1, throttle_worker_s_per_s=0.03 if throttle else None, throttle_burst_s=0.3)
+
+
+def test_a_held_session_takes_one_of_two_workers_and_another_session_starts_at_once(tmp_path):
+    """Two workers, so one is the reserve.  Session H owes 15 s (a 0.6 s utterance against a
+    burst of 0.3 worker-s at 0.02 per s).  Alone, its next three utterances (0.4 s each) are
+    served without waiting for that debt, but one at a time: it never holds both workers.
+    B's utterance, submitted while H's are queued, starts at once on the reserve worker,
+    before H's next one."""
+    async def body(pool: ProcessPool) -> None:
+        await result(await pool.submit("H", UtteranceJob(pcm(0, 600))))
+        assert pool.status().sessions_throttled == 1
+        t0 = time.monotonic()
+        alone = StatusRecorder(pool)
+        held = [await pool.submit("H", UtteranceJob(pcm(i, 400))) for i in (1, 2, 3)]
+        st = await wait_status(pool, lambda st: BUSY in st.engines)
+        cap = pool.capacity()
+        assert st.engines.count(BUSY) == 1 and cap.idle_slots == 1
+        assert cap.queue_depth >= 2 and cap.held == cap.queue_depth  # H's rest waits: the reserve stays free
+        await asyncio.sleep(0.1)
+        await alone.stop()
+        b0 = await pool.submit("B", UtteranceJob(pcm(100)))
+        assert (await result(b0)).text == text_for(100)
+        after = StatusRecorder(pool)
+        assert [(await result(f)).text for f in held] == [text_for(i) for i in (1, 2, 3)]
+        elapsed = time.monotonic() - t0
+        await after.stop()
+        assert call_tags(tmp_path) == [0, 1, 100, 2, 3]  # B's went before H's next one
+        for st in alone.seen + after.seen:
+            assert st.engines.count(BUSY) <= 1, st  # H alone never held both workers
+        assert elapsed >= 3 * 0.4  # H's utterances ran one after another ...
+        assert elapsed < 7.5  # ... without waiting for H's debt (15 s)
+        assert pool.capacity().held == 0 and pool.status().utterances_done == 5
+
+    run_pool(tmp_path, body, workers=2, throttle_worker_s_per_s=0.02, throttle_burst_s=0.3)
+
+
+def test_a_session_within_its_allowance_is_never_delayed(tmp_path):
+    """One utterance every 0.25 s, each holding the worker 50 ms: 0.2 worker-s per second, as
+    real-time speech costs with base, under an allowance of 0.5 with a burst of only 0.1
+    worker-s.  No utterance waits for the throttle, and none is throttled."""
+    async def body(pool: ProcessPool) -> None:
+        latencies = []
+        for i in range(10):
+            t0 = time.monotonic()
+            await result(await pool.submit("caller", UtteranceJob(pcm(i, 50))))
+            latencies.append(time.monotonic() - t0)
+            await asyncio.sleep(max(0.0, 0.25 - latencies[-1]))
+            assert pool.capacity().held == 0
+        assert max(latencies) < 0.2, latencies  # 50 ms of work plus the pipe: never a throttle wait
+        assert pool.status().sessions_throttled == 0
+
+    run_pool(tmp_path, body, workers=1, throttle_worker_s_per_s=0.5, throttle_burst_s=0.1)
 
 
 @pytest.mark.parametrize("max_attempts", [1, 2, 3])
@@ -486,3 +600,24 @@ def test_a_failing_analyzer_leaves_the_transcript_and_the_other_annotations() ->
     annotations, seconds = run_analyses({"bad": Bad(), "good": Good()}, frozenset({"bad", "good"}), None, t)
     assert annotations == {"good": "ok hi"} and seconds >= 0
     assert run_analyses({"good": Good()}, frozenset(), None, t) == ({}, 0.0)  # not asked: not run
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_throttle_and_retry_settings_come_from_the_config(tmp_path):
+    from whisper_streaming.app.wiring import pool_options_from_config
+    from whisper_streaming.config.loader import parse_config
+
+    engine = EngineOptions(engine="fake", model=str(tmp_path))
+    default = pool_options_from_config(parse_config({}), engine)
+    assert (default.throttle_worker_s_per_s, default.throttle_burst_s) == (1.0, 20.0)
+    assert default.retry_timeout_fraction == 0.25
+    custom = pool_options_from_config(parse_config({"server": {"throttle_worker_s_per_s": 1.5, "throttle_burst_s": 5}}), engine)
+    assert (custom.throttle_worker_s_per_s, custom.throttle_burst_s) == (1.5, 5.0)
+    for off in (0, None):
+        options = pool_options_from_config(parse_config({"server": {"throttle_worker_s_per_s": off}}), engine)
+        assert options.throttle_worker_s_per_s is None
+    for bad in ({"throttle_worker_s_per_s": -1}, {"throttle_burst_s": 0}):
+        with pytest.raises(ConfigError):
+            parse_config({"server": bad})
