@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,7 +23,9 @@ from hypothesis import strategies as st
 from whisper_streaming.client.streaming import AsyncStreamingClient, StreamingClient
 from whisper_streaming.errors import ServerError
 from bench.server_process import ServerProcess
-from whisper_streaming.wire.protocol import MAGIC, Audio, Begin, Error, Finish, Finished, PacketDecoder, Result, Role, StatusRequest, UserId, encode_packet
+from whisper_streaming.wire.protocol import (
+    MAGIC, Audio, Begin, Error, Finish, Finished, PacketDecoder, Result, Role, StatusRequest, UserId, Welcome, encode_packet,
+)
 
 from speech import JFK, LIBRI, assert_transcript, good_session, load_speech, normalized_wer, raw_exchange, silence, worker_pids
 
@@ -315,6 +318,130 @@ def test_sigterm_while_four_sessions_stream(tmp_path: Path) -> None:
     assert code == 0 and refused
     for name, events in zip(files, results):
         assert_transcript(name, " ".join(e.text for e in events))
+
+
+_SHUTDOWN_S = 6.0
+_BAD_STDERR = ("Traceback", "leaked semaphore", "Task was destroyed", "Exception in callback", "Exception ignored", "never retrieved")
+
+
+async def _raw_stream(port: int, name: str, pcm: bytes, *, pace: float | None, finish: bool, sigterm: asyncio.Event,
+                      started: asyncio.Event | None = None) -> dict:
+    """One raw V1.0 session: ``%u``, ``%b``, ``pcm`` (all at once when ``pace`` is None, else at ``pace``
+    times real time, looped until the server closes), ``%f`` if ``finish``; reads every packet
+    until the server closes.  Returns the packets, whether the server closed, and the audio
+    seconds sent after ``sigterm`` was set."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    decoder = PacketDecoder(Role.CLIENT)
+    got: dict = {"name": name, "packets": [], "closed": None, "sent_after_sigterm_s": 0.0}
+    welcomed = asyncio.Event()
+
+    async def read() -> None:
+        try:
+            while data := await reader.read(65536):
+                decoder.receive_data(data)
+                while (packet := decoder.next_packet()) is not None:
+                    got["packets"].append(packet)
+                    welcomed.set()
+            got["closed"] = "eof"
+        except ConnectionError:
+            got["closed"] = "reset"
+
+    reading = asyncio.create_task(read())
+    writer.write(MAGIC + encode_packet(UserId(name)))
+    await asyncio.wait_for(welcomed.wait(), 30)
+    if started is not None:
+        await started.wait()
+    writer.write(encode_packet(Begin()))
+    try:
+        if pace is None:
+            for i in range(0, len(pcm), 3200):
+                writer.write(encode_packet(Audio(pcm[i:i + 3200])))
+            if finish:
+                writer.write(encode_packet(Finish()))
+            await asyncio.wait_for(writer.drain(), 60)  # backpressure: the server reads as its queue allows
+        else:
+            t0, sent = time.monotonic(), 0
+            while not reading.done():
+                chunk = pcm[sent % len(pcm):][:3200]
+                writer.write(encode_packet(Audio(chunk)))
+                sent += len(chunk)
+                if sigterm.is_set():
+                    got["sent_after_sigterm_s"] += len(chunk) / 32000
+                await asyncio.wait_for(writer.drain(), 30)
+                await asyncio.sleep(max(0.0, t0 + sent / 32000 / pace - time.monotonic()))
+    except (ConnectionError, asyncio.TimeoutError):
+        pass
+    await asyncio.wait_for(reading, 60)
+    writer.close()
+    return got
+
+
+def test_sigterm_under_load_tells_every_session(tmp_path: Path) -> None:
+    """SIGTERM with more queued audio than one worker can transcribe in ``shutdown_timeout_s``:
+    the process exits 0 within it; the sessions whose results were ready get them and ``%F``,
+    the rest ``%E SHUTTING_DOWN`` (none silent); a client that keeps sending after SIGTERM ends
+    with ``%E SHUTTING_DOWN`` (what it sent after was not transcribed); no traceback, leaked semaphore or destroyed task on the server's stderr."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model:\n  language: en\n  channel: 1\nserver:\n  shutdown_timeout_s: {_SHUTDOWN_S}\n  max_connections_per_ip: 0\n",
+                      encoding="utf-8")
+    shorts = [LIBRI, "librispeech_test-clean_61-70968-0000.wav"]  # one utterance each, sent whole with %f: served first
+    heavy_files = [JFK, LIBRI, "librispeech_test-clean_1995-1837-0001.wav", "librispeech_test-clean_61-70968-0000.wav"]
+    heavy = b"".join(load_speech(f)[0] + silence(0.6) for f in heavy_files)  # ~33 s, 5+ utterances per session
+    with ServerProcess(config=config) as proc:
+
+        async def run() -> tuple[list[dict], float, int | None]:
+            sigterm, go = asyncio.Event(), asyncio.Event()
+            tasks = [asyncio.create_task(_raw_stream(proc.port, f"short{i}", load_speech(f)[0] + silence(0.6), pace=None, finish=True,
+                                                     sigterm=sigterm, started=go)) for i, f in enumerate(shorts)]
+            await asyncio.sleep(0.3)  # the short sessions' audio goes first
+            tasks += [asyncio.create_task(_raw_stream(proc.port, f"heavy{i}", heavy, pace=None, finish=True, sigterm=sigterm, started=go))
+                      for i in range(4)]
+            tasks.append(asyncio.create_task(_raw_stream(proc.port, "keeper", load_speech(JFK)[0], pace=1.0, finish=False,
+                                                         sigterm=sigterm, started=go)))
+            await asyncio.sleep(1.0)  # every session identified
+            go.set()
+            await asyncio.sleep(1.5)  # the queue fills
+            t0 = time.monotonic()
+            proc.proc.send_signal(signal.SIGTERM)
+            sigterm.set()
+            try:
+                code = await asyncio.to_thread(proc.proc.wait, _SHUTDOWN_S + 20)
+            except subprocess.TimeoutExpired:
+                code = None
+            exit_s = time.monotonic() - t0
+            return list(await asyncio.gather(*tasks)), exit_s, code
+
+        sessions, exit_s, code = asyncio.run(run())
+        proc.stop(timeout_s=5)
+        stderr = proc.log_text()
+    summary = [(s["name"], [type(p).__name__ for p in s["packets"] if not isinstance(p, Result)][-2:],
+                sum(isinstance(p, Result) for p in s["packets"]), s["closed"]) for s in sessions]
+    print(f"exit {code} after {exit_s:.2f} s; sessions: {summary}")
+    tail = "\n".join(stderr.splitlines()[-40:])
+    assert code == 0, tail
+    assert exit_s <= _SHUTDOWN_S + 1.5, f"exit {exit_s:.2f} s after SIGTERM:\n{tail}"
+    ends = {}
+    for s in sessions:
+        packets = s["packets"]
+        assert packets and isinstance(packets[0], Welcome), s
+        last = packets[-1]
+        assert last in (Finished(), Error("SHUTTING_DOWN")), f"{s['name']} not told: ends with {last!r}, closed {s['closed']}"
+        ends_told = [p for p in packets if isinstance(p, (Finished, Error))]
+        if s["name"] == "keeper":  # kept sending after SIGTERM: %F for what came before (if in time), then %E
+            assert ends_told in ([Error("SHUTTING_DOWN")], [Finished(), Error("SHUTTING_DOWN")]), s
+        else:
+            assert len(ends_told) == 1, s  # nothing after it
+        assert s["closed"] is not None  # and the server closed the connection
+        ends[s["name"]] = "F" if last == Finished() else "E"
+    for i, name in enumerate(shorts):  # what was received and could be finished in time was finished
+        assert ends[f"short{i}"] == "F"
+        assert_transcript(name, " ".join(p.text for p in sessions[i]["packets"] if isinstance(p, Result)))
+    assert "E" in [ends[f"heavy{i}"] for i in range(4)]  # the load did exceed shutdown_timeout_s: those were cut, and told
+    keeper = sessions[-1]
+    assert keeper["sent_after_sigterm_s"] >= 1.0  # it did keep sending, and was told (above)
+    assert "discarded" in stderr and "bytes sent after the shutdown began" in stderr
+    for bad in _BAD_STDERR:
+        assert bad not in stderr, f"{bad!r} on the server's stderr:\n{tail}"
 
 
 def test_short_soak_no_leaks(server: ServerProcess) -> None:

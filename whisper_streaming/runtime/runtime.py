@@ -8,7 +8,8 @@ each connection through :meth:`Runtime.serve`.  The runtime owns the backend and
 publishes every door's results to every sink, decides on speculation from the backend's
 :meth:`~whisper_streaming.backends.base.AsrBackend.capacity`, renders ``%C`` (with a line per
 door that has one), and stops everything gracefully (:meth:`Runtime.shutdown`: every door stops
-accepting and finishes its open streams, then the backend and the sinks close).
+accepting and finishes its open streams, then the backend and the sinks close, all within
+``shutdown_timeout_s``).
 
 Overload policy (:meth:`Runtime.admit`): refuse new sessions (never degrade open ones) when the
 sessions limit is reached or the utterance queue is over ``overload_queue_fraction`` of
@@ -33,12 +34,17 @@ from whisper_streaming.runtime.driver import ConnectionLog, Peer, SessionDriver
 from whisper_streaming.runtime.stats import RuntimeStats
 from whisper_streaming.sinks.base import ResultPublished, SessionInfo, Sink, SinkEvent
 
-__all__ = ["RuntimeOptions", "Transport", "Connection", "Runtime", "finish_tasks", "SINK_CLOSE_DEADLINE_S"]
+__all__ = ["RuntimeOptions", "Transport", "Connection", "Runtime", "finish_tasks", "SINK_CLOSE_DEADLINE_S", "CLOSE_RESERVE_S", "MIN_SINK_CLOSE_S"]
 
 log = logging.getLogger(__name__)
 
 SINK_CLOSE_DEADLINE_S = 5.0
-"""How long the sinks may take to deliver what they queued at shutdown."""
+"""How long the sinks may take to deliver what they queued at shutdown (at most: the shutdown's deadline comes first)."""
+CLOSE_RESERVE_S = 1.0
+"""Of ``shutdown_timeout_s``, the time kept (at most a quarter of it) for stopping the backend and
+closing the sinks once the doors have finished or cut their streams."""
+MIN_SINK_CLOSE_S = 0.2
+"""What each sink gets to close even when the shutdown's deadline has come (files are flushed)."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,10 @@ class RuntimeOptions:
     """Limits of the shared runtime (config ``server.*``) and the sessions' options.
 
     ``max_sessions_per_ip``: 0 = no per-address limit.  ``shutdown_timeout_s``: how long a
-    graceful stop waits for open streams before it aborts them.  ``status_probes_per_s``: status
-    requests answered, over all connections that hold no session slot (monitoring probes; the
-    burst is one second's worth, at least 1).
+    graceful stop may take in all: open streams are waited for until :data:`CLOSE_RESERVE_S`
+    before it, then aborted (``SHUTTING_DOWN``), and the backend and sinks are closed.
+    ``status_probes_per_s``: status requests answered, over all connections that hold no
+    session slot (monitoring probes; the burst is one second's worth, at least 1).
     """
 
     session: SessionOptions = field(default_factory=SessionOptions)
@@ -72,7 +79,7 @@ class Transport(Protocol):
         ...
 
     async def shutdown(self) -> None:
-        """Stop accepting; finish every open stream (bounded by ``shutdown_timeout_s``); close."""
+        """Stop accepting; finish every open stream (for :meth:`Runtime.stream_time_left`, then cut them); close."""
         ...
 
     def status_lines(self) -> list[str]:
@@ -129,6 +136,7 @@ class Runtime:
         self.transports: list[Transport] = []
         self._sessions: set[SessionDriver] = set()
         self._stopping = False
+        self._stop_deadline: float | None = None  # loop time by which shutdown() must be done
         self._stopped = asyncio.Event()
         self._probes = TokenBucket(options.status_probes_per_s, max(1.0, options.status_probes_per_s))
         self._last_status: str | None = None
@@ -163,6 +171,16 @@ class Runtime:
     @property
     def session_count(self) -> int:
         return len(self._sessions)
+
+    def stream_time_left(self) -> float:
+        """Seconds the doors may still wait for open streams in this shutdown (then they cut them):
+        ``shutdown_timeout_s`` from the start of :meth:`shutdown`, less the reserve for closing
+        the backend and the sinks (:data:`CLOSE_RESERVE_S`, at most a quarter)."""
+        timeout = self.options.shutdown_timeout_s
+        reserve = min(CLOSE_RESERVE_S, timeout / 4)
+        if self._stop_deadline is None:
+            return timeout - reserve
+        return max(0.0, self._stop_deadline - reserve - asyncio.get_running_loop().time())
 
     # -------------------------------------------------------------- sessions
 
@@ -207,6 +225,15 @@ class Runtime:
         registry.add(conn)
         try:
             await conn.run()
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # Cut by the shutdown deadline (finish_tasks; the peer has been told): end normally.
+            # A door's asyncio server reports a handler task that ends cancelled with a traceback
+            # (Python 3.11), and nobody awaits this task but that server.
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
         except Exception:  # noqa: BLE001 - a bug in one connection must not take the server down
             conn.log.exception("connection failed")
         finally:
@@ -231,9 +258,10 @@ class Runtime:
         self.publish(ResultPublished(info, result))
 
     def room_for_speculation(self) -> bool:
-        """Nothing queued and two idle engines (one stays free for confirmed work)."""
+        """Nothing queued but the work of held (throttled) sessions, and two idle engines (one
+        stays free for confirmed work)."""
         capacity = self.backend.capacity()
-        return capacity.queue_depth == 0 and capacity.idle_slots >= 2
+        return capacity.queue_depth - capacity.held == 0 and capacity.idle_slots >= 2
 
     def cached_status_text(self) -> str:
         """The last ``%C`` text built (built now if none was): for status requests over a door's rate."""
@@ -249,6 +277,8 @@ class Runtime:
         lines.append(f"utterances done: {st.utterances_done}")
         lines.append(f"utterances failed: {st.utterances_failed}")
         lines.append(f"worker restarts: {st.worker_restarts}")
+        lines.append(f"worker timeouts: {st.worker_timeouts}")
+        lines.append(f"sessions throttled: {st.sessions_throttled}")
         lines.append(f"sessions total: {self.stats.sessions_started}")
         lines.append(f"sessions rejected: {self.stats.sessions_rejected}")
         lines.append(f"handshake failures: {self.stats.handshake_failures}")
@@ -271,14 +301,19 @@ class Runtime:
         """Stop accepting on every door; finish every open stream (results, then its end); close
         the doors; stop the backend; close the sinks (each within :data:`SINK_CLOSE_DEADLINE_S`).
 
-        Bounded by ``shutdown_timeout_s`` per door; connections still open then are aborted.
-        Idempotent: a second call waits for the first.
+        Bounded by ``shutdown_timeout_s`` in all: the doors cut the streams still open
+        :meth:`stream_time_left` after the start (their peers are told ``SHUTTING_DOWN``), the
+        sinks get what is left of it (at least :data:`MIN_SINK_CLOSE_S` each).  Idempotent: a
+        second call waits for the first.
         """
         if self._stopping:
             await self._stopped.wait()
             return
         self._stopping = True
+        loop = asyncio.get_running_loop()
+        self._stop_deadline = deadline = loop.time() + self.options.shutdown_timeout_s
         log.info("shutting down: %d sessions open", len(self._sessions))
+        self.backend.drain_shortest_first()  # as many sessions as possible finish before the deadline
         for transport in self.transports:
             transport.close_listener()
         outcomes = await asyncio.gather(*(t.shutdown() for t in self.transports), return_exceptions=True)
@@ -288,7 +323,7 @@ class Runtime:
         await self.backend.close()
         for sink in self.sinks:
             try:
-                result = await sink.aclose(SINK_CLOSE_DEADLINE_S)
+                result = await sink.aclose(min(SINK_CLOSE_DEADLINE_S, max(MIN_SINK_CLOSE_S, deadline - loop.time())))
             except Exception:  # noqa: BLE001
                 log.exception("closing sink %s failed", type(sink).__name__)
                 continue

@@ -88,7 +88,7 @@ class AudioSocketTransport:
         self.close_listener()
         for call in list(self._calls):
             call.begin_shutdown()
-        await finish_tasks([c.task for c in self._calls if c.task is not None], self.runtime.options.shutdown_timeout_s, "audiosocket calls",
+        await finish_tasks([c.task for c in self._calls if c.task is not None], self.runtime.stream_time_left(), "audiosocket calls",
                            before_cancel=self._cut_calls)
 
     def _cut_calls(self) -> None:

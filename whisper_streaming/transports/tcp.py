@@ -109,7 +109,7 @@ class TcpTransport:
         self.close_listener()
         for conn in list(self._connections):
             conn.begin_shutdown()
-        await finish_tasks([c.task for c in self._connections if c.task is not None], self.runtime.options.shutdown_timeout_s, "connections",
+        await finish_tasks([c.task for c in self._connections if c.task is not None], self.runtime.stream_time_left(), "connections",
                            before_cancel=self._tell_shutting_down)
 
     def _tell_shutting_down(self) -> None:
@@ -288,13 +288,20 @@ class _TcpConnection:
                 break
             if driver.input_stopped:  # the stream was finished (server shutdown): late input is not transcribed
                 if not self._late_bytes:
-                    self.log.warning("input after the stream was finished for the shutdown: discarded (the peer gets its results, %F, then the close)")
+                    self.log.warning("input after the stream was finished for the shutdown: discarded (the peer gets its results, "
+                                     "%F, then %E SHUTTING_DOWN and the close)")
                 self._late_bytes += len(data)
                 continue
             self.decoder.receive_data(data)
             await self._process_packets()
             if not await self._drain(socket_timeout_s):
                 return
+        if self._late_bytes and driver.closing != ErrorReason.SHUTTING_DOWN.value:
+            # its stream was finished at the shutdown (results, %F) but it kept sending: say that
+            # what it sent afterwards was not transcribed, rather than close as after a clean stream
+            self.log.info("%%E SHUTTING_DOWN after %%F: %d bytes sent after the shutdown began were not transcribed", self._late_bytes)
+            self.runtime.record_refusal(ErrorReason.SHUTTING_DOWN)
+            self._send_now(Error(ErrorReason.SHUTTING_DOWN))
         if driver.closing not in (None, "connection lost", "peer not reading"):
             await self._linger_close()
 

@@ -24,9 +24,9 @@ import soundfile
 
 from whisper_streaming.backends.base import AsrBackend, BackendStatus, Capacity, EngineState, UtteranceJob, UtteranceResult
 from whisper_streaming.core.transcript import Transcript
-from whisper_streaming.errors import AsrError
+from whisper_streaming.errors import AsrError, ErrorReason
 from whisper_streaming.pipeline.vad import Utterance, VadOptions, VadSegmenter
-from whisper_streaming.runtime.runtime import SINK_CLOSE_DEADLINE_S, Runtime, RuntimeOptions
+from whisper_streaming.runtime.runtime import MIN_SINK_CLOSE_S, SINK_CLOSE_DEADLINE_S, Runtime, RuntimeOptions
 from whisper_streaming.sinks.base import ResultPublished, SessionClosed, SinkEvent, StreamAudioReceived, StreamClosed, StreamOpened
 from whisper_streaming.transports.audiosocket import AudioSocketOptions, AudioSocketTransport
 from whisper_streaming.transports.tcp import TcpOptions, TcpTransport
@@ -98,6 +98,10 @@ class FakeBackend(AsrBackend):
         self.close_calls = 0
         self.pending_at_close: int | None = None
         self.capacity_calls = 0
+        self.drain_calls = 0
+
+    def drain_shortest_first(self) -> None:
+        self.drain_calls += 1
 
     @staticmethod
     def text(i: int, job: UtteranceJob) -> str:
@@ -606,6 +610,7 @@ def test_shutdown_delivers_pending_results_then_finished_then_closes() -> None:
             assert [r.text.split()[0] for r in rs] == ["job0", "job1", "job2"]  # the open stream was finished
             assert got == rs + [Finished()]
             assert backend.close_calls == 1
+            assert backend.drain_calls == 1  # the backend was told to finish the shortest sessions first
             assert backend.pending_at_close == 0  # closed after every result was in
             assert sink.aclose_calls == [SINK_CLOSE_DEADLINE_S]
             assert sink.events_at_aclose == len(sink.events)  # nothing published after the sinks closed
@@ -616,6 +621,31 @@ def test_shutdown_delivers_pending_results_then_finished_then_closes() -> None:
                 await asyncio.open_connection("127.0.0.1", srv.tcp_port)
             await asyncio.wait_for(srv.runtime.shutdown(), 1)  # idempotent
             assert backend.close_calls == 1 and len(sink.aclose_calls) == 1
+
+    asyncio.run(main())
+
+
+def test_a_peer_that_keeps_sending_after_shutdown_gets_its_results_finished_then_shutting_down() -> None:
+    backend = FakeBackend(delay_s=0.3)
+
+    async def main() -> None:
+        async with serving(backend) as srv:
+            c = await Client.connect(srv.tcp_port)
+            await c.hello("alice")
+            c.send(Begin())
+            c.send_audio(JFK_PCM)  # no %f
+            await eventually(lambda: len(backend.jobs) == 2, what="the utterances queued")
+            stop = asyncio.create_task(asyncio.wait_for(srv.runtime.shutdown(), 15))
+            await asyncio.sleep(0.05)
+            for _ in range(5):  # audio after the shutdown began: not transcribed
+                c.send_audio(JFK_PCM[:9600])
+                await asyncio.sleep(0.02)
+            got = await c.to_eof(10.0)
+            c.close()
+            await stop
+            assert got[-2:] == [Finished(), Error(ErrorReason.SHUTTING_DOWN.value)], got
+            assert len(results(got)) == 3  # what came before the shutdown was transcribed
+            assert len(backend.jobs) == 3  # and nothing after it
 
     asyncio.run(main())
 
@@ -648,11 +678,13 @@ def test_shutdown_finishes_an_open_audiosocket_call() -> None:
 
 
 @pytest.mark.parametrize(
-    ("idle_slots", "queue_depth", "room"),
-    [(2, 0, True), (3, 0, True), (1, 0, False), (0, 0, False), (2, 1, False)],
+    ("idle_slots", "queue_depth", "held", "room"),
+    [(2, 0, 0, True), (3, 0, 0, True), (1, 0, 0, False), (0, 0, 0, False), (2, 1, 0, False),
+     (2, 3, 3, True),  # only a throttled session's work waits: it does not stop others' speculation
+     (2, 3, 2, False)],
 )
-def test_room_for_speculation_reads_backend_capacity(idle_slots: int, queue_depth: int, room: bool) -> None:
-    backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=queue_depth, slots=4))
+def test_room_for_speculation_reads_backend_capacity(idle_slots: int, queue_depth: int, held: int, room: bool) -> None:
+    backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=queue_depth, slots=4, held=held))
 
     async def main() -> None:
         runtime = Runtime(RuntimeOptions(), backend)
@@ -935,6 +967,45 @@ def test_sessions_still_owed_results_at_the_shutdown_deadline_are_told() -> None
         assert end.reason == "SHUTTING_DOWN"
 
     asyncio.run(main())
+
+
+def test_shutdown_timeout_bounds_the_whole_stop_and_the_cut_logs_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """``shutdown_timeout_s`` bounds the whole stop: the doors cut their streams a quarter of it
+    early (at most :data:`CLOSE_RESERVE_S`) and the sinks get what is left.  The connections cut
+    at the deadline end normally: asyncio logs nothing (on Python 3.11 a door's handler task that
+    ends cancelled is reported with a traceback)."""
+    backend = FakeBackend(delay_s=30.0)  # nothing finishes in time
+    sink = RecordingSink()
+    tel = load(TEL)
+
+    async def main() -> None:
+        async with serving(backend, sinks=(sink,), audiosocket=True, shutdown_timeout_s=1.0) as srv:
+            assert srv.audiosocket_port is not None
+            c = await Client.connect(srv.tcp_port)
+            await c.hello("late")
+            c.send(Begin())
+            c.send_audio(JFK_PCM)
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.audiosocket_port)
+            writer.write(uuid_frame(uuid.uuid4()) + b"".join(audio_frames(tel, 8000, 20)))  # no hangup
+            await eventually(lambda: len(backend.jobs) >= 2, what="the TCP session's jobs")
+            await eventually(lambda: sum(len(e.pcm) for e in sink.of(StreamAudioReceived) if e.session.transport == "audiosocket") == len(tel),
+                             what="the call's audio")
+            t0 = time.monotonic()
+            await srv.runtime.shutdown()
+            took = time.monotonic() - t0
+            assert 0.7 <= took <= 1.0 + 0.1, took  # cut at 0.75 s, done within shutdown_timeout_s
+            assert len(sink.aclose_calls) == 1 and MIN_SINK_CLOSE_S <= sink.aclose_calls[0] <= 0.25
+            assert (await c.to_eof())[-1:] == [Error("SHUTTING_DOWN")]
+            assert await asyncio.wait_for(reader.read(), WAIT_S) == b""
+            c.close()
+            writer.close()
+        assert srv.runtime.stats.errors["SHUTTING_DOWN"] == 2
+        assert sorted(e.reason for e in sink.of(SessionClosed)) == ["SHUTTING_DOWN", "SHUTTING_DOWN"]
+
+    with caplog.at_level("WARNING"):
+        asyncio.run(main())
+    assert not [r for r in caplog.records if r.name == "asyncio"], [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
 
 
 
