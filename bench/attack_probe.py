@@ -5,8 +5,14 @@ streams 30 s of full-scale white noise at real time and 16 others hold connectio
 ``%c`` probe's answer time, and the server's session counters.  First without the attack, then
 with it, on one server (``config_vad.yaml``, default settings).
 
-    .venv/bin/python bench/attack_probe.py
+``--noise pink`` streams pink noise at -20 dBFS instead (it passes the VAD's steady-noise screen
+and costs the decoder most), ``--noise-speed 4`` sends it 4 times faster than real time (a
+session costing far more than real time: the throttle's case), ``--no-throttle`` turns
+``server.throttle_worker_s_per_s`` off for the comparison.
+
+    .venv/bin/python bench/attack_probe.py [--noise white|pink] [--noise-speed X] [--no-throttle]
 """
+import argparse
 import asyncio
 import json
 import sys
@@ -26,12 +32,12 @@ from whisper_streaming.wire.protocol import MAGIC, StatusRequest, encode_packet 
 
 PACKET = 960  # 30 ms
 
-async def stream(client, pcm, realtime=True):
+async def stream(client, pcm, realtime=True, speed=1.0):
     t0 = time.monotonic()
     for i in range(0, len(pcm), PACKET):
         await client.send_audio(pcm[i:i+PACKET])
         if realtime:
-            await asyncio.sleep(max(0.0, t0 + (i + PACKET) / 32000 - time.monotonic()))
+            await asyncio.sleep(max(0.0, t0 + (i + PACKET) / 32000 / speed - time.monotonic()))
 
 async def bystander(port, rounds):
     pcm, _ = load_speech(JFK)
@@ -46,12 +52,21 @@ async def bystander(port, rounds):
     await c.close()
     return out
 
-async def noisy(port, seconds):
+def noise_pcm(kind, seconds):
     rng = np.random.default_rng(1)
-    pcm = (rng.uniform(-1, 1, int(16000 * seconds)) * 32767).astype("<i2").tobytes()
+    n = int(16000 * seconds)
+    if kind == "white":
+        return (rng.uniform(-1, 1, n) * 32767).astype("<i2").tobytes()
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
+    x = np.fft.irfft(spectrum, n)
+    return np.clip(x / np.sqrt(np.mean(x**2)) * 0.1 * 32768, -32768, 32767).astype("<i2").tobytes()
+
+async def noisy(port, seconds, kind="white", speed=1.0):
+    pcm = noise_pcm(kind, seconds)
     c = await AsyncStreamingClient.connect("127.0.0.1", port, user_id="noise")
     await c.begin()
-    await stream(c, pcm)
+    await stream(c, pcm, speed=speed)
     t = time.monotonic()
     res = await c.finish()
     await c.close()
@@ -72,13 +87,13 @@ async def probe(port):
     await c.close()
     return time.monotonic() - t, text
 
-async def main(port, with_attack):
+async def main(port, with_attack, kind="white", speed=1.0):
     stop = asyncio.Event()
     holders = [asyncio.create_task(holder(port, stop)) for _ in range(16 if with_attack else 0)]
     await asyncio.sleep(0.5)
     tasks = [asyncio.create_task(bystander(port, 3))]
     if with_attack:
-        tasks.append(asyncio.create_task(noisy(port, 30.0)))
+        tasks.append(asyncio.create_task(noisy(port, 30.0 * speed, kind, speed)))
     await asyncio.sleep(5)
     probe_s, status = await probe(port)
     got = await asyncio.gather(*tasks)
@@ -89,7 +104,18 @@ async def main(port, with_attack):
             "probe_s": round(probe_s, 3), "status_sessions": [l for l in status.splitlines() if l.startswith(("sessions", "decoding"))]}
 
 if __name__ == "__main__":
-    with ServerProcess(config=ROOT / "config_vad.yaml") as server:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--noise", choices=("white", "pink"), default="white")
+    p.add_argument("--noise-speed", type=float, default=1.0, help="times real time (the noise lasts 30 s of wall clock)")
+    p.add_argument("--no-throttle", action="store_true")
+    args = p.parse_args()
+    config = ROOT / "config_vad.yaml"
+    if args.no_throttle:
+        import tempfile
+        config = Path(tempfile.mkdtemp()) / "c.yaml"
+        config.write_text("server:\n  throttle_worker_s_per_s: null\n", encoding="utf-8")
+    with ServerProcess(config=config) as server:
         base = asyncio.run(main(server.port, False))
-        attack = asyncio.run(main(server.port, True))
-    print(json.dumps({"machine": machine_info(), "baseline": base, "attack": attack}, indent=1))
+        attack = asyncio.run(main(server.port, True, args.noise, args.noise_speed))
+    print(json.dumps({"machine": machine_info(), "noise": args.noise, "noise_speed": args.noise_speed, "throttle": not args.no_throttle,
+                      "baseline": base, "attack": attack}, indent=1))

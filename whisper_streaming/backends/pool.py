@@ -225,38 +225,41 @@ class ProcessPool(AsrBackend):
                     slot.started.set_result(None)
             slot.state = EngineState.IDLE
             key, job = await self._queue.get()
-            if job.future.done():  # cancelled while queued
-                continue
-            slot.state = EngineState.BUSY
-            job.attempts += 1
-            t0 = time.monotonic()
             try:
-                reply = await self._exchange(slot, job)
-            except _WorkerDied as exc:
+                if job.future.done():  # cancelled while queued
+                    continue
+                slot.state = EngineState.BUSY
+                job.attempts += 1
+                t0 = time.monotonic()
+                try:
+                    reply = await self._exchange(slot, job)
+                except _WorkerDied as exc:
+                    self._charge(job, time.monotonic() - t0)
+                    self._restarts += 1
+                    hung = isinstance(exc, _WorkerHung)
+                    if hung:  # whatever made it hang must not cost as much again: retry as a minimal decode
+                        self._timeouts += 1
+                        job.minimal = True
+                    log.warning("engine %d %s on utterance %d of %s (attempt %d): %s; restarting%s", slot.index, "hung" if hung else "died",
+                                job.job_id, key, job.attempts, exc, "; a retry is a minimal decode" if hung else "")
+                    self._stop_process(slot, graceful=False)
+                    slot.state = EngineState.RESTARTING
+                    self._retry_or_fail(job, f"ASR worker died: {exc}")
+                    continue
+                except asyncio.CancelledError:  # close(): drop the utterance in flight like the queued ones
+                    job.future.cancel()
+                    raise
                 self._charge(job, time.monotonic() - t0)
-                self._restarts += 1
-                hung = isinstance(exc, _WorkerHung)
-                if hung:  # whatever made it hang must not cost as much again: retry as a minimal decode
-                    self._timeouts += 1
-                    job.minimal = True
-                log.warning("engine %d %s on utterance %d of %s (attempt %d): %s; restarting%s", slot.index, "hung" if hung else "died",
-                            job.job_id, key, job.attempts, exc, "; a retry is a minimal decode" if hung else "")
-                self._stop_process(slot, graceful=False)
-                slot.state = EngineState.RESTARTING
-                self._retry_or_fail(job, f"ASR worker died: {exc}")
-                continue
-            except asyncio.CancelledError:  # close(): drop the utterance in flight like the queued ones
-                job.future.cancel()
-                raise
-            self._charge(job, time.monotonic() - t0)
-            if isinstance(reply, JobDone):
-                self._done += 1
-                self._guards = self._guards.add(reply.result.transcript)
-                if not job.future.done():
-                    job.future.set_result(reply.result)
-            else:
-                log.warning("engine %d failed on utterance %d of %s: %s", slot.index, job.job_id, key, reply.message)
-                self._retry_or_fail(job, reply.message)
+                if isinstance(reply, JobDone):
+                    self._done += 1
+                    self._guards = self._guards.add(reply.result.transcript)
+                    if not job.future.done():
+                        job.future.set_result(reply.result)
+                else:
+                    log.warning("engine %d failed on utterance %d of %s: %s", slot.index, job.job_id, key, reply.message)
+                    self._retry_or_fail(job, reply.message)
+            finally:
+                self._queue.task_done(key)  # its worker is free: the session's next utterance may go
 
     def _charge(self, job: _Job, worker_s: float) -> None:
         if self._throttle is not None:

@@ -10,18 +10,25 @@ waits while either bound is reached, which lets the caller turn a full queue int
 backpressure (stop reading that socket) rather than drop audio; a session that floods
 blocks only itself first, because its own per-session bound trips before the total.
 
+One worker each first: a session that already has an utterance running (the caller reports
+the end with :meth:`FairQueue.task_done`) is served only like a held one below, so a session
+that queues many utterances at once (a client sending faster than real time, noise cut into
+10 s pieces) cannot take every worker before another session's utterance arrives; the queue
+cannot preempt, and a bystander's utterance would otherwise wait for a whole decode of
+someone else's (measured: 8.4 s behind pink noise sent at 4x real time, ``docs/benchmarks.md``).
+
 Throttling (optional, :class:`CostThrottle`): each session has a token bucket of worker
 seconds.  It holds at most ``burst_s`` and refills at ``rate`` worker seconds per wall-clock
 second; every exchange with a worker is charged its wall time afterwards (so the bucket can
 go into debt, at most ``burst_s`` deep).  A session in debt is *held*: :meth:`FairQueue.get`
 serves every session that is not held first (round robin), and the held one keeps its place
 in the round robin, so it is served first once its debt is paid back.  The queue stays
-*work-conserving*: a held session is still served when nobody else has work queued and more
-than ``reserve_getters`` workers are idle (the worker asking included), so a lone session,
+*work-conserving*: a held (or busy) session is still served when nobody else has work queued
+and more than ``reserve_getters`` workers are idle (the worker asking included), so a lone session,
 or a deployment whose model makes every session cost more than ``rate``, is never slowed
 down for nothing, while with ``reserve_getters = 1`` (the pool's choice with two or more
-workers) a held session can never take the last idle worker: a bystander's next utterance
-finds one free.  A session whose audio costs more worker time than ``rate`` per second of
+workers) a held or busy session can never take the last idle worker: a bystander's next
+utterance finds one free.  A session whose audio costs more worker time than ``rate`` per second of
 wall clock (noise that runs the decoder to its limits, or audio sent far faster than real
 time) thus slows down itself only, and only while others need the workers; while it waits
 its queue fills, and its per-session bound turns that into TCP backpressure.
@@ -150,6 +157,7 @@ class FairQueue(Generic[K, T]):
             raise UsageError("reserve_getters must be >= 0")
         self.reserve_getters = reserve_getters
         self.shortest_first = False
+        self._running: dict[K, int] = {}  # items handed out by get() and not yet task_done()
         self.max_total = max_total
         self.max_per_key = max_per_key
         self.throttle = throttle
@@ -189,10 +197,11 @@ class FairQueue(Generic[K, T]):
     async def get(self) -> tuple[K, T]:
         """Remove and return the next ``(key, item)`` in round-robin order, waiting if empty.
 
-        Keys the throttle holds back are skipped (they keep their place in the round robin);
-        while every queued key is held back, the first of them is served if more than
-        ``reserve_getters`` getters are idle (this one included); otherwise this waits until
-        one may be served, a new item arrives or another getter comes, whichever is first.
+        Keys that have an item running (see :meth:`task_done`) or that the throttle holds back
+        are skipped (they keep their place in the round robin); while every queued key is such,
+        the first of them is served if more than ``reserve_getters`` getters are idle (this one
+        included); otherwise this waits until a held key may be served, an item finishes, a new
+        item arrives or another getter comes, whichever is first.
         """
         while True:
             key, wait_s = self._next_key()
@@ -208,6 +217,7 @@ class FairQueue(Generic[K, T]):
             self._queues.move_to_end(key)
         else:
             del self._queues[key]
+        self._running[key] = self._running.get(key, 0) + 1
         self._wake(self._putters)
         return key, item
 
@@ -236,23 +246,39 @@ class FairQueue(Generic[K, T]):
         self._wake(self._getters)
 
     def _next_key(self) -> tuple[K | None, float | None]:
-        """The first eligible key in round-robin order, else the first held one when enough
-        getters are idle (work-conserving), else None and how long until a held key may be
-        served (None: nothing is queued).  Draining: the key with the fewest items queued."""
+        """The first *free* key in round-robin order (nothing of it running, not held by the
+        throttle), else the first queued key when more than ``reserve_getters`` getters are idle
+        (work-conserving), else None and how long until a held key may be served (None: when an
+        item finishes, a getter comes or a new item is put).  Draining: the key with the fewest
+        items queued."""
+        if not self._queues:
+            return None, None
         if self.shortest_first:
-            return (min(self._queues, key=lambda k: len(self._queues[k])) if self._queues else None), None
-        if self.throttle is None:
-            return (next(iter(self._queues)) if self._queues else None), None
+            return min(self._queues, key=lambda k: len(self._queues[k])), None
         soonest: float | None = None
         for key in self._queues:
-            wait_s = self.throttle.wait_s(key)
-            if wait_s <= 0:
+            wait_s = 0.0 if self.throttle is None else self.throttle.wait_s(key)
+            if wait_s <= 0 and not self._running.get(key):
                 return key, None
-            soonest = wait_s if soonest is None else min(soonest, wait_s)
+            if wait_s > 0 and not self._running.get(key):
+                soonest = wait_s if soonest is None else min(soonest, wait_s)
         idle = 1 + sum(not f.done() for f in self._getters)  # the caller and the getters waiting
-        if self._queues and idle > self.reserve_getters:
+        if idle > self.reserve_getters:
             return next(iter(self._queues)), None
         return None, soonest
+
+    def task_done(self, key: K) -> None:
+        """An item :meth:`get` returned for ``key`` is finished (its worker is free again)."""
+        n = self._running.get(key, 0) - 1
+        if n > 0:
+            self._running[key] = n
+        else:
+            self._running.pop(key, None)
+            self._wake(self._getters)  # its next item may now be served by a getter kept in reserve
+
+    def running(self, key: K) -> int:
+        """Items of ``key`` returned by :meth:`get` and not yet :meth:`task_done`."""
+        return self._running.get(key, 0)
 
     def _append(self, key: K, item: T, *, front: bool) -> None:
         q = self._queues.get(key)

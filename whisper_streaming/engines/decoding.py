@@ -12,7 +12,8 @@ and tests drive it with fake attempts.
   (a single word at least :data:`MIN_SINGLE_WORD_REPEATS` times, a 2-4-word unit at least
   :data:`MIN_NGRAM_REPEATS` times, digits only at least :data:`MIN_DIGIT_REPEATS` times), a
   run of punctuation-or-symbol tokens, and, for text written without spaces in a non-Latin
-  script, a 1-4-character unit repeated :data:`MIN_CHAR_REPEATS` times.  Numbers are never
+  script, a 1-4-character unit repeated :data:`MIN_CHAR_REPEATS` times (inside a Latin word,
+  :data:`MIN_LATIN_CHAR_REPEATS` times).  Numbers are never
   cut: a PIN read digit by digit is speech, not a loop.
 * **Token bound.**  :func:`max_new_tokens` allows a generous multiple of the tokens speech can
   carry in the utterance's duration instead of Whisper's 448 per window, so a loop ends early.
@@ -38,6 +39,7 @@ __all__ = [
     "MIN_SINGLE_WORD_REPEATS",
     "MIN_NGRAM_REPEATS",
     "MIN_CHAR_REPEATS",
+    "MIN_LATIN_CHAR_REPEATS",
     "Loop",
     "find_loop",
     "cut_loops",
@@ -72,10 +74,11 @@ a PIN or an account number read digit by digit ("1 1 1 1", "0 0 0 0") is real.""
 
 _TOKEN = re.compile(r"\S+")
 _WORDLIKE = re.compile(r"\w")
-_JOINER = re.compile(r"(?<=\w)[,\-/](?=\w)")
-"""A comma, hyphen or slash between two word characters: a loop written without spaces
-(``1,2,3,4,5,5,5,5,5,5,5,5``, ``la-la-la-la``) is split there into words, so the same rules
-apply to it; the replacement is one space per character, so positions stay those of the text."""
+_JOINER = re.compile(r"(?<=\w)[,\-/](?=\w)|(?<=\d)\.(?=\d)")
+"""A comma, hyphen or slash between two word characters, or a dot between two digits: a loop
+written without spaces (``1,2,3,4,5,5,5,5,5,5,5,5``, ``la-la-la-la``, ``10.1.1.1.1.1.1.1.1``,
+all from noise, issue 19) is split there into words, so the same rules apply to it; the
+replacement is one space per character, so positions stay those of the text."""
 
 
 def _norm(token: str) -> str:
@@ -132,9 +135,16 @@ def _token_loop(text: str) -> Loop | None:
 
 _CHAR_LOOP = re.compile(r"([^\x00-\x7f\s]{1,4}?)\1{%d,}" % (MIN_CHAR_REPEATS - 1))
 
+MIN_LATIN_CHAR_REPEATS = 10
+"""Inside a word in Latin letters, a 1-4-letter unit repeated this many times in a row is a loop
+(``Mepreveveveveveveveveve…`` from pink noise, issue 19); laughter written out
+(``hahahahahaha``, 6) and long words stay well under it."""
+
+_LATIN_CHAR_LOOP = re.compile(r"([A-Za-z]{1,4}?)\1{%d,}" % (MIN_LATIN_CHAR_REPEATS - 1))
+
 
 def _char_loop(text: str) -> Loop | None:
-    m = _CHAR_LOOP.search(text)
+    m = _CHAR_LOOP.search(text) or _LATIN_CHAR_LOOP.search(text)
     if m is None:
         return None
     unit = m.group(1)

@@ -366,6 +366,26 @@ def test_a_held_session_takes_one_of_two_workers_and_another_session_starts_at_o
     run_pool(tmp_path, body, workers=2, throttle_worker_s_per_s=0.02, throttle_burst_s=0.3)
 
 
+def test_a_session_that_queues_many_takes_one_of_two_workers_and_a_late_one_starts_at_once(tmp_path):
+    """No throttle: session F queues four 0.5 s utterances at once (a client sending faster
+    than real time); it gets one worker at a time, the other stays free, and B's utterance,
+    submitted after F's, starts at once (before the 8.4 s wait behind pink noise at 4x real
+    time that this rule removed, docs/benchmarks.md)."""
+    async def body(pool: ProcessPool) -> None:
+        flood = [await pool.submit("F", UtteranceJob(pcm(i, 500))) for i in range(4)]
+        await asyncio.sleep(0.2)
+        assert pool.status().engines.count(BUSY) == 1  # F alone: one worker, the other kept free
+        t0 = time.monotonic()
+        b0 = await pool.submit("B", UtteranceJob(pcm(100, 50)))
+        assert (await result(b0)).text == text_for(100)
+        waited = time.monotonic() - t0
+        assert [(await result(f)).text for f in flood] == [text_for(i) for i in range(4)]
+        assert waited < 0.4, waited  # B did not wait for one of F's decodes (0.5 s)
+        assert call_tags(tmp_path)[:2] == [0, 100]
+
+    run_pool(tmp_path, body, workers=2, throttle_worker_s_per_s=None)
+
+
 def test_a_session_within_its_allowance_is_never_delayed(tmp_path):
     """One utterance every 0.25 s, each holding the worker 50 ms: 0.2 worker-s per second, as
     real-time speech costs with base, under an allowance of 0.5 with a burst of only 0.1

@@ -79,9 +79,50 @@ def test_key_that_arrives_late_waits_at_most_one_item_per_other_key():
         for i in range(4):
             await q.put("A", f"a{i}")
         assert await q.get() == ("A", "a0")
+        q.task_done("A")
         await q.put("B", "b0")
         assert await q.get() == ("A", "a1")
+        q.task_done("A")
         assert await q.get() == ("B", "b0")
+
+    asyncio.run(main())
+
+
+def test_a_key_with_an_item_running_comes_after_every_free_key():
+    """One worker each first: while A's item runs, B's late item goes before A's next ones;
+    with nothing free left, A is served again (work-conserving, reserve 0)."""
+    async def main():
+        q: FairQueue[str, str] = FairQueue(100, 100)
+        for i in range(3):
+            await q.put("A", f"a{i}")
+        assert await q.get() == ("A", "a0")  # running
+        await q.put("B", "b0")
+        assert await q.get() == ("B", "b0")  # A is busy: B first, though A is first in line
+        assert await q.get() == ("A", "a1")  # nobody free: A again
+        assert q.running("A") == 2 and q.running("B") == 1
+        q.task_done("A")
+        q.task_done("A")
+        assert q.running("A") == 0
+
+    asyncio.run(main())
+
+
+def test_reserve_keeps_the_last_idle_getter_from_a_busy_key_until_its_item_is_done():
+    async def main():
+        q: FairQueue[str, str] = FairQueue(100, 100, reserve_getters=1)
+        await q.put("A", "a0")
+        await q.put("A", "a1")
+        assert await q.get() == ("A", "a0")  # a lone getter takes a free key's item
+        getter = asyncio.create_task(q.get())
+        await settle()
+        assert not getter.done()  # A is busy and this is the last idle getter: kept for others
+        await q.put("B", "b0")
+        assert await asyncio.wait_for(getter, 1) == ("B", "b0")  # a bystander is served at once
+        getter = asyncio.create_task(q.get())
+        await settle()
+        assert not getter.done()
+        q.task_done("A")  # A's item finished: its next one may take the worker
+        assert await asyncio.wait_for(getter, 1) == ("A", "a1")
 
     asyncio.run(main())
 
@@ -445,12 +486,15 @@ def test_throttled_key_is_skipped_then_served_first_once_eligible():
         t0 = time.monotonic()
         # A is first in line but held back: B is served at once, twice.
         assert await asyncio.wait_for(q.get(), 0.05) == ("B", "b0")
+        q.task_done("B")
         assert await asyncio.wait_for(q.get(), 0.05) == ("B", "b1")
+        q.task_done("B")
         await q.put("C", "c0")
         asked = throttle.asked
         # C is eligible and A not yet: C first; then the lone getter (the reserve) sleeps
         # until A's time.
         assert await asyncio.wait_for(q.get(), 0.05) == ("C", "c0")
+        q.task_done("C")
         got = await asyncio.wait_for(q.get(), 2.0)
         waited = time.monotonic() - t0
         assert got == ("A", "a1")
@@ -587,6 +631,7 @@ def test_reserve_lone_getter_waits_for_a_held_key_a_second_getter_serves_it():
         await q.put("B", "b0")
         assert await asyncio.wait_for(remaining, 1) == ("B", "b0")
         assert q.pending("A") == 1 and q.held() == 1
+        q.task_done("B")
         # A lone get() call with an eligible key queued behind the held one returns at once.
         await q.put("B", "b1")
         assert await asyncio.wait_for(q.get(), 1) == ("B", "b1")

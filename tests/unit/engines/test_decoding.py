@@ -26,6 +26,8 @@ FIELD_LOOPS = [
     "1,5kg 1,5kg 1,5kg 1,5kg 1,5kg",
     "1,2,3,4,5,5,5,5,5,5,5,5,5",  # white noise, issue 19: one "word" to a space-only tokenizer
     "la-la-la-la-la",
+    "10.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1",  # pink noise, issue 19
+    "u The Mepreveveveveveveveveveveveveveveveveveveveve",  # pink noise, issue 19
     "I went to the store to the store to the store to the store",
     "그래서 그래서 그래서 그래서 그래서",
     "ああああああああああああ",
@@ -45,6 +47,7 @@ NOT_LOOPS = [
     "account 0000000123",
     "PIN 111111",
     "It costs 1,500,000 dollars, or 1,500 a month.",
+    "Version 1.1.1 of the server at 10.1.1.1 costs 1.5 dollars.",
     "PIN 1-1-1-1",
     "well-being is well-being",
     "hahahahahaha",
@@ -81,6 +84,7 @@ def test_loop_unit_and_repeats_are_reported() -> None:
         ("No, no, no.", "No, no, no."),
         ("1,2,3,4,5,5,5,5,5,5,5,5,5", "1,2,3,4,5"),
         ("1,5kg 1,5kg 1,5kg 1,5kg 1,5kg", "1,5kg"),
+        ("u The Mepreveveveveveveveveveveveveveve", "u The Mepreve"),
     ],
 )
 def test_cut_loops_keeps_one_copy(text: str, expected: str) -> None:
