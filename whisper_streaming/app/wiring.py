@@ -23,6 +23,7 @@ from whisper_streaming.engines.base import DecodeOptions, EngineOptions
 from whisper_streaming.engines.decoding import DecodeLimits
 from whisper_streaming.models.resolve import resolve_model
 from whisper_streaming.pipeline.session import SessionOptions
+from whisper_streaming.pipeline.partials import PartialPolicy
 from whisper_streaming.pipeline.vad import VadOptions
 from whisper_streaming.runtime.runtime import RuntimeOptions
 from whisper_streaming.transports.audiosocket import AudioSocketOptions
@@ -76,17 +77,29 @@ def _refuse(requested: Any) -> bool:
 
 
 def session_options_from_config(config: ServerConfig) -> SessionOptions:
-    """VAD, stream limit and the sentiment default/policy (``sentiment.engine: none`` refuses the opt-in)."""
+    """VAD, stream limit, the sentiment default, the options the server refuses, the partials' cadence."""
     max_stream_s = config.server.max_stream_s
     s = config.sentiment
+    p = config.partials
     return SessionOptions(
         vad=vad_options_from_config(config),
         max_stream_samples=None if max_stream_s is None else int(max_stream_s * config.audio.sample_rate),
         stream_defaults=StreamOptions(sentiment=s.enabled),
         default_language=config.model.language,
         language_policy=language_policy_from_config(config),
-        option_policy={"sentiment": _refuse} if s.engine == "none" else {},
+        option_policy=_option_policy(config),
+        partial_policy=PartialPolicy(p.first_after_s, p.min_interval_s, p.cost_factor),
     )
+
+
+def _option_policy(config: ServerConfig) -> dict[str, Any]:
+    """Options the server cannot give: sentiment without an engine, partials when disabled or with one worker."""
+    policy: dict[str, Any] = {}
+    if config.sentiment.engine == "none":
+        policy["sentiment"] = _refuse
+    if not config.partials.enabled or config.model.channel < 2:
+        policy["partials"] = _refuse
+    return policy
 
 
 def runtime_options_from_config(config: ServerConfig) -> RuntimeOptions:

@@ -93,11 +93,15 @@ class Capacity:
 class UtteranceJob:
     """One utterance to transcribe: ``pcm`` s16le mono 16 kHz bytes; ``language`` the stream's
     language state for the engine (None: the engine's default); ``analyses`` the names of the
-    analyzers to run on it (:class:`~whisper_streaming.analyzers.base.AnalyzerSpec`)."""
+    analyzers to run on it (:class:`~whisper_streaming.analyzers.base.AnalyzerSpec`).
+    ``partial``: a partial hypothesis of an utterance in progress: decoded the cheapest way
+    (the engine's ``minimal`` decode), not charged to the session's cost throttle, and not
+    counted as the session's running utterance (its final must never wait for it)."""
 
     pcm: bytes
     language: LanguageRequest | None = None
     analyses: frozenset[str] = frozenset()
+    partial: bool = False
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,9 @@ class ProcessPool(AsrBackend):
                     slot.started.set_result(None)
             slot.state = EngineState.IDLE
             key, job = await self._queue.get()
+            counted = not job.job.partial
+            if not counted:  # a partial never makes the session's final wait for it (scheduler.py)
+                self._queue.task_done(key)
             try:
                 if job.future.done():  # cancelled while queued
                     continue
@@ -259,10 +262,11 @@ class ProcessPool(AsrBackend):
                     log.warning("engine %d failed on utterance %d of %s: %s", slot.index, job.job_id, key, reply.message)
                     self._retry_or_fail(job, reply.message)
             finally:
-                self._queue.task_done(key)  # its worker is free: the session's next utterance may go
+                if counted:
+                    self._queue.task_done(key)  # its worker is free: the session's next utterance may go
 
     def _charge(self, job: _Job, worker_s: float) -> None:
-        if self._throttle is not None:
+        if self._throttle is not None and not job.job.partial:  # partials run on idle workers, at the server's choice
             self._throttle.charge(job.session_key, worker_s, len(job.job.pcm) / (2 * ASR_SAMPLE_RATE_HZ))
 
     def _retry_or_fail(self, job: _Job, reason: str) -> None:
@@ -294,7 +298,7 @@ class ProcessPool(AsrBackend):
     async def _exchange(self, slot: _Slot, job: _Job) -> JobDone | JobFailed:
         assert slot.conn is not None
         try:
-            slot.conn.send(WorkerJob(job.job_id, job.job.pcm, job.job.language, job.job.analyses, minimal=job.minimal))
+            slot.conn.send(WorkerJob(job.job_id, job.job.pcm, job.job.language, job.job.analyses, minimal=job.minimal or job.job.partial))
         except (OSError, ValueError) as exc:
             raise _WorkerDied(f"send failed: {exc}") from exc
         timeout_s = self.options.transcribe_timeout_s

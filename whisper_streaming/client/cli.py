@@ -14,6 +14,12 @@ stream) sends ``%o language=CODE``; without it the server's ``model.language`` a
 options given go in one ``%o`` (``sentiment=1;sample_rate=8000;encoding=mulaw;language=en``).
 A server that answers ``%O`` without ``language`` (older than it) gets a warning on stderr and
 the stream goes on in the server's language.
+``--partials`` asks for partial hypotheses (``%o partials=1``) and shows the utterance in
+progress: on a terminal one line redrawn in place (``\\r`` + clear to end of line), the stable
+prefix plain and the unstable tail dimmed, replaced by the final result line when the ``%R``
+arrives (an empty ``%P`` clears it); when stdout is not a terminal, each partial on its own
+line, ``partial: start end : STABLE<TAB>UNSTABLE`` (see :class:`TranscriptPrinter`).  Without
+``--partials`` the output is what it always was.
 
 Exit codes: 0 success; 1 cannot connect / connection lost; 2 the server sent ``%E``;
 3 bad arguments or unreadable audio file.
@@ -23,20 +29,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
-from typing import Sequence
+import unicodedata
+from typing import Sequence, TextIO
 
 from whisper_streaming.core import audio_format
 from whisper_streaming.client.audio_files import RAW_SUFFIXES, load_pcm16
 from whisper_streaming.client.streaming import AsyncStreamingClient
 from whisper_streaming.errors import ConnectionClosedError, ServerError, UsageError
 from whisper_streaming.core.options import normalize_language
-from whisper_streaming.client.streaming import Result
+from whisper_streaming.core.text import sanitize_text
+from whisper_streaming.client.streaming import Partial, Result
 from whisper_streaming.wire.protocol import Summary, format_result_text
 from whisper_streaming.analyzers.sentiment import UNSUPPORTED
 
-__all__ = ["client_main", "stream_file", "format_result_line", "load_for_stream"]
+__all__ = ["client_main", "stream_file", "format_result_line", "format_partial_line", "TranscriptPrinter", "load_for_stream"]
 
 PACKET_SAMPLES = 480
 """30 ms at 16 kHz, the frame size of the original client."""
@@ -63,28 +72,132 @@ def format_result_line(result: Result) -> str:
     return f"{line}  [{UNSUPPORTED}: {s.language}]" if s.label == UNSUPPORTED else f"{line}  [{s.label} {s.score:.3f}]"
 
 
+def format_partial_line(partial: Partial) -> str:
+    """A partial on its own line (stdout not a terminal): ``partial: start end : STABLE<TAB>UNSTABLE``.
+
+    The part after ``partial: `` is the ``%P`` data (result text never contains a tab, so the tab
+    always separates the stable prefix from the unstable tail); the empty partial that clears an
+    utterance is ``partial: start end : <TAB>``.
+    """
+    return f"partial: {format_result_text(partial.start_s, partial.end_s, sanitize_text(partial.stable))}\t{sanitize_text(partial.unstable)}"
+
+
+DIM = "\x1b[2m"
+RESET = "\x1b[0m"
+CLEAR_TO_EOL = "\x1b[K"
+ELLIPSIS = "\u2026"
+
+
+def _cells(ch: str) -> int:
+    """Terminal columns one character takes (0 combining, 2 wide/full-width, else 1)."""
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+class TranscriptPrinter:
+    """Prints what a stream sends: final result lines, partial hypotheses, the summary.
+
+    ``live`` (default: ``out.isatty()``): a partial is drawn in place on one terminal line,
+    ``\\r`` + the stable prefix plain + the unstable tail dimmed (``\\x1b[2m``...``\\x1b[0m``) +
+    clear to end of line (``\\x1b[K``), cut from the left to fit the terminal's width (a wrapped
+    line could not be redrawn); the final result replaces the line and ends it with a newline;
+    an empty partial clears it.  Not live: each partial on its own line
+    (:func:`format_partial_line`).  Final lines are written exactly as :func:`print` would, so
+    a stream without partials prints what it always did.
+    """
+
+    def __init__(self, out: TextIO, *, live: bool | None = None, columns: int | None = None) -> None:
+        self.out = out
+        if live is None:
+            isatty = getattr(out, "isatty", None)
+            live = bool(isatty and isatty())
+        self.live = live
+        self._columns = columns
+        self._showing = False  # a partial is drawn on the current line (live mode)
+
+    def partial(self, partial: Partial) -> None:
+        if not self.live:
+            self._write(format_partial_line(partial) + "\n")
+        elif partial.is_clear:
+            if self._showing:
+                self._write("\r" + CLEAR_TO_EOL)
+                self._showing = False
+        else:
+            self._write("\r" + self._render(partial) + CLEAR_TO_EOL)
+            self._showing = True
+
+    def line(self, text: str) -> None:
+        """A final result line (or any other complete line): replaces a partial being shown."""
+        self._write(("\r" + CLEAR_TO_EOL if self._showing else "") + text + "\n")
+        self._showing = False
+
+    def close(self) -> None:
+        """The stream ended: clear a partial still shown (it was never confirmed by a ``%R``)."""
+        if self._showing:
+            self._write("\r" + CLEAR_TO_EOL)
+            self._showing = False
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def _width(self) -> int:
+        if self._columns is not None:
+            return self._columns
+        try:
+            columns = os.get_terminal_size(self.out.fileno()).columns
+        except (AttributeError, OSError, ValueError):
+            columns = 0
+        return columns if columns > 0 else 80  # a terminal that does not say (a fresh pty): 80
+
+    def _render(self, partial: Partial) -> str:
+        stable = sanitize_text(partial.stable)  # no escape sequence from the peer reaches the terminal
+        unstable = (" " if stable and partial.unstable else "") + sanitize_text(partial.unstable)
+        room = max(self._width() - 1, 2)  # never touch the last column (some terminals wrap there)
+        if sum(map(_cells, stable + unstable)) > room:  # keep the newest words: cut from the left
+            kept, used = 0, _cells(ELLIPSIS)
+            for ch in reversed(stable + unstable):
+                used += _cells(ch)
+                if used > room:
+                    break
+                kept += 1
+            cut = len(stable) + len(unstable) - kept  # characters dropped from the left
+            if cut < len(stable):
+                stable = ELLIPSIS + stable[cut:]
+            else:
+                stable, unstable = ELLIPSIS, unstable[cut - len(stable):]
+        return stable + (DIM + unstable + RESET if unstable else "")
+
+
 async def stream_file(client: AsyncStreamingClient, pcm: bytes, *, speed: float, packet_samples: int | None = None, out=None,  # type: ignore[no-untyped-def]
                       sample_rate: int = audio_format.DEFAULT_SAMPLE_RATE_HZ, encoding: str = "pcm_s16le") -> list[Result]:
     """Send ``pcm`` (wire bytes at ``sample_rate`` in ``encoding``, as negotiated) paced at
     ``speed`` x real time (0 = unpaced) in packets of ``packet_samples`` (default 30 ms),
-    printing results as they come (and the stream's summary, if the server sends one).
+    printing results as they come (and the stream's summary, if the server sends one) to
+    ``out``, with partial hypotheses if the client asked for them (:class:`TranscriptPrinter`).
 
-    Returns every result of the stream.
+    Returns every final result of the stream (never a partial).
     """
     results: list[Result] = []
+    shown = TranscriptPrinter(out) if out is not None else None
 
     async def printer() -> None:
         while True:
             event = await client.receive()
+            if isinstance(event, Partial):
+                if shown is not None:
+                    shown.partial(event)
+                continue
             if isinstance(event, Summary):
-                if out is not None:
-                    print(f"summary:\n{event.text}", file=out, flush=True)
+                if shown is not None:
+                    shown.line(f"summary:\n{event.text}")
                 continue
             if not isinstance(event, Result):
                 return
             results.append(event)
-            if out is not None:
-                print(format_result_line(event), file=out, flush=True)
+            if shown is not None:
+                shown.line(format_result_line(event))
 
     await client.begin()
     task = asyncio.create_task(printer())
@@ -108,6 +221,8 @@ async def stream_file(client: AsyncStreamingClient, pcm: bytes, *, speed: float,
         await task
     finally:
         task.cancel()
+        if shown is not None:
+            shown.close()
     return results
 
 
@@ -127,6 +242,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--language", metavar="CODE",
                    help="transcribe in this language: a Whisper language code (en, ko, ...) or auto to detect it per stream "
                         "(%%o language; default: the server's model.language)")
+    p.add_argument("--partials", action="store_true",
+                   help="show partial hypotheses of the utterance in progress (%%o partials=1): on a terminal one line "
+                        "redrawn in place, the unstable tail dimmed; otherwise 'partial: ' lines")
     p.add_argument("--timeout", type=float, default=10.0, help="connect/login timeout in seconds (default: 10)")
     args = p.parse_args(argv)
     if not args.status and not args.ifn:
@@ -152,6 +270,8 @@ async def _run(args: argparse.Namespace) -> int:
             if args.language is not None and accepted.get("language") != args.language:
                 why = "does not know %o language (an older server?)" if "language" not in accepted else "gives language=%s" % accepted["language"]
                 print("warning: the server %s: it transcribes in its own language (answered %s)" % (why, answered), file=sys.stderr)
+            if args.partials and not accepted.get("partials"):
+                print("warning: the server does not send partials (answered %s): finals only" % answered, file=sys.stderr)
             audio = {k: v for k, v in wanted.items() if k in ("sample_rate", "encoding")}
             if any(accepted.get(k) != v for k, v in audio.items()):
                 print("error: the server does not take %s (answered %s)" % (audio, answered), file=sys.stderr)
@@ -171,6 +291,8 @@ def _wanted_options(args: argparse.Namespace) -> dict[str, object]:
         wanted.update(sample_rate=args.rate, encoding=args.encoding)
     if args.language is not None:
         wanted["language"] = args.language
+    if args.partials:
+        wanted["partials"] = True
     return wanted
 
 

@@ -20,6 +20,12 @@ Options (``%o``/``%O``) for the following streams, e.g. sentiment::
     client.last_summary                                     # the stream's %S (a Summary) after finish()
     await client.set_options(language="ko")                 # {"language": "ko"}; or "auto": detect per stream
 
+Partial hypotheses (``%P``), opt-in: after ``set_options(partials=True)`` answered
+``{"partials": True}``, :meth:`AsyncStreamingClient.receive` also returns :class:`Partial`
+events (the utterance in progress: a stable prefix that only grows and an unstable tail), each
+utterance's before its :class:`Result`, which supersedes them.  :meth:`~AsyncStreamingClient.finish`
+returns final results only.
+
 Errors: :class:`~whisper_streaming.errors.ServerError` when the server sends ``%E`` (its
 ``reason`` is the code); :class:`~whisper_streaming.errors.ConnectionClosedError` when the
 connection ends early; :class:`~whisper_streaming.errors.UsageError` for calls in the wrong
@@ -58,10 +64,11 @@ from whisper_streaming.wire.protocol import (
     encode_packet,
     max_data_bytes,
 )
+from whisper_streaming.wire.protocol import Partial as PartialPacket
 from whisper_streaming.wire.protocol import Result as ResultPacket
 from whisper_streaming.wire.result_fields import sentiment_from_fields
 
-__all__ = ["AsyncStreamingClient", "StreamingClient", "Result", "StreamEvent", "MAX_AUDIO_PACKET_BYTES"]
+__all__ = ["AsyncStreamingClient", "StreamingClient", "Result", "Partial", "StreamEvent", "MAX_AUDIO_PACKET_BYTES"]
 
 MAX_AUDIO_PACKET_BYTES = 0xFFFE
 """Largest even data length of one ``%s`` packet; longer audio is split."""
@@ -89,8 +96,41 @@ class Result:
         return cls(packet.start_s, packet.end_s, packet.text, sentiment_from_fields(packet.fields), packet.fields)
 
 
-StreamEvent = Union[Result, Summary, Finished]
-"""What :meth:`AsyncStreamingClient.receive` returns: a result, a stream's summary (``%S``,
+@dataclass(frozen=True)
+class Partial:
+    """One partial hypothesis (``%P``) of the utterance in progress, as the client sees it.
+
+    Only on a connection that asked for them (``set_options(partials=True)``).
+    ``start_s``: the utterance's start (the same as its later :class:`Result`); ``end_s``: the
+    end of the audio this hypothesis covers; ``stable``: the committed prefix (within one
+    utterance each partial's ``stable`` starts with the previous one's); ``unstable``: the rest
+    of the newest decode, which may still change.  Both empty: the utterance ended with no
+    text (clear the line).  The utterance's :class:`Result` supersedes its partials.
+    """
+
+    start_s: float
+    end_s: float
+    stable: str
+    unstable: str
+
+    @property
+    def text(self) -> str:
+        """The whole hypothesis: ``stable`` and ``unstable`` joined by a space (when both are non-empty)."""
+        return f"{self.stable} {self.unstable}" if self.stable and self.unstable else self.stable + self.unstable
+
+    @property
+    def is_clear(self) -> bool:
+        """True for the empty partial that ends an utterance with no text."""
+        return not self.stable and not self.unstable
+
+    @classmethod
+    def from_packet(cls, packet: PartialPacket) -> Partial:
+        return cls(packet.start_s, packet.end_s, packet.stable, packet.unstable)
+
+
+StreamEvent = Union[Result, Partial, Summary, Finished]
+"""What :meth:`AsyncStreamingClient.receive` returns: a result, a partial hypothesis (only on a
+connection that asked for them with ``set_options(partials=True)``), a stream's summary (``%S``,
 only for streams with sentiment on; it comes right before that stream's ``Finished``), or the end."""
 T = TypeVar("T")
 
@@ -112,6 +152,7 @@ class AsyncStreamingClient:
         self._streaming = False
         self._encoding = "pcm_s16le"  # what the server accepted with %o encoding=...
         self._open_streams = 0  # streams whose %F has not been consumed yet
+        self._partials_asked = False  # %P is delivered only once the client asked for it
         self.user_id: str | None = None
         self.welcome_message: str | None = None
         self.last_summary: Summary | None = None
@@ -146,13 +187,19 @@ class AsyncStreamingClient:
         self.welcome_message = await self._await(self._welcome)
         return self.welcome_message
 
-    async def set_options(self, **options: Any) -> dict[str, Any]:
+    async def set_options(self, *, partials: bool | None = None, **options: Any) -> dict[str, Any]:
         """Send ``%o`` with ``options`` (e.g. ``sentiment=True``, ``language="en"``) and wait for ``%O``.
 
         The options apply to the following streams.  Returns what the server accepted, with
         effective values (``{"sentiment": False}`` when it cannot do sentiment; ``language`` in
         lower case, ``"auto"`` for detection); keys it does not know are left out (a server older
         than ``language`` answers without it and keeps its ``model.language``).
+
+        ``partials``: ``True`` asks for partial hypotheses (``%o partials=1``; sent after the
+        other options): :meth:`receive` then also returns :class:`Partial` events.  The answer
+        says ``{"partials": False}`` when the server cannot (one worker, or off in its config) and
+        has no ``partials`` from a server older than them.  ``False`` turns them off for the
+        following streams; ``None`` (the default) sends nothing about them.
 
         Raises:
             UsageError: before :meth:`login`, while a stream is open, or for a value with no wire
@@ -164,6 +211,8 @@ class AsyncStreamingClient:
             raise UsageError("login() before set_options()")
         if self._streaming:
             raise UsageError("set_options() while a stream is open; finish() it first")
+        if partials is not None:
+            options["partials"] = bool(partials)
         pairs: list[tuple[str, str]] = []
         for key, value in options.items():
             try:
@@ -173,6 +222,8 @@ class AsyncStreamingClient:
         fut: asyncio.Future[OptionPairs] = asyncio.get_running_loop().create_future()
         self._write(Options(tuple(pairs)))
         self._options.append(fut)
+        if partials:
+            self._partials_asked = True
         accepted = decode_accepted(await self._await(fut))
         if isinstance(accepted.get("encoding"), str):
             self._encoding = accepted["encoding"]
@@ -203,7 +254,10 @@ class AsyncStreamingClient:
         await self._writer.drain()
 
     async def receive(self) -> StreamEvent:
-        """The next ``Result``, ``Summary`` or ``Finished`` of the stream(s), in order.
+        """The next ``Result``, ``Partial``, ``Summary`` or ``Finished`` of the stream(s), in order.
+
+        ``Partial`` only on a connection that asked for partials (``set_options(partials=True)``);
+        a ``%P`` that arrives otherwise is dropped, so a caller that never asked never sees one.
 
         Raises:
             ServerError: the server sent ``%E``.
@@ -231,7 +285,8 @@ class AsyncStreamingClient:
     async def finish(self) -> list[Result]:
         """Send ``%f`` and wait for ``%F``; returns the stream's results not yet received.
 
-        The stream's summary, if any, is then in :attr:`last_summary`.
+        Final results only: partial hypotheses (``Partial``) still pending are skipped.  The
+        stream's summary, if any, is then in :attr:`last_summary`.
         """
         self.send_finish()
         results: list[Result] = []
@@ -303,6 +358,9 @@ class AsyncStreamingClient:
     def _dispatch(self, packet: Any) -> None:
         if isinstance(packet, ResultPacket):
             self._events.put_nowait(Result.from_packet(packet))
+        elif isinstance(packet, PartialPacket):
+            if self._partials_asked:
+                self._events.put_nowait(Partial.from_packet(packet))
         elif isinstance(packet, (Summary, Finished)):
             self._events.put_nowait(packet)
         elif isinstance(packet, OptionsAccepted):
@@ -354,8 +412,8 @@ class StreamingClient:
     def login(self, user_id: str) -> str:
         return self._call(self._client.login(user_id))
 
-    def set_options(self, **options: Any) -> dict[str, Any]:
-        return self._call(self._client.set_options(**options))
+    def set_options(self, *, partials: bool | None = None, **options: Any) -> dict[str, Any]:
+        return self._call(self._client.set_options(partials=partials, **options))
 
     @property
     def last_summary(self) -> Summary | None:

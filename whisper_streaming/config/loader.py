@@ -2,7 +2,7 @@
 
 :class:`ServerConfig` gathers one model per YAML section (each defined in its own module of
 this package: ``audio``, ``network``, ``model``, ``vad``, ``server``, ``pcm_save``,
-``sentiment``, ``results``, ``audiosocket``).  The configuration lives in a YAML file (see
+``sentiment``, ``results``, ``audiosocket``, ``partials``).  The configuration lives in a YAML file (see
 ``config_vad.yaml`` at the repository root for the documented defaults).  Every section and
 every key is optional; missing ones take the defaults defined in the section models, so an
 empty file (or ``{}``) is a valid configuration.
@@ -42,6 +42,7 @@ from whisper_streaming.config.fields import STRICT_MODEL_CONFIG
 from whisper_streaming.config.model import ModelConfig
 from whisper_streaming.config.network import NetworkConfig
 from whisper_streaming.config.pcm_save import PcmSaveConfig
+from whisper_streaming.config.partials import PartialsConfig
 from whisper_streaming.config.results import ResultsConfig
 from whisper_streaming.config.sentiment import SentimentConfig
 from whisper_streaming.config.server import ServerSectionConfig
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 
-_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket")
+_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket", "partials")
 
 
 class ServerConfig(BaseModel):
@@ -72,6 +73,7 @@ class ServerConfig(BaseModel):
     pcm_save: PcmSaveConfig = Field(default_factory=PcmSaveConfig)
     sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
     results: ResultsConfig = Field(default_factory=ResultsConfig)
+    partials: PartialsConfig = Field(default_factory=PartialsConfig)
     audiosocket: AudioSocketConfig = Field(default_factory=AudioSocketConfig)
 
     @field_validator(*_SECTIONS, mode="before")

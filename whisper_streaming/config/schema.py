@@ -24,6 +24,7 @@ from whisper_streaming.config.loader import ServerConfig, load_config, parse_con
 from whisper_streaming.config.model import ModelConfig
 from whisper_streaming.config.network import NetworkConfig
 from whisper_streaming.config.pcm_save import PcmSaveConfig
+from whisper_streaming.config.partials import PartialsConfig
 from whisper_streaming.config.results import ResultsConfig
 from whisper_streaming.config.sentiment import SentimentConfig
 from whisper_streaming.config.server import ServerSectionConfig
@@ -38,6 +39,7 @@ __all__ = [
     "PcmSaveConfig",
     "SentimentConfig",
     "ResultsConfig",
+    "PartialsConfig",
     "AudioSocketConfig",
     "ServerConfig",
     "PROTOCOL_SAMPLE_RATE_HZ",

@@ -7,7 +7,7 @@ options it accepted and their *effective* values in the same form (``sentiment=0
 server cannot do sentiment).  Unknown keys are ignored and left out of ``%O``, so a newer client
 can tell what an older server supports.
 
-Known keys (:data:`OPTIONS`): ``sentiment`` (``0``/``1``), ``sample_rate`` (``8000``/``16000``),
+Known keys (:data:`OPTIONS`): ``sentiment`` (``0``/``1``), ``partials`` (``0``/``1``), ``sample_rate`` (``8000``/``16000``),
 ``encoding`` (``pcm_s16le``/``mulaw``/``alaw``) and ``language``: a Whisper language code
 (:data:`WHISPER_LANGUAGE_CODES`, matched case-insensitively, answered in lower case, e.g.
 ``language=EN`` -> ``%O`` ``language=en``) or ``auto`` (detect the language per stream).  A
@@ -71,12 +71,15 @@ class StreamOptions:
     code (``en``, ``ko``; one of :data:`WHISPER_LANGUAGE_CODES`), ``"auto"``
     (:data:`LANGUAGE_AUTO`: detect it per stream), or ``None``: the server's default (config
     ``model.language``, which may itself be detection).  Wire key ``language``.
+    ``partials``: the stream gets ``%P`` partial hypotheses of the utterance in progress (the
+    server answers ``partials=0`` when it cannot: partials off in config, or one worker).
     """
 
     sentiment: bool = False
     sample_rate: int = DEFAULT_SAMPLE_RATE_HZ
     encoding: str = "pcm_s16le"
     language: str | None = None
+    partials: bool = False
 
     @property
     def analyses(self) -> frozenset[str]:
@@ -177,6 +180,7 @@ OPTIONS: dict[str, OptionSpec] = {
     "sample_rate": OptionSpec("sample_rate", "sample_rate", _parse_sample_rate, str),
     "encoding": OptionSpec("encoding", "encoding", _parse_encoding, str),
     "language": OptionSpec("language", "language", normalize_language, _format_language),
+    "partials": OptionSpec("partials", "partials", _parse_bool, _format_bool),
 }
 """Registry of the keys this server understands."""
 

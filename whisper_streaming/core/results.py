@@ -8,7 +8,7 @@ from typing import Any
 
 from whisper_streaming.core.transcript import Transcript
 
-__all__ = ["FinalResult"]
+__all__ = ["FinalResult", "PartialHypothesis"]
 
 
 @dataclass(frozen=True)
@@ -32,3 +32,21 @@ class FinalResult:
     language: str = ""
     transcript: Transcript | None = field(default=None, compare=False, repr=False)
     annotations: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartialHypothesis:
+    """A partial hypothesis of the utterance in progress (only for a stream that asked for them).
+
+    ``start_s``: the utterance's speech start, seconds from the stream's begin (the same as its
+    later :class:`FinalResult`); ``end_s``: the end of the audio this hypothesis covers.
+    ``stable``: the committed prefix (within one utterance it only grows); ``unstable``: the
+    rest of the newest decode.  Both empty: the utterance ended with no text (a display clears
+    its line).  The utterance's :class:`FinalResult` supersedes it.
+    """
+
+    start_s: float
+    end_s: float
+    stable: str
+    unstable: str
+    stream_index: int = 0

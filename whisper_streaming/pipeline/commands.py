@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from whisper_streaming.core.options import OptionPairs
-from whisper_streaming.core.results import FinalResult
+from whisper_streaming.core.results import FinalResult, PartialHypothesis
 from whisper_streaming.errors import ErrorReason
 
 __all__ = [
@@ -106,4 +106,4 @@ class SessionFailed:
     reason: ErrorReason
 
 
-Output = Union[Welcomed, OptionsSet, FinalResult, StreamFinished, StatusReport, SessionFailed]
+Output = Union[Welcomed, OptionsSet, FinalResult, PartialHypothesis, StreamFinished, StatusReport, SessionFailed]

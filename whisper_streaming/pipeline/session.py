@@ -51,7 +51,7 @@ import numpy as np
 from whisper_streaming.core import audio_format
 from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, LanguageTracker
 from whisper_streaming.core.options import StreamOptions, negotiate
-from whisper_streaming.core.results import FinalResult
+from whisper_streaming.core.results import FinalResult, PartialHypothesis
 from whisper_streaming.core.text import sanitize_text
 from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.errors import ErrorReason, RemoteProtocolError
@@ -70,6 +70,7 @@ from whisper_streaming.pipeline.commands import (
     StreamFinished,
     Welcomed,
 )
+from whisper_streaming.pipeline.partials import PartialPolicy, StablePrefix
 from whisper_streaming.pipeline.vad import Utterance, VadOptions, VadSegmenter
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "Transcribe",
     "Speculate",
     "CancelSpeculation",
+    "DecodePartial",
     "StreamStarted",
     "StreamAudio",
     "StreamEnded",
@@ -116,6 +118,7 @@ class SessionOptions:
     option_policy: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     default_language: str | None = None
     language_policy: LanguagePolicy = field(default_factory=LanguagePolicy)
+    partial_policy: PartialPolicy = field(default_factory=PartialPolicy)
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,23 @@ class Speculate(_UtteranceAudio):
     language: LanguageRequest | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class DecodePartial(_UtteranceAudio):
+    """Optional: decode the utterance in progress (its audio so far) for a partial hypothesis.
+
+    Only for a stream that asked for partials.  The transport runs it only when no confirmed
+    utterance waits and enough workers are idle, as a cheap decode, and reports back with
+    :meth:`Session.partial_done` (with how long the decode took) or
+    :meth:`Session.partial_refused` (no room now: it is offered again with more audio).  At
+    most one per stream is outstanding.
+    """
+
+    key: int
+    utterance: Utterance
+    stream_index: int
+    language: LanguageRequest | None = None
+
+
 @dataclass(frozen=True)
 class CancelSpeculation:
     """The speculation ``key`` will not be claimed (speech resumed, or the stream ended otherwise)."""
@@ -209,7 +229,7 @@ class Close:
     reason: str
 
 
-Action = Union[Deliver, Transcribe, Speculate, CancelSpeculation, StreamStarted, StreamAudio, StreamEnded, StatusRequested, Close]
+Action = Union[Deliver, Transcribe, Speculate, DecodePartial, CancelSpeculation, StreamStarted, StreamAudio, StreamEnded, StatusRequested, Close]
 
 
 @dataclass
@@ -222,6 +242,7 @@ class _Slot:
     analyses: frozenset[str] = frozenset()  # the stream's
     tracker: LanguageTracker | None = None  # the stream's
     duration_s: float = 0.0  # of the utterance's audio
+    clear_if_empty: bool = False  # partials were shown for it: no text ends with an empty partial
 
 
 class Session:
@@ -253,10 +274,20 @@ class Session:
         self._stream_limit: int | None = None  # max_stream_samples at the open stream's rate
         self._encoding = audio_format.DEFAULT_ENCODING  # the open stream's
         self._audio_s = 0.0
+        # partial hypotheses of the open stream (when it asked for them)
+        self._partials = False
+        self._partial: DecodePartial | None = None  # outstanding
+        self._partial_next = 0  # stream sample from which the next partial may be offered
+        self._agreement = StablePrefix()
+        self._agreement_index = -1  # the utterance the agreement (and what was shown) belongs to
+        self._shown_index = -1  # the last utterance a partial was delivered for
+        self._last_submitted_index = -1  # of the open stream
         # statistics for logs and status
         self.audio_samples = 0
         self.utterances = 0
         self.results_sent = 0
+        self.partials_sent = 0
+        self.partials_dropped = 0  # decoded, but their utterance had ended
         self.close_reason: str | None = None
 
     # ------------------------------------------------------------------ inputs
@@ -298,6 +329,7 @@ class Session:
             for u in self._segmenter.feed(pcm):
                 actions += self._submit(u)
             actions += self._speculate()
+            actions += self._offer_partial()
             if too_long:
                 actions += self._finish_stream()
                 self._close_when_drained = self._close_error = ErrorReason.STREAM_TOO_LONG
@@ -332,6 +364,9 @@ class Session:
             self._encoding = self.stream_options.encoding
             self._segmenter_rate = rate
             self._segmenter = self._segmenter_factory(vad)
+            self._partials = self.stream_options.partials
+            self._partial_next = 0
+            self._agreement, self._agreement_index, self._shown_index, self._last_submitted_index = StablePrefix(), -1, -1, -1
             assert self.user_id is not None
             return [StreamStarted(self.stream_index, self.user_id, rate)]
         if isinstance(command, FinishStream):
@@ -383,8 +418,45 @@ class Session:
         if text:
             kept = {k: v for k, v in (annotations or {}).items() if k in slot.analyses and v is not None}
             slot.outputs.append(FinalResult(slot.start_s, slot.end_s, text, slot.stream_index, language, transcript, kept))
+        elif slot.clear_if_empty:  # partials were shown, and no %R will replace them
+            slot.outputs.append(PartialHypothesis(slot.start_s, slot.end_s, "", "", slot.stream_index))
         slot.ticket = None
         return self._drain()
+
+    def partial_done(self, key: int, text: str, decode_s: float) -> list[Action]:
+        """The partial decode ``key`` gave ``text`` in ``decode_s`` seconds: deliver a
+        :class:`~whisper_streaming.core.results.PartialHypothesis` (stable prefix by
+        LocalAgreement-2) unless its utterance has ended meanwhile (then it is dropped)."""
+        spec = self._partial
+        if spec is None or spec.key != key:
+            return []
+        self._partial = None
+        u = spec.utterance
+        if self.state is not SessionState.STREAMING or spec.stream_index != self.stream_index or u.index <= self._last_submitted_index:
+            self.partials_dropped += 1
+            return []
+        end_sample = u.audio_start_sample + len(u.samples)
+        self._partial_next = end_sample + int(self.options.partial_policy.next_after_s(decode_s) * u.sample_rate_hz)
+        if u.index != self._agreement_index:
+            self._agreement, self._agreement_index = StablePrefix(), u.index
+        stable, unstable = self._agreement.update(sanitize_text(text).strip())
+        if not (stable or unstable) and self._shown_index != u.index:
+            return []  # nothing heard yet, nothing shown yet
+        self._shown_index = u.index
+        self.partials_sent += 1
+        return self._emit(PartialHypothesis(u.start_s, end_sample / u.sample_rate_hz, stable, unstable, spec.stream_index))
+
+    def partial_refused(self, key: int) -> list[Action]:
+        """The partial decode ``key`` did not run (no idle worker) or failed: offer one again
+        after ``retry_after_s`` more audio."""
+        spec = self._partial
+        if spec is None or spec.key != key:
+            return []
+        self._partial = None
+        u = spec.utterance
+        end_sample = u.audio_start_sample + len(u.samples)
+        self._partial_next = end_sample + int(self.options.partial_policy.retry_after_s * u.sample_rate_hz)
+        return []
 
     def transcription_failed(self, ticket: int, reason: ErrorReason = ErrorReason.ASR_FAILED) -> list[Action]:
         """The transcription of ``ticket`` failed after its retry: this session alone ends."""
@@ -418,7 +490,9 @@ class Session:
                 actions.append(CancelSpeculation(spec.key))
         ticket = next(self._tickets)
         slot = _Slot([], ticket, utterance.start_s, utterance.end_s, self.stream_index, self._analyses,
-                     tracker=self._language, duration_s=utterance.duration_s)
+                     tracker=self._language, duration_s=utterance.duration_s, clear_if_empty=self._shown_index == utterance.index)
+        self._last_submitted_index = utterance.index
+        self._partial_next = 0  # the next utterance's first partial comes after first_after_s
         self._outputs.append(slot)
         self._pending[ticket] = slot
         self.utterances += 1
@@ -441,6 +515,22 @@ class Session:
             self._speculation = Speculate(next(self._tickets), tentative, self.stream_index, analyses=self._analyses, language=language)
             actions.append(self._speculation)
         return actions
+
+    def _offer_partial(self) -> list[Action]:
+        """Offer a partial decode of the utterance in progress when the policy says one is due."""
+        if not self._partials or self._partial is not None:
+            return []
+        segmenter = self._segmenter
+        assert segmenter is not None
+        if not segmenter.in_speech or segmenter.samples_received < self._partial_next:
+            return []
+        u = segmenter.in_progress()
+        if u is None:
+            return []
+        if u.audio_start_sample + len(u.samples) - u.speech_start_sample < self.options.partial_policy.first_after_s * u.sample_rate_hz:
+            return []
+        self._partial = DecodePartial(next(self._tickets), u, self.stream_index, language=self._language.request())
+        return [self._partial]
 
     def _finish_stream(self) -> list[Action]:
         assert self._segmenter is not None

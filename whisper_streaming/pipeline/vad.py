@@ -478,6 +478,19 @@ class VadSegmenter:
             self._tentative_cache = (key, utterance)
         return self._tentative_cache[1]
 
+    def in_progress(self) -> Utterance | None:
+        """The utterance in progress as it stands now (its audio so far), or None when not in speech.
+
+        For partial hypotheses: the same ``index``, ``audio_start_sample`` and
+        ``speech_start_sample`` as the utterance :meth:`feed` will emit later (unless the length
+        cap cuts it first), its samples up to the last whole frame fed, ``end_reason`` FLUSH and
+        ``endpoint_sample`` -1.  None also when it would be discarded now (too little speech,
+        steady noise).  Builds a new array: call it at a partial's cadence, not per frame.
+        """
+        if not self._triggered:
+            return None
+        return self._build(self._end, EndReason.FLUSH, -1, self._next_index, count=False)
+
     @property
     def closed(self) -> bool:
         """True once :meth:`flush` has been called."""
@@ -701,8 +714,9 @@ class VadSegmenter:
         """End of the audio of an utterance that ends now in silence: ``trailing_ms`` after its last voiced frame."""
         return max(self._audio_start, min(self._end, self._voiced_end + self._trailing))
 
-    def _build(self, end: int, reason: EndReason, endpoint: int, index: int) -> Utterance | None:
-        """The current utterance's audio [audio_start, end), or None if it has too little speech."""
+    def _build(self, end: int, reason: EndReason, endpoint: int, index: int, *, count: bool = True) -> Utterance | None:
+        """The current utterance's audio [audio_start, end), or None if it has too little speech
+        or is steady noise (counted in :attr:`steady_discarded` when ``count``)."""
         voiced = 0
         speech_start: int | None = None
         speech_end = 0
@@ -723,7 +737,7 @@ class VadSegmenter:
         offset = self._audio_start - self._first_frame_start
         audio = np.concatenate(self._frames[: last_k + 1])[offset : end - self._first_frame_start]
         if self._min_span_db is not None and dynamic_range_db(audio, self._fs) < self._min_span_db:
-            if (index, self._audio_start) != self._steady_last:  # once each: tentative ones are rebuilt
+            if count and (index, self._audio_start) != self._steady_last:  # once each: tentative ones are rebuilt
                 self._steady_last = (index, self._audio_start)
                 self.steady_discarded += 1
             return None

@@ -28,13 +28,14 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from whisper_streaming.backends.base import AsrBackend, UtteranceJob, UtteranceResult
-from whisper_streaming.core.results import FinalResult
+from whisper_streaming.core.results import FinalResult, PartialHypothesis
 from whisper_streaming.errors import AsrError, RemoteProtocolError
 from whisper_streaming.pipeline.commands import Command, Identify, Output, SessionFailed, StatusReport
 from whisper_streaming.pipeline.session import (
     Action,
     CancelSpeculation,
     Close,
+    DecodePartial,
     Deliver,
     Session,
     Speculate,
@@ -103,6 +104,7 @@ class SessionDriver:
         self.close_requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._speculations: dict[int, asyncio.Future[UtteranceResult]] = {}  # Speculate.key -> running transcription
         self._in_flight: set[asyncio.Future[UtteranceResult]] = set()  # confirmed transcriptions not reported yet
+        self._partial_future: asyncio.Future[UtteranceResult] | None = None  # the partial decode outstanding
         self._end_published = False
         self._stream_index = -1
         self._closed = False
@@ -176,6 +178,8 @@ class SessionDriver:
         for future in self._speculations.values():
             future.cancel()
         self._speculations.clear()
+        if self._partial_future is not None:
+            self._partial_future.cancel()
         self.runtime.backend.cancel_session(self.info.session_id)
         if self._stream_index >= 0:
             self.runtime.publish(StreamClosed(self.info, self._stream_index))
@@ -199,6 +203,8 @@ class SessionDriver:
                 await self._transcribe(action)
             elif isinstance(action, Speculate):
                 await self._speculate(action)
+            elif isinstance(action, DecodePartial):
+                await self._decode_partial(action)
             else:
                 self._run_sync_action(action)
 
@@ -209,6 +215,8 @@ class SessionDriver:
                 asyncio.get_running_loop().create_task(self._transcribe(action))
             elif isinstance(action, Speculate):
                 pass  # optional, and never produced outside the audio path
+            elif isinstance(action, DecodePartial):  # never produced outside the audio path; keep the session's state right
+                self.run_sync_actions(self.session.partial_refused(action.key))
             else:
                 self._run_sync_action(action)
 
@@ -239,6 +247,10 @@ class SessionDriver:
     def _deliver(self, output: Output) -> None:
         if isinstance(output, FinalResult):
             self.runtime.result_delivered(self.info, output)
+        elif isinstance(output, PartialHypothesis):
+            if self._closed:
+                return
+            self.runtime.stats.partials_sent += 1
         elif isinstance(output, SessionFailed):
             if self._closed:
                 return  # e.g. a late ASR failure after the peer left: nobody to tell, nothing to count
@@ -255,6 +267,37 @@ class SessionDriver:
         except AsrError:
             return  # the confirmed utterance will be submitted (and fail) normally
         self.runtime.stats.speculations_started += 1
+
+    async def _decode_partial(self, action: DecodePartial) -> None:
+        """Run a partial decode only when it delays nothing (the speculation rule: nothing queued,
+        two idle engines), as a cheap decode; report back to the session either way."""
+        runtime = self.runtime
+        if self._closed or not runtime.room_for_speculation():
+            runtime.stats.partials_refused += 1
+            self.run_sync_actions(self.session.partial_refused(action.key))
+            return
+        job = UtteranceJob(action.asr_samples().astype("<i2").tobytes(), action.language, partial=True)
+        try:
+            future = await runtime.backend.submit(self.info.session_id, job)
+        except AsrError:
+            self.run_sync_actions(self.session.partial_refused(action.key))
+            return
+        runtime.stats.partials_decoded += 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._partial_future = future
+
+        def done(fut: asyncio.Future[UtteranceResult]) -> None:
+            if self._partial_future is fut:
+                self._partial_future = None
+            if self._closed:
+                return
+            if fut.cancelled() or fut.exception() is not None:
+                self.run_sync_actions(self.session.partial_refused(action.key))
+            else:
+                self.run_sync_actions(self.session.partial_done(action.key, fut.result().transcript.text, loop.time() - started))
+
+        future.add_done_callback(done)
 
     async def _transcribe(self, action: Transcribe) -> None:
         future = self._speculations.pop(action.claims, None) if action.claims is not None else None

@@ -55,6 +55,7 @@ __all__ = [
     "Options",
     "Welcome",
     "Result",
+    "Partial",
     "Error",
     "Finished",
     "Status",
@@ -186,6 +187,25 @@ class Result:
 
 
 @dataclass(frozen=True)
+class Partial:
+    """``%P``: a partial hypothesis of the utterance in progress (only to a stream that asked
+    for them with ``%o partials=1``).
+
+    Data ``start end : STABLE<TAB>UNSTABLE`` (UTF-8, times with one decimal like ``%R``):
+    ``start_s`` the utterance's start (the same as its later ``%R``), ``end_s`` the end of the
+    audio this hypothesis covers, ``stable`` the committed prefix (within one utterance each
+    ``%P``'s ``stable`` starts with the previous one's), ``unstable`` the rest of the newest
+    decode.  Both empty: the utterance ended with no text (clear the line).  The utterance's
+    ``%R`` supersedes its partials.
+    """
+
+    start_s: float
+    end_s: float
+    stable: str
+    unstable: str
+
+
+@dataclass(frozen=True)
 class Error:
     """``%E``: error reason (ASCII, e.g. ``SERVER_TOO_BUSY``); the server closes afterwards."""
 
@@ -219,7 +239,7 @@ class Summary:
 
 
 ClientPacket = Union[UserId, Begin, Audio, Finish, StatusRequest, Options]
-ServerPacket = Union[Welcome, Result, Error, Finished, Status, OptionsAccepted, Summary]
+ServerPacket = Union[Welcome, Result, Partial, Error, Finished, Status, OptionsAccepted, Summary]
 Packet = Union[ClientPacket, ServerPacket]
 
 _CODE_OF: dict[type, bytes] = {
@@ -231,6 +251,7 @@ _CODE_OF: dict[type, bytes] = {
     Options: b"%o",
     Welcome: b"%L",
     Result: b"%R",
+    Partial: b"%P",
     Error: b"%E",
     Finished: b"%F",
     Status: b"%C",
@@ -239,7 +260,7 @@ _CODE_OF: dict[type, bytes] = {
 }
 _ACCEPTED: dict[Role, frozenset[bytes]] = {
     Role.SERVER: frozenset({b"%u", b"%b", b"%s", b"%f", b"%c", b"%o"}),
-    Role.CLIENT: frozenset({b"%L", b"%R", b"%E", b"%F", b"%C", b"%O", b"%S"}),
+    Role.CLIENT: frozenset({b"%L", b"%R", b"%P", b"%E", b"%F", b"%C", b"%O", b"%S"}),
 }
 _EMPTY = {b"%b": Begin(), b"%f": Finish(), b"%c": StatusRequest(), b"%F": Finished()}
 
@@ -292,6 +313,13 @@ def encode_packet(packet: Packet, *, length_encoding: str = "hex") -> bytes:
         if len(data) + len(tail) > limit:
             data = data[: limit - len(tail)].decode("utf-8", "ignore").encode("utf-8")
         data += tail
+    elif isinstance(packet, Partial):
+        stable, unstable = sanitize_text(packet.stable), sanitize_text(packet.unstable)
+        data = format_result_text(packet.start_s, packet.end_s, stable).encode("utf-8")
+        tail = b"\t" + unstable.encode("utf-8")
+        if len(data) + len(tail) > limit:  # keep the stable part whole; cut the unstable tail
+            tail = tail[: max(1, limit - len(data))].decode("utf-8", "ignore").encode("utf-8")
+        data += tail
     elif isinstance(packet, (Options, OptionsAccepted)):
         text = format_pairs(packet.pairs)
         try:
@@ -333,7 +361,7 @@ class PacketDecoder:
 
     Args:
         role: ``Role.SERVER`` accepts the client's packets (``%u %b %s %f %c %o``);
-            ``Role.CLIENT`` accepts the server's (``%L %R %E %F %C %O %S``).
+            ``Role.CLIENT`` accepts the server's (``%L %R %P %E %F %C %O %S``).
         expect_magic: require the 22-byte handshake before the first packet (default: true
             for the server role).  A wrong byte fails at once, before 22 bytes arrived.
         length_encoding: how the 4 length digits are read (:data:`LENGTH_ENCODINGS`).
@@ -481,6 +509,8 @@ class PacketDecoder:
             return Status(text)
         if code == b"%S":
             return Summary(text)
+        if code == b"%P":
+            return _parse_partial(text)
         return _parse_result(text)
 
     @staticmethod
@@ -504,6 +534,18 @@ def _parse_result(text: str) -> Result:
         return Result(float(parts[0]), float(parts[1]), body, fields)
     except ValueError:
         raise RemoteProtocolError(ErrorReason.BAD_RESULT, "result times are not numbers") from None
+
+
+def _parse_partial(text: str) -> Partial:
+    times, sep, body = text.partition(" : ")
+    parts = times.split(" ")
+    stable, tab, unstable = body.partition("\t")
+    if not sep or len(parts) != 2 or not tab:
+        raise RemoteProtocolError(ErrorReason.BAD_RESULT, "partial is not 'start end : stable<TAB>unstable'")
+    try:
+        return Partial(float(parts[0]), float(parts[1]), stable, unstable)
+    except ValueError:
+        raise RemoteProtocolError(ErrorReason.BAD_RESULT, "partial times are not numbers") from None
 
 
 def _parse_fields(tail: str) -> ResultFields | None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment
 from whisper_streaming.analyzers.sentiment_stats import SentimentTally
-from whisper_streaming.core.results import FinalResult
+from whisper_streaming.core.results import FinalResult, PartialHypothesis
 from whisper_streaming.errors import ErrorReason, RemoteProtocolError
 from whisper_streaming.pipeline.commands import (
     AudioChunk,
@@ -52,6 +52,7 @@ from whisper_streaming.pipeline.commands import (
 )
 from whisper_streaming.pipeline.session import Action, Deliver, Session
 from whisper_streaming.wire.protocol import (
+    Partial,
     Audio,
     Begin,
     Error,
@@ -108,6 +109,8 @@ class TcpRenderer:
             else:
                 sentiment = None
             return [Result(output.start_s, output.end_s, output.text, sentiment_fields(sentiment) if sentiment is not None else ())]
+        if isinstance(output, PartialHypothesis):
+            return [Partial(output.start_s, output.end_s, output.stable, output.unstable)]
         if isinstance(output, StreamFinished):
             tally, self._tally = self._tally, SentimentTally()
             if SENTIMENT in output.analyses:  # every result of the stream was counted
@@ -176,3 +179,9 @@ class TcpSession:
 
     def transcription_failed(self, *args: Any, **kwargs: Any) -> list[Action | Send]:
         return self.render(self.session.transcription_failed(*args, **kwargs))
+
+    def partial_done(self, *args: Any, **kwargs: Any) -> list[Action | Send]:
+        return self.render(self.session.partial_done(*args, **kwargs))
+
+    def partial_refused(self, *args: Any, **kwargs: Any) -> list[Action | Send]:
+        return self.render(self.session.partial_refused(*args, **kwargs))

@@ -438,3 +438,218 @@ def test_cli_warns_when_the_server_does_not_know_language(fake: Callable[[Script
     assert err.startswith("warning: the server does not know %o language")
     assert len(err.splitlines()) == 1  # sentiment was accepted: no warning for it
     assert sent_options(server) == [Options((("sentiment", "1"), ("language", "ko")))]
+
+
+# --------------------------------------------------------------------------- %P partial hypotheses
+
+import io  # noqa: E402
+import os  # noqa: E402
+
+from whisper_streaming.client import Partial as ClientPartial  # noqa: E402
+from whisper_streaming.client.cli import TranscriptPrinter, stream_file  # noqa: E402
+from whisper_streaming.wire.protocol import Partial  # noqa: E402
+
+UTTERANCES = [  # what a server sends for a stream with partials on: two utterances, one that ended empty
+    Partial(0.0, 0.5, "", "ask"),
+    Partial(0.0, 1.0, "ask", "not what"),
+    Partial(0.0, 1.2, "ask not", "what your"),
+    Result(0.0, 1.5, "Ask not what your country."),
+    Partial(2.0, 2.5, "", "uh"),
+    Partial(2.0, 2.6, "", ""),  # the utterance ended with no text: clear the line
+    Partial(3.0, 3.5, "", "can do"),
+    Result(3.0, 4.0, "can do"),
+]
+FINALS = [ClientResult(0.0, 1.5, "Ask not what your country."), ClientResult(3.0, 4.0, "can do")]
+
+
+def partials_script(packet: object, received: list, *, obey: bool = True, workers: int = 2) -> list | None:
+    """The real negotiation (``partials=0`` with one worker); on %f the scripted utterances, with
+    their %P only when the stream asked (``obey=False``: a broken server that always sends them)."""
+    policy = {"partials": lambda v: v and workers > 1}
+    if isinstance(packet, Options):
+        return [OptionsAccepted(negotiate(StreamOptions(), packet.pairs, policy)[1])]
+    if isinstance(packet, Finish):
+        on = negotiate(StreamOptions(), tuple(kv for p in received if isinstance(p, Options) for kv in p.pairs), policy)[0].partials
+        return [e for e in UTTERANCES if on or not obey or not isinstance(e, Partial)] + [Finished()]
+    return echo_script(packet, received)
+
+
+def test_partial_text_joins_stable_and_unstable() -> None:
+    assert ClientPartial(0, 1, "ask not", "what your").text == "ask not what your"
+    assert ClientPartial(0, 1, "ask not", "").text == "ask not"
+    assert ClientPartial(0, 1, "", "what").text == "what"
+    assert ClientPartial(0, 1, "", "").text == "" and ClientPartial(0, 1, "", "").is_clear
+    assert not ClientPartial(0, 1, "", "x").is_clear
+    with pytest.raises(AttributeError):
+        ClientPartial(0, 1, "a", "b").stable = "c"  # type: ignore[misc]  # frozen
+
+
+def test_partials_are_delivered_in_order_between_results_and_finish_skips_them(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(partials_script)
+
+    async def run() -> tuple[dict, list, list]:
+        async with await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="alice") as client:
+            accepted = await client.set_options(partials=True)
+            await client.begin()
+            client.send_finish()
+            events = []
+            while not isinstance(event := await client.receive(), Finished):
+                events.append(event)
+            await client.begin()
+            return accepted, events, await client.finish()
+
+    accepted, events, finished = asyncio.run(run())
+    assert accepted == {"partials": True}
+    assert events == [ClientPartial(0.0, 0.5, "", "ask"), ClientPartial(0.0, 1.0, "ask", "not what"), ClientPartial(0.0, 1.2, "ask not", "what your"),
+                      FINALS[0], ClientPartial(2.0, 2.5, "", "uh"), ClientPartial(2.0, 2.6, "", ""), ClientPartial(3.0, 3.5, "", "can do"), FINALS[1]]
+    assert events[2].text == "ask not what your"
+    assert finished == FINALS  # the second stream had partials too (server.received shows one %o): finish() drops them
+
+
+def test_partials_never_reach_a_client_that_did_not_ask(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(lambda p, r: partials_script(p, r, obey=False))  # sends %P to everyone
+
+    async def run() -> list:
+        async with await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="legacy") as client:
+            await client.begin()
+            client.send_finish()
+            events = []
+            while not isinstance(event := await client.receive(), Finished):
+                events.append(event)
+            return events
+
+    assert asyncio.run(run()) == FINALS  # a legacy receive() loop never sees a Partial
+    with StreamingClient("127.0.0.1", server.port, user_id="legacy") as client:
+        client.begin()
+        assert client.finish() == FINALS
+    assert not any(isinstance(p, Options) for p in server.received)
+
+
+def test_set_options_sends_partials(fake: Callable[[Script], FakeServer]) -> None:
+    two = fake(partials_script)
+    with StreamingClient("127.0.0.1", two.port, user_id="bob") as client:
+        assert client.set_options(partials=True, sentiment=True) == {"sentiment": True, "partials": True}
+        assert client.set_options(partials=False) == {"partials": False}
+        assert client.set_options(language="en") == {"language": "en"}  # partials=None: not sent
+    assert sent_options(two) == [Options((("sentiment", "1"), ("partials", "1"))), Options((("partials", "0"),)), Options((("language", "en"),))]
+
+    one = fake(lambda p, r: partials_script(p, r, workers=1))  # a server that cannot: partials=0, no %P
+
+    async def run() -> tuple[dict, list]:
+        async with await AsyncStreamingClient.connect("127.0.0.1", one.port, user_id="alice") as client:
+            accepted = await client.set_options(partials=True)
+            await client.begin()
+            return accepted, await client.finish()
+
+    assert asyncio.run(run()) == ({"partials": False}, FINALS)
+    assert sent_options(one) == [Options((("partials", "1"),))]
+
+
+def test_stream_file_returns_only_finals_and_prints_partials(fake: Callable[[Script], FakeServer]) -> None:
+    server = fake(partials_script)
+
+    async def run(out: io.StringIO) -> list:
+        async with await AsyncStreamingClient.connect("127.0.0.1", server.port, user_id="alice") as client:
+            await client.set_options(partials=True)
+            return await stream_file(client, b"\x00\x00" * 800, speed=0, out=out)
+
+    out = io.StringIO()
+    assert asyncio.run(run(out)) == FINALS
+    assert out.getvalue().count("partial: ") == 6 and out.getvalue().endswith("3.0 4.0 : can do\n")
+
+
+def test_cli_partials_not_a_tty_prints_each_partial_on_its_own_line(fake: Callable[[Script], FakeServer], pcm_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    server = fake(partials_script)
+    assert cli(server.port, pcm_file, "--partials") == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.splitlines() == [
+        "partial: 0.0 0.5 : \task",
+        "partial: 0.0 1.0 : ask\tnot what",
+        "partial: 0.0 1.2 : ask not\twhat your",
+        "0.0 1.5 : Ask not what your country.",
+        "partial: 2.0 2.5 : \tuh",
+        "partial: 2.0 2.6 : \t",
+        "partial: 3.0 3.5 : \tcan do",
+        "3.0 4.0 : can do",
+    ]
+    assert sent_options(server) == [Options((("partials", "1"),))]
+
+    plain = fake(partials_script)  # without --partials: no %o, today's bytes
+    assert cli(plain.port, pcm_file) == 0
+    assert capsys.readouterr().out == "0.0 1.5 : Ask not what your country.\n3.0 4.0 : can do\n"
+    assert sent_options(plain) == []
+
+
+def test_cli_partials_warns_when_the_server_cannot(fake: Callable[[Script], FakeServer], pcm_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    server = fake(lambda p, r: partials_script(p, r, workers=1))
+    assert cli(server.port, pcm_file, "--partials", "--sentiment") == 0
+    out, err = capsys.readouterr()
+    assert out == "0.0 1.5 : Ask not what your country.\n3.0 4.0 : can do\n"
+    assert err.startswith("warning: the server does not send partials") and len(err.splitlines()) == 1  # sentiment was accepted
+    assert sent_options(server) == [Options((("sentiment", "1"), ("partials", "1")))]
+
+
+DIM, OFF, EOL = "\x1b[2m", "\x1b[0m", "\x1b[K"
+LIVE = (f"\r{DIM}ask{OFF}{EOL}"  # stable empty: the whole line dimmed
+        f"\rask{DIM} not what{OFF}{EOL}"
+        f"\rask not{DIM} what your{OFF}{EOL}"
+        f"\r{EOL}0.0 1.5 : Ask not what your country.\n"  # the final replaces the line
+        f"\r{DIM}uh{OFF}{EOL}"
+        f"\r{EOL}"  # the empty partial clears it
+        f"\r{DIM}can do{OFF}{EOL}"
+        f"\r{EOL}3.0 4.0 : can do\n")
+
+
+def test_transcript_printer_redraws_one_line_on_a_terminal() -> None:
+    out = io.StringIO()
+    printer = TranscriptPrinter(out, live=True, columns=80)
+    for event in UTTERANCES:
+        if isinstance(event, Partial):
+            printer.partial(ClientPartial(event.start_s, event.end_s, event.stable, event.unstable))
+        else:
+            printer.line(f"{event.start_s:.1f} {event.end_s:.1f} : {event.text}")
+    assert out.getvalue() == LIVE
+    assert not TranscriptPrinter(io.StringIO()).live  # a StringIO is no terminal
+
+    cleared = io.StringIO()
+    printer = TranscriptPrinter(cleared, live=True, columns=80)
+    printer.partial(ClientPartial(0, 1, "", ""))  # nothing shown: nothing to clear
+    printer.partial(ClientPartial(0, 1, "", "uh"))
+    printer.partial(ClientPartial(0, 1, "", ""))
+    printer.line("summary:")  # the line is already clear: written as print() would
+    assert cleared.getvalue() == f"\r{DIM}uh{OFF}{EOL}\r{EOL}summary:\n"
+
+    narrow = io.StringIO()
+    printer = TranscriptPrinter(narrow, live=True, columns=12)  # keeps the newest words, cut from the left
+    printer.partial(ClientPartial(0, 1, "ask not what", "your country"))
+    printer.partial(ClientPartial(0, 1, "ask not what your", "co"))
+    printer.partial(ClientPartial(0, 1, "그는 이리저리", "피하면서"))  # wide characters: two columns each
+    printer.partial(ClientPartial(0, 1, "bad\x1b[31m", "x"))  # no escape from the peer reaches the terminal
+    printer.close()  # a partial left shown at the end is cleared
+    assert narrow.getvalue() == (f"\r…{DIM}ur country{OFF}{EOL}"  # 11 columns: the 12th is never written
+                                 f"\r…at your{DIM} co{OFF}{EOL}"
+                                 f"\r…{DIM} 피하면서{OFF}{EOL}"
+                                 f"\rbad [31m{DIM} x{OFF}{EOL}"
+                                 f"\r{EOL}")
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pty")
+def test_cli_partials_on_a_terminal_redraws_in_place(fake: Callable[[Script], FakeServer], pcm_file: str) -> None:
+    server = fake(partials_script)
+    master, slave = os.openpty()
+    cmd = [sys.executable, str(REPO_ROOT / "tcp_client.py"), "--ip", "127.0.0.1", "--port", str(server.port), "--speed", "0", "--ifn", pcm_file, "--partials"]
+    proc = subprocess.Popen(cmd, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+    assert b"".join(chunks).decode("utf-8").replace("\r\n", "\n") == LIVE  # the pty turns \n into \r\n

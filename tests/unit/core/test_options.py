@@ -41,7 +41,7 @@ def test_negotiate_sentiment_on_and_off() -> None:
 
 
 def test_unknown_keys_are_ignored_and_left_out() -> None:
-    options, accepted = negotiate(StreamOptions(), (("partials", "1"), ("sentiment", "1"), ("jitter_ms", "80")))
+    options, accepted = negotiate(StreamOptions(), (("captions", "1"), ("sentiment", "1"), ("jitter_ms", "80")))
     assert options == StreamOptions(sentiment=True)
     assert accepted == (("sentiment", "1"),)
     assert negotiate(StreamOptions(), ()) == (StreamOptions(), ())

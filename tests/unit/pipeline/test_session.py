@@ -795,8 +795,8 @@ def test_policy_refuses_sentiment() -> None:
 
 def test_unknown_options_answered_with_what_was_accepted() -> None:
     h = Harness().ready()
-    assert h.rx(Options((("partials", "1"),))) == [Send(OptionsAccepted(()))]
-    assert h.rx(Options((("partials", "1"), ("sentiment", "1")))) == [Send(OptionsAccepted((("sentiment", "1"),)))]
+    assert h.rx(Options((("captions", "1"),))) == [Send(OptionsAccepted(()))]
+    assert h.rx(Options((("captions", "1"), ("sentiment", "1")))) == [Send(OptionsAccepted((("sentiment", "1"),)))]
 
 
 @pytest.mark.parametrize(
