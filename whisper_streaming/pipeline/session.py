@@ -525,9 +525,12 @@ class Session:
         if not segmenter.in_speech or segmenter.samples_received < self._partial_next:
             return []
         u = segmenter.in_progress()
-        if u is None:
+        if u is None:  # too little speech yet, or steady noise: look again in 0.1 s of audio
+            self._partial_next = segmenter.samples_received + self._segmenter_rate // 10
             return []
-        if u.audio_start_sample + len(u.samples) - u.speech_start_sample < self.options.partial_policy.first_after_s * u.sample_rate_hz:
+        first = u.speech_start_sample + int(self.options.partial_policy.first_after_s * u.sample_rate_hz)
+        if u.audio_start_sample + len(u.samples) < first:
+            self._partial_next = first  # not before first_after_s of the utterance
             return []
         self._partial = DecodePartial(next(self._tickets), u, self.stream_index, language=self._language.request())
         return [self._partial]
