@@ -272,7 +272,7 @@ class ProcessPool(AsrBackend):
     def _retry_or_fail(self, job: _Job, reason: str) -> None:
         if job.future.done():
             return
-        if job.attempts < self.options.max_attempts:
+        if job.attempts < self.options.max_attempts and not job.job.partial:  # a partial is never retried (nor queued)
             self._queue.put_front(job.session_key, job)
         else:
             self._failed += 1

@@ -215,6 +215,27 @@ def test_worker_crash_on_first_attempt_is_restarted_and_job_retried(tmp_path):
     run_pool(tmp_path, body, workers=1)
 
 
+def test_a_partial_is_decoded_minimal_never_retried_and_never_holds_back_its_session(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        ok = await pool.submit("A", UtteranceJob(pcm(3), partial=True))
+        assert (await result(ok)).text == text_for(3)
+        assert [tag for _, tag in minimal_calls(tmp_path)] == [3]  # a partial is the engine's minimal decode
+        crashing = await pool.submit("A", UtteranceJob(pcm(CRASH_ONCE, 1), partial=True))
+        with pytest.raises(AsrError):
+            await result(crashing)
+        assert call_tags(tmp_path).count(CRASH_ONCE) == 1  # not retried: a later partial comes with more audio
+        # a partial running does not count as the session's running utterance: its final starts at once
+        slow = await pool.submit("A", UtteranceJob(pcm(10, 600), partial=True))
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        final = await pool.submit("A", UtteranceJob(pcm(11, 50)))
+        assert (await result(final)).text == text_for(11)
+        assert time.monotonic() - t0 < 0.45  # did not wait for the 0.6 s partial
+        await result(slow)
+
+    run_pool(tmp_path, body, workers=2)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_worker_crashing_every_time_fails_only_that_utterance(tmp_path, workers):
     async def body(pool: ProcessPool) -> None:
