@@ -80,13 +80,15 @@ class Capacity:
     ``idle_slots``: engines free to start a job at once; ``queue_depth``: utterances waiting;
     ``slots``: engines in all (0 when the backend cannot tell, e.g. remote workers);
     ``held``: of ``queue_depth``, utterances of throttled sessions, which wait for time to
-    pass rather than for an engine.
+    pass rather than for an engine; ``partial_slots``: engines busy with a partial hypothesis
+    (low priority: soon free, and worth less than a speculation of a final).
     """
 
     idle_slots: int
     queue_depth: int
     slots: int
     held: int = 0
+    partial_slots: int = 0
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,7 @@ class _Slot:
     conn: multiprocessing.connection.Connection | None = None
     task: asyncio.Task[None] | None = None
     started: asyncio.Future[None] | None = None
+    partial: bool = False  # busy with a partial hypothesis
 
 
 class ProcessPool(AsrBackend):
@@ -183,7 +184,9 @@ class ProcessPool(AsrBackend):
 
     def capacity(self) -> Capacity:
         idle = sum(s.state is EngineState.IDLE for s in self._slots)
-        return Capacity(idle_slots=idle, queue_depth=len(self._queue), slots=len(self._slots), held=self._queue.held())
+        partial = sum(s.state is EngineState.BUSY and s.partial for s in self._slots)
+        return Capacity(idle_slots=idle, queue_depth=len(self._queue), slots=len(self._slots), held=self._queue.held(),
+                        partial_slots=partial)
 
     def status(self) -> BackendStatus:
         throttled = 0 if self._throttle is None else self._throttle.keys_throttled
@@ -232,6 +235,7 @@ class ProcessPool(AsrBackend):
                 if job.future.done():  # cancelled while queued
                     continue
                 slot.state = EngineState.BUSY
+                slot.partial = job.job.partial
                 job.attempts += 1
                 t0 = time.monotonic()
                 try:

@@ -524,6 +524,8 @@ class Session:
         assert segmenter is not None
         if not segmenter.in_speech or segmenter.samples_received < self._partial_next:
             return []
+        if self._speculation is not None:  # the speech has ended (trailing silence): the final's turn
+            return []
         u = segmenter.in_progress()
         if u is None:  # too little speech yet, or steady noise: look again in 0.1 s of audio
             self._partial_next = segmenter.samples_received + self._segmenter_rate // 10

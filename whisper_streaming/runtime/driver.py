@@ -269,10 +269,10 @@ class SessionDriver:
         self.runtime.stats.speculations_started += 1
 
     async def _decode_partial(self, action: DecodePartial) -> None:
-        """Run a partial decode only when it delays nothing (the speculation rule: nothing queued,
-        two idle engines), as a cheap decode; report back to the session either way."""
+        """Run a partial decode only when it delays nothing (nothing queued, two engines idle), as a
+        cheap decode; report back to the session either way."""
         runtime = self.runtime
-        if self._closed or not runtime.room_for_speculation():
+        if self._closed or not runtime.room_for_partial():
             runtime.stats.partials_refused += 1
             self.run_sync_actions(self.session.partial_refused(action.key))
             return

@@ -259,7 +259,14 @@ class Runtime:
 
     def room_for_speculation(self) -> bool:
         """Nothing queued but the work of held (throttled) sessions, and two idle engines (one
-        stays free for confirmed work)."""
+        stays free for confirmed work); an engine busy with a partial hypothesis counts as idle
+        here (a speculation of a final matters more, and a partial is short)."""
+        capacity = self.backend.capacity()
+        return capacity.queue_depth - capacity.held == 0 and capacity.idle_slots >= 1 and capacity.idle_slots + capacity.partial_slots >= 2
+
+    def room_for_partial(self) -> bool:
+        """Nothing queued but the work of held sessions, and two engines really idle: a partial
+        hypothesis never takes the engine a confirmed utterance or a speculation could use."""
         capacity = self.backend.capacity()
         return capacity.queue_depth - capacity.held == 0 and capacity.idle_slots >= 2
 

@@ -15,7 +15,7 @@ import pytest
 from speech import JFK, load_speech, silence
 from whisper_streaming.errors import UsageError
 from whisper_streaming.pipeline.partials import PartialPolicy, StablePrefix, split_units
-from whisper_streaming.pipeline.session import DecodePartial, Session, SessionOptions, Transcribe
+from whisper_streaming.pipeline.session import CancelSpeculation, DecodePartial, Session, SessionOptions, Speculate, Transcribe
 from whisper_streaming.wire.protocol import Begin, Finish, Finished, Options, OptionsAccepted, Partial, Result, UserId
 from whisper_streaming.wire.tcp_session import Send, TcpSession
 
@@ -73,7 +73,7 @@ def fake_text(samples: int) -> str:
 
 
 def run_stream(*, partials: bool, answer_partials: str = "now", final_text: str | None = None,
-               policy: PartialPolicy = PartialPolicy()) -> tuple[list, list[DecodePartial]]:
+               policy: PartialPolicy = PartialPolicy(), log: list | None = None) -> tuple[list, list[DecodePartial]]:
     """Stream JFK + silence through a session with the real VAD; answer every job at once.
 
     ``answer_partials``: ``now`` (done), ``refuse`` (no idle worker), ``late`` (answered only
@@ -86,6 +86,15 @@ def run_stream(*, partials: bool, answer_partials: str = "now", final_text: str 
 
     def carry_out(actions: list) -> None:
         for a in actions:
+            if log is not None:
+                if isinstance(a, Speculate):
+                    log.append(("speculate", a.key))
+                elif isinstance(a, CancelSpeculation):
+                    log.append(("cancel", a.key))
+                elif isinstance(a, Transcribe):
+                    log.append(("claim", a.claims))
+                elif isinstance(a, DecodePartial):
+                    log.append(("partial", a.key))
             if isinstance(a, Send):
                 sent.append(a.packet)
             elif isinstance(a, DecodePartial):
@@ -152,6 +161,22 @@ def test_a_stream_that_did_not_ask_gets_no_partial_and_the_same_packets() -> Non
     with_partials, _ = run_stream(partials=True)
     finals = [p for p in with_partials if not isinstance(p, (Partial, OptionsAccepted))]
     assert sent == finals  # the finals are byte for byte the same with or without partials
+
+
+def test_no_partial_is_offered_once_the_speech_has_ended() -> None:
+    """Trailing silence (a speculation of the final is outstanding): the final's turn, no partial."""
+    log: list[tuple[str, int | None]] = []
+    eager = PartialPolicy(first_after_s=0.5, min_interval_s=0.1, cost_factor=0.0)  # a partial due at every packet
+    _, asked = run_stream(partials=True, log=log, policy=eager)
+    assert len(asked) > 50 and any(kind == "speculate" for kind, _ in log)
+    outstanding: set[int | None] = set()
+    for kind, key in log:
+        if kind == "speculate":
+            outstanding.add(key)
+        elif kind in ("cancel", "claim"):
+            outstanding.discard(key)
+        elif kind == "partial":
+            assert not outstanding, "a partial was offered while a speculation of the final was outstanding"
 
 
 def test_a_refused_partial_is_offered_again_with_more_audio() -> None:

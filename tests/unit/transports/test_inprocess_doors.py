@@ -697,6 +697,23 @@ def test_room_for_speculation_reads_backend_capacity(idle_slots: int, queue_dept
     asyncio.run(main())
 
 
+@pytest.mark.parametrize(
+    ("idle_slots", "partial_slots", "speculate", "partial"),
+    [(1, 1, True, False),  # a worker busy with a partial counts as idle for a speculation, not for another partial
+     (0, 2, False, False), (2, 0, True, True), (1, 0, False, False)],
+)
+def test_a_partial_never_stops_a_speculation_and_needs_two_really_idle_engines(idle_slots: int, partial_slots: int, speculate: bool,
+                                                                              partial: bool) -> None:
+    backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=0, slots=2, partial_slots=partial_slots))
+
+    async def main() -> None:
+        runtime = Runtime(RuntimeOptions(), backend)
+        assert runtime.room_for_speculation() is speculate
+        assert runtime.room_for_partial() is partial
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("idle_slots", [1, 2])
 def test_speculation_follows_capacity_on_a_stream(idle_slots: int) -> None:
     backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=0, slots=2))
