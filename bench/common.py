@@ -14,7 +14,7 @@ import numpy as np
 
 from whisper_streaming.client.audio_files import load_pcm16
 
-__all__ = ["SpeechFile", "load_dir", "error_rate", "machine_info", "percentile", "DEFAULT_AUDIO_DIR"]
+__all__ = ["SpeechFile", "load_dir", "error_rate", "machine_info", "percentile", "DEFAULT_AUDIO_DIR", "display_units", "erased_units"]
 
 DEFAULT_AUDIO_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "speech" / "en"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".pcm")
@@ -92,3 +92,24 @@ def machine_info() -> dict[str, object]:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def display_units(text: str) -> list[str]:
+    """``text`` as normalized display units, as the server's stable prefix compares them
+    (``whisper_streaming.pipeline.partials.split_units``: words, or characters for scripts
+    written without spaces), case folded, punctuation removed, empty units dropped."""
+    from whisper_streaming.pipeline.partials import split_units
+
+    units = (re.sub(r"[^\w]+", "", u.casefold()) for u in split_units(text)[0])
+    return [u for u in units if u]
+
+
+def erased_units(before: list[str], after: list[str]) -> int:
+    """Units deleted from the end of ``before`` to turn it into ``after`` (its length beyond
+    their longest common prefix): the per-update erasure of Arivazhagan et al. 2020."""
+    common = 0
+    for a, b in zip(before, after):
+        if a != b:
+            break
+        common += 1
+    return len(before) - common

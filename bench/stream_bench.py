@@ -26,6 +26,16 @@ whose p95 final latency is under ``--latency-bound-s`` (default 2.0) with no err
 By default the benchmark starts its own server (``--config``, free loopback port); give
 ``--port`` (and ``--server-pid`` for CPU/RSS) to measure a server that is already running.
 Output: a JSON file and a markdown table on stdout.
+
+``--partials``: every stream opts in to partial hypotheses (``%o partials=1``) and each ``%P``
+is recorded with its arrival time; a second table gives the partial numbers of
+:func:`bench.partials_replay.partial_metrics` (time to first partial from the send time of the
+utterance's first voiced sample, normalized erasure of the whole display and of the stable
+part, finals that do not start with the last stable prefix, coverage under load) and the
+server's ``%C`` partial counters over the run.  ``--compare-partials``: at each ``--streams``
+level one run with partials off, then one with them on, against the same server, and a table
+of the two side by side (final latency, WER, CPU, max real-time streams, with ratios).
+Without either option the output is what it always was.
 """
 
 from __future__ import annotations
@@ -46,13 +56,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.partials_replay import PARTIAL_TABLE_HEADER, UtteranceTrace, partial_markdown, partial_metrics  # noqa: E402
 from bench.common import DEFAULT_AUDIO_DIR, SpeechFile, corpus_error_rate, error_rate, load_dir, machine_info, percentile  # noqa: E402
 from whisper_streaming.client.streaming import AsyncStreamingClient  # noqa: E402
 from whisper_streaming.config.schema import load_config  # noqa: E402
 from whisper_streaming.errors import ConnectionClosedError, ServerError  # noqa: E402
 from bench.server_process import ServerProcess  # noqa: E402
 from whisper_streaming.core import audio_format  # noqa: E402
-from whisper_streaming.client import Result  # noqa: E402
+from whisper_streaming.client import Partial, Result  # noqa: E402
 from whisper_streaming.wire.protocol import Finished  # noqa: E402
 from whisper_streaming.app.wiring import vad_options_from_config  # noqa: E402
 from whisper_streaming.pipeline.vad import Utterance, VadOptions, VadSegmenter  # noqa: E402
@@ -140,6 +151,8 @@ class SessionResult:
     results: int = 0
     error: str | None = None
     audio_s: float = 0.0
+    partial_traces: list[UtteranceTrace] = field(default_factory=list)  # with partials on: per utterance, in order
+    partials_refused: bool = False  # asked for partials, answered partials=0
 
 
 def endpoints(samples: np.ndarray, vad: VadOptions) -> list[Utterance]:
@@ -158,7 +171,7 @@ def endpoint_of(result: Result, utterances: list[Utterance], used: set[int]) -> 
 
 
 async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: float, vad: VadOptions, gap_s: float, tail_s: float, user: str,
-                      encoding: str = "pcm_s16le") -> SessionResult:
+                      encoding: str = "pcm_s16le", partials: bool = False) -> SessionResult:
     rate = files[0].sample_rate_hz if files else RATE
     packet_samples = rate * 30 // 1000
     gap = b"\x00\x00" * int(rate * gap_s)
@@ -175,12 +188,15 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
     n_packets = math.ceil(total_samples / packet_samples)
     sent_at = [0.0] * n_packets
     received: list[tuple[float, Result]] = []
+    partials_received: list[tuple[float, Partial]] = []
     out = SessionResult(audio_s=total_samples / rate)
     client = None
     try:
         client = await AsyncStreamingClient.connect(host, port, user_id=user, timeout_s=30)
-        if rate != RATE or encoding != "pcm_s16le":
-            await client.set_options(sample_rate=rate, encoding=encoding)
+        options = {"sample_rate": rate, "encoding": encoding} if rate != RATE or encoding != "pcm_s16le" else {}
+        if options or partials:
+            accepted = await client.set_options(partials=True if partials else None, **options)
+            out.partials_refused = partials and not accepted.get("partials")
         await client.begin()
 
         async def receiver() -> None:
@@ -190,6 +206,8 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
                     return
                 if isinstance(event, Result):
                     received.append((time.monotonic(), event))
+                elif isinstance(event, Partial):
+                    partials_received.append((time.monotonic(), event))
 
         rx = asyncio.create_task(receiver())
         step = packet_samples * bytes_per_sample
@@ -223,6 +241,10 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
         packet = min(max(math.ceil(min(sample, total_samples) / packet_samples) - 1, 0), n_packets - 1)
         return sent_at[packet] or None
 
+    groups: dict[str, list[tuple[float, str, str]]] = {}  # an utterance's partials, by its start as printed
+    for recv_t, p in partials_received:
+        groups.setdefault(f"{p.start_s:.1f}", []).append((recv_t, p.stable, p.unstable))
+
     for recv_t, r in received:
         u = endpoint_of(r, utterances, used)
         entry: dict[str, object] = {"start_s": r.start_s, "end_s": r.end_s, "text": r.text, "end_reason": None}
@@ -232,6 +254,12 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
         else:
             t_audio, t_endpoint, t_speech = sent(u.audio_start_sample + len(u.samples)), sent(u.endpoint_sample), sent(u.speech_end_sample)
             entry["end_reason"] = u.end_reason.value
+        if partials:
+            # the send clock of the utterance's first voiced sample
+            voiced = sent((u.speech_start_sample if u is not None else round(r.start_s * rate)) + 1)
+            shown = groups.pop(f"{r.start_s:.1f}", [])
+            out.partial_traces.append(UtteranceTrace(r.start_s, r.end_s, r.text, recv_t, voiced, shown))
+            entry["partials"] = [[round(t - voiced, 3) if voiced else None, st, un] for t, st, un in shown]
         for key, t, into in (("latency_s", t_audio, out.latencies_s), ("endpoint_latency_s", t_endpoint, out.endpoint_latencies_s),
                              ("speech_end_latency_s", t_speech, out.speech_end_latencies_s)):
             entry[key] = recv_t - t if t else None
@@ -241,6 +269,8 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
         mid = (r.start_s + r.end_s) / 2
         name = min(spans, key=lambda s: 0 if s[1] <= mid <= s[2] else min(abs(mid - s[1]), abs(mid - s[2])))[0]
         texts[name].append(r.text)
+    for start, shown in groups.items():  # utterances that ended with no text (their last %P is empty)
+        out.partial_traces.append(UtteranceTrace(float(start), voiced_at=sent(round(float(start) * rate) + 1), partials=shown))
     out.results = len(received)
     out.transcripts = {k: " ".join(v) for k, v in texts.items()}
     return out
@@ -250,13 +280,14 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
 
 
 async def run_streams(n: int, host: str, port: int, files: list[SpeechFile], *, speed: float, stagger_s: float, vad: VadOptions,
-                      encoding: str = "pcm_s16le") -> list[SessionResult]:
+                      encoding: str = "pcm_s16le", partials: bool = False) -> list[SessionResult]:
     async def one(i: int) -> SessionResult:
         # Session i starts i/n of the way through the file list: independent calls do not
         # speak the same sentence at the same moment (that would synchronise every endpoint).
         k = i * len(files) // n
         await asyncio.sleep(i * stagger_s)
-        return await run_session(host, port, files[k:] + files[:k], speed=speed, vad=vad, gap_s=1.0, tail_s=2.0, user=f"bench{i}", encoding=encoding)
+        return await run_session(host, port, files[k:] + files[:k], speed=speed, vad=vad, gap_s=1.0, tail_s=2.0, user=f"bench{i}", encoding=encoding,
+                                 partials=partials)
 
     return await asyncio.gather(*(one(i) for i in range(n)))
 
@@ -284,20 +315,46 @@ def speculation_counts(status: str | None) -> tuple[int, int] | None:
     return None
 
 
+def partial_counts(status: str | None) -> tuple[int, int, int] | None:
+    """(decoded, sent, dropped under load) from the ``partials:`` line of ``%C``."""
+    for line in (status or "").splitlines():
+        if line.startswith("partials: decoded "):
+            decoded, rest = line.split("decoded ", 1)[1].split(", sent ")
+            sent, dropped = rest.split(", dropped under load ")
+            return int(decoded), int(sent), int(dropped)
+    return None
+
+
 def bench_run(n: int, host: str, port: int, files: list[SpeechFile], *, pid: int | None, speed: float = 1.0, stagger_s: float = 0.37,
-              vad: VadOptions | None = None, language: str = "en", encoding: str = "pcm_s16le") -> dict[str, object]:
-    """One run of ``n`` concurrent sessions; returns the summary row (see :func:`summarize`)."""
-    spec0 = speculation_counts(asyncio.run(server_status(host, port)))
+              vad: VadOptions | None = None, language: str = "en", encoding: str = "pcm_s16le", partials: bool = False,
+              first_after_s: float = 1.0) -> dict[str, object]:
+    """One run of ``n`` concurrent sessions; returns the summary row (see :func:`summarize`).
+
+    ``partials``: every stream asks for partial hypotheses; the row gets ``partials_on`` and a
+    ``partials`` entry (:func:`bench.partials_replay.partial_metrics`, with ``first_after_s``
+    for the coverage, plus the ``%C`` counters over the run)."""
+    status0 = asyncio.run(server_status(host, port))
+    spec0 = speculation_counts(status0)
     cpu0 = tree_cpu_s(pid) if pid else None
     t0 = time.monotonic()
     with RssSampler(pid) as rss:
-        sessions = asyncio.run(run_streams(n, host, port, files, speed=speed, stagger_s=stagger_s, vad=vad or VadOptions(), encoding=encoding))
+        sessions = asyncio.run(run_streams(n, host, port, files, speed=speed, stagger_s=stagger_s, vad=vad or VadOptions(), encoding=encoding,
+                                           partials=partials))
     wall = time.monotonic() - t0
     cpu = tree_cpu_s(pid) - cpu0 if pid and cpu0 is not None else None
-    spec1 = speculation_counts(asyncio.run(server_status(host, port)))
+    status1 = asyncio.run(server_status(host, port))
+    spec1 = speculation_counts(status1)
     row = summarize(n, sessions, files, language, cpu, wall, rss.peak)
     if spec0 is not None and spec1 is not None:
         row["speculations_started"], row["speculations_used"] = spec1[0] - spec0[0], spec1[1] - spec0[1]
+    if partials:
+        row["partials_on"] = True
+        m = partial_metrics([t for s in sessions for t in s.partial_traces], first_after_s)
+        m["sessions_refused_partials"] = sum(1 for s in sessions if s.partials_refused)
+        c0, c1 = partial_counts(status0), partial_counts(status1)
+        if c0 is not None and c1 is not None:
+            m["status_decoded"], m["status_sent"], m["status_dropped_under_load"] = (b - a for a, b in zip(c0, c1))
+        row["partials"] = m
     return row
 
 
@@ -362,6 +419,51 @@ def markdown(rows: list[dict[str, object]], bound_s: float) -> str:
     return "\n".join(lines)
 
 
+def partials_table(rows: list[dict[str, object]]) -> str:
+    """The partial numbers of the runs with partials on (one line per run)."""
+    lines = [f"| streams {PARTIAL_TABLE_HEADER} %C partials decoded / sent / dropped under load |",
+             "|---:" * (PARTIAL_TABLE_HEADER.count("|") + 1) + "|"]
+    for r in rows:
+        m = r.get("partials")
+        if isinstance(m, dict):
+            lines.append(f"| {r['streams']} {partial_markdown(m)} {m.get('status_decoded', '-')} / {m.get('status_sent', '-')} / "
+                         f"{m.get('status_dropped_under_load', '-')} |")
+    return "\n".join(lines)
+
+
+def max_realtime_streams(rows: list[dict[str, object]], bound_s: float) -> int:
+    """The largest stream count whose p95 final latency is within ``bound_s`` with no errors (as :func:`markdown`)."""
+    ok = [int(r["streams"]) for r in rows if not r["errors"] and r["latency_p95_s"] is not None and r["latency_p95_s"] <= bound_s]  # type: ignore[call-overload, operator]
+    return max(ok) if ok else 0
+
+
+def compare_table(off: list[dict[str, object]], on: list[dict[str, object]], bound_s: float) -> str:
+    """Partials off against on, per stream count: final latency p50/p95, WER, CPU, with on/off ratios."""
+    def f(v: object, fmt: str) -> str:
+        return format(v, fmt) if isinstance(v, (int, float)) else "-"
+
+    def ratio(a: object, b: object) -> str:
+        return f"{b / a:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else "-"
+
+    metric = "cer" if off and "cer" in off[0] else "wer"
+    lines = [f"| streams | p50 latency off / on (s) | ratio | p95 latency off / on (s) | ratio | from end of speech p50 / p95, off (s) "
+             f"| from end of speech p50 / p95, on (s) | {metric.upper()} off / on | CPU s / audio s off / on | ratio | speculations used off / on | errors off / on |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for a, b in zip(off, on):
+        lines.append(
+            f"| {a['streams']} | {f(a['latency_p50_s'], '.2f')} / {f(b['latency_p50_s'], '.2f')} | {ratio(a['latency_p50_s'], b['latency_p50_s'])} "
+            f"| {f(a['latency_p95_s'], '.2f')} / {f(b['latency_p95_s'], '.2f')} | {ratio(a['latency_p95_s'], b['latency_p95_s'])} "
+            f"| {f(a.get('speech_end_latency_p50_s'), '.2f')} / {f(a.get('speech_end_latency_p95_s'), '.2f')} "
+            f"| {f(b.get('speech_end_latency_p50_s'), '.2f')} / {f(b.get('speech_end_latency_p95_s'), '.2f')} "
+            f"| {f(a.get(metric), '.3f')} / {f(b.get(metric), '.3f')} | {f(a['cpu_s_per_audio_s'], '.3f')} / {f(b['cpu_s_per_audio_s'], '.3f')} "
+            f"| {ratio(a['cpu_s_per_audio_s'], b['cpu_s_per_audio_s'])} | {a.get('speculations_used', '-')} / {b.get('speculations_used', '-')} "
+            f"| {a['errors'] or 0} / {b['errors'] or 0} |")
+    lines.append("")
+    lines.append(f"max real-time streams (p95 final latency <= {bound_s} s, no errors): off {max_realtime_streams(off, bound_s)}, "
+                 f"on {max_realtime_streams(on, bound_s)}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO_DIR)
@@ -377,6 +479,8 @@ def main() -> int:
     p.add_argument("--server-pid", type=int, default=None, help="with --port: the server's pid, for CPU and RSS")
     p.add_argument("--sample-rate", type=int, default=16000, choices=(8000, 16000), help="stream at this rate (negotiated with %%o)")
     p.add_argument("--encoding", default="pcm_s16le", choices=("pcm_s16le", "mulaw", "alaw"), help="stream in this encoding (negotiated with %%o)")
+    p.add_argument("--partials", action="store_true", help="every stream asks for partial hypotheses (%%o partials=1); adds the partial table")
+    p.add_argument("--compare-partials", action="store_true", help="at each --streams level, a run with partials off, then one with them on")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/stream_bench-<time>.json)")
     args = p.parse_args()
 
@@ -392,13 +496,15 @@ def main() -> int:
         host, port, pid = server.host, server.port, server.pid
     else:
         host, port, pid = args.host, args.port, args.server_pid
+    modes = [False, True] if args.compare_partials else [args.partials]
     rows = []
     try:
         for n in levels:
-            row = bench_run(n, host, port, files, pid=pid, speed=args.speed, stagger_s=args.stagger_s, vad=vad, language=args.language,
-                            encoding=args.encoding)
-            rows.append(row)
-            print(markdown([row], args.latency_bound_s).splitlines()[2], file=sys.stderr, flush=True)
+            for on in modes:
+                row = bench_run(n, host, port, files, pid=pid, speed=args.speed, stagger_s=args.stagger_s, vad=vad, language=args.language,
+                                encoding=args.encoding, partials=on, first_after_s=config.partials.first_after_s)
+                rows.append(row)
+                print(markdown([row], args.latency_bound_s).splitlines()[2] + (" (partials on)" if on else ""), file=sys.stderr, flush=True)
     finally:
         if server is not None:
             server.stop()
@@ -413,6 +519,8 @@ def main() -> int:
         "latency_bound_s": args.latency_bound_s,
         "runs": rows,
     }
+    if args.partials or args.compare_partials:
+        report["partials_config"] = config.partials.model_dump(mode="json")
     out = args.out or Path(__file__).resolve().parent / "results" / f"stream_bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -420,7 +528,16 @@ def main() -> int:
     c = config.model
     print(f"machine: {m['cpu']}, {m['cores']} cores; model {c.size} ({c.engine}, {c.device}, {c.compute_type}, beam {c.beam_size}, channel {c.channel}, cpu_threads {c.cpu_threads})")
     print(f"files: {len(files)} from {args.audio_dir}, {sum(f.duration_s for f in files):.1f} s of speech per stream\n")
-    print(markdown(rows, args.latency_bound_s))
+    if args.compare_partials:
+        off, on = [r for r in rows if not r.get("partials_on")], [r for r in rows if r.get("partials_on")]
+        print("partials off:\n" + markdown(off, args.latency_bound_s) + "\n\npartials on:\n" + markdown(on, args.latency_bound_s))
+        print("\npartials off against on (same server, off first at each level):\n" + compare_table(off, on, args.latency_bound_s))
+    else:
+        print(markdown(rows, args.latency_bound_s))
+    if args.partials or args.compare_partials:
+        p_ = config.partials
+        print(f"\npartial hypotheses (first_after_s {p_.first_after_s}, min_interval_s {p_.min_interval_s}, cost_factor {p_.cost_factor}):")
+        print(partials_table(rows))
     print(f"\nJSON: {out}")
     return 0
 
