@@ -172,7 +172,8 @@ class FasterWhisperEngine:
 
     def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False) -> Transcript:
         """See :meth:`whisper_streaming.engines.base.AsrEngine.transcribe`.  ``minimal``: greedy
-        (beam 1), the first temperature only, no wider-window retry, half the token bound."""
+        (beam 1), the first temperature only, no wider-window retry, half the token bound, an
+        encoder window of the utterance plus :data:`MINIMAL_WINDOW_PAD_S`."""
         if audio.dtype != np.float32 or audio.ndim != 1:
             raise UsageError("audio must be a 1-D float32 array")
         t0 = time.perf_counter()
@@ -182,6 +183,8 @@ class FasterWhisperEngine:
         duration_s = len(audio) / SAMPLE_RATE_HZ
         request = language if language is not None else LanguageRequest(fixed=d.language)
         pad_s = o.encoder_window_pad_s
+        if minimal and pad_s is not None:
+            pad_s = min(pad_s, MINIMAL_WINDOW_PAD_S)
         budget = DecodeBudget(o.limits.budget_s(duration_s))
         max_tokens = o.limits.tokens_for(duration_s)
         if minimal:
@@ -255,6 +258,11 @@ class FasterWhisperEngine:
             decode_s=time.perf_counter() - t0,
         )
 
+
+MINIMAL_WINDOW_PAD_S = 1.0
+"""The encoder window of a minimal decode (partials, a retry after a hang): the utterance plus at
+most this much padding, rounded up to a second (``encoder_window_pad_s`` is 4 s for finals).
+The encoder's cost grows with its window: a partial of 3 s of audio encodes 4 s instead of 7."""
 
 MIN_TOKENS_PER_S = 1.5
 """A trimmed-window decode with fewer text tokens per second of audio (minus the endpointing
