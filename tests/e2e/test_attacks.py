@@ -143,4 +143,5 @@ def test_steady_noise_costs_no_worker_time_and_gives_no_text(default_server: Ser
 
     latency_s, texts, status = asyncio.run(run())
     assert texts == [], f"{name} came back as text: {texts}"
+    assert "utterances failed: 0" in status  # nothing was sent to a worker and failed there either
     assert latency_s <= 1.0, f"{name}: %F {latency_s:.2f} s after %f"

@@ -141,9 +141,10 @@ class CostThrottle(Generic[K]):
 class FairQueue(Generic[K, T]):
     """Round-robin over keys, FIFO within a key, bounded in total and per key.
 
-    ``throttle``: keys it holds back are served by :meth:`get` only when no other key has
-    work and more than ``reserve_getters`` callers of :meth:`get` (idle workers) are waiting,
-    the caller included (None: every key is always eligible).
+    ``throttle``: keys it holds back, like keys with an item running (:meth:`task_done`), are
+    served by :meth:`get` only when no other key has work and more than ``reserve_getters``
+    callers of :meth:`get` (idle workers) are waiting, the caller included (None: no key is
+    held back by cost).
 
     Raises:
         UsageError: bounds below 1.
@@ -257,11 +258,12 @@ class FairQueue(Generic[K, T]):
             return min(self._queues, key=lambda k: len(self._queues[k])), None
         soonest: float | None = None
         for key in self._queues:
+            if self._running.get(key):  # busy: task_done() wakes the getters
+                continue
             wait_s = 0.0 if self.throttle is None else self.throttle.wait_s(key)
-            if wait_s <= 0 and not self._running.get(key):
+            if wait_s <= 0:
                 return key, None
-            if wait_s > 0 and not self._running.get(key):
-                soonest = wait_s if soonest is None else min(soonest, wait_s)
+            soonest = wait_s if soonest is None else min(soonest, wait_s)
         idle = 1 + sum(not f.done() for f in self._getters)  # the caller and the getters waiting
         if idle > self.reserve_getters:
             return next(iter(self._queues)), None

@@ -293,8 +293,8 @@ class Runtime:
         lines.append(f"errors: {errors or 'none'}")
         lines.append(f"sentiment: {self.stats.sentiment.summary().counts_text()}")
         lines.append(f"speculative transcriptions: started {self.stats.speculations_started}, used {self.stats.speculations_used}")
-        st_ = self.stats
-        lines.append(f"partials: decoded {st_.partials_decoded}, sent {st_.partials_sent}, dropped under load {st_.partials_refused}")
+        stats = self.stats
+        lines.append(f"partials: decoded {stats.partials_decoded}, sent {stats.partials_sent}, dropped under load {stats.partials_refused}")
         g = st.guards
         lines.append(f"decoding guards: loops {g.loops}, loops cut {g.loop_cuts}, time limited {g.time_limited}, "
                      f"no-speech fragments dropped {g.no_speech_dropped}")

@@ -16,7 +16,7 @@ from speech import JFK, load_speech, silence
 from whisper_streaming.errors import UsageError
 from whisper_streaming.pipeline.partials import PartialPolicy, StablePrefix, split_units
 from whisper_streaming.pipeline.session import CancelSpeculation, DecodePartial, Session, SessionOptions, Speculate, Transcribe
-from whisper_streaming.wire.protocol import Begin, Finish, Finished, Options, OptionsAccepted, Partial, Result, UserId
+from whisper_streaming.wire.protocol import Audio, Begin, Finish, Finished, Options, OptionsAccepted, Partial, Result, UserId
 from whisper_streaming.wire.tcp_session import Send, TcpSession
 
 WORDS = "and so my fellow americans ask not what your country can do for you ask what you can do for your country".split()
@@ -119,8 +119,6 @@ def run_stream(*, partials: bool, answer_partials: str = "now", final_text: str 
     carry_out(s.receive_packet(Begin()))
     pcm = load_speech(JFK)[0] + silence(1.0)
     for i in range(0, len(pcm), CHUNK):
-        from whisper_streaming.wire.protocol import Audio
-
         carry_out(s.receive_packet(Audio(pcm[i : i + CHUNK])))
     carry_out(s.receive_packet(Finish()))
     return sent, asked
