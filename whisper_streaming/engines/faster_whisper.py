@@ -36,24 +36,47 @@ from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, DecodeOpti
 from whisper_streaming.errors import AsrError, UsageError
 from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, choose_language
 
-__all__ = ["FasterWhisperEngine"]
+__all__ = ["FasterWhisperEngine", "MINIMAL_WINDOW_PAD_S", "trim_window_padding"]
 
 log = logging.getLogger(__name__)
 
 
 
 
+def trim_window_padding(features: np.ndarray, pad_frames: int, frames_per_s: int = 100) -> np.ndarray:
+    """Cut the zero padding of a log-mel window down to ``pad_frames`` after its last non-zero frame.
+
+    ``features``: shape ``(..., n_mels, frames)`` as ``WhisperModel.generate_segments`` hands it
+    to ``encode()``: the rest of the audio, zero-padded to 3000 frames by ``pad_or_trim``
+    (faster-whisper's log-mel values are ``(log10 + 4) / 4`` of a clamped spectrum, so a real
+    frame is all-zero only in theory).  The window kept is rounded up to whole seconds
+    (``frames_per_s``), at least one second, never longer than the input.
+    """
+    voiced = np.flatnonzero(np.any(features != 0, axis=-2).reshape(-1, features.shape[-1]).any(axis=0))
+    content = int(voiced[-1]) + 1 if voiced.size else 0
+    frames = -(-(content + pad_frames) // frames_per_s) * frames_per_s
+    return features[..., : min(features.shape[-1], max(frames, frames_per_s))]
+
+
 def _trimmed_model_class():  # type: ignore[no-untyped-def]
-    """A ``WhisperModel`` subclass whose next ``encode()`` can be primed with a precomputed output."""
+    """A ``WhisperModel`` subclass whose next ``encode()`` can be primed with a precomputed output,
+    and whose later windows in the same call are trimmed (``_follow_pad_frames``)."""
     from faster_whisper import WhisperModel
 
     class _PrimedWhisperModel(WhisperModel):  # type: ignore[misc]
         _primed = None
+        _follow_pad_frames: int | None = None
 
         def encode(self, features):  # type: ignore[no-untyped-def]
             primed, self._primed = self._primed, None
             if primed is not None:
                 return primed
+            if self._follow_pad_frames is not None:
+                # A decode whose last segment is unfinished (audio cut mid-word, as a partial
+                # always is) makes faster-whisper seek to the last timestamp and decode the rest
+                # in a new window, zero-padded to 30 s: an encoder pass of 1.4 s on one thread
+                # for the last second of speech.  Encode it on the same trimmed window instead.
+                features = trim_window_padding(features, self._follow_pad_frames)
             return super().encode(features)
 
     return _PrimedWhisperModel
@@ -76,7 +99,9 @@ class FasterWhisperEngine:
       sometimes stops early or says the utterance twice; such a decode is redone on a wider
       window, the utterance plus ``retry_window_pad_s`` (None: the full 30 s), and its
       temperature fallbacks use that window too (``full_window_retries`` counts the wider
-      encodings).  Other temperature fallbacks stay on the trimmed window.
+      encodings).  Other temperature fallbacks stay on the trimmed window.  When a decode's
+      last segment is unfinished, faster-whisper decodes the rest of the audio in a second
+      window; that one is trimmed the same way (:func:`trim_window_padding`), not padded to 30 s.
 
     Decoding itself is guarded (:mod:`whisper_streaming.engines.decoding`): each decode may generate
     at most :meth:`DecodeLimits.tokens_for` tokens; the temperature fallback of Whisper's
@@ -124,12 +149,15 @@ class FasterWhisperEngine:
         return encoder_output, probabilities
 
     def _attempt(self, audio: np.ndarray, encoded: object, language: str | None, temperature: float,
-                 max_tokens: int, suspect_check: bool, started: float, d: DecodeOptions) -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
+                 max_tokens: int, suspect_check: bool, started: float, d: DecodeOptions,
+                 window_pad_s: float | None = None) -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
         """One decode of ``audio`` from ``encoded`` with the decoding options ``d``; ``elapsed_s``
         counts from ``started`` (the encoding of a new window included, so the budget sees what
-        the attempt cost)."""
+        the attempt cost).  ``window_pad_s``: the padding of ``encoded``'s trimmed window, used
+        for any later window of the same decode too (None: Whisper's 30 s)."""
         t0 = started
         self._model._primed = encoded
+        self._model._follow_pad_frames = None if window_pad_s is None else int(window_pad_s * 100)
         try:
             segments, _ = self._model.transcribe(
                 audio,
@@ -154,6 +182,7 @@ class FasterWhisperEngine:
                 weights += max(n, 1)
         finally:
             self._model._primed = None
+            self._model._follow_pad_frames = None
         segs = tuple(decoded)
         text = " ".join(s.text.strip() for s in segs if s.text.strip())
         duration_s = len(audio) / SAMPLE_RATE_HZ
@@ -216,7 +245,7 @@ class FasterWhisperEngine:
                         encoded[window] = self._encode(audio, window, detect=False)[0]
                     out = self._attempt(audio, encoded[window], code, temperature, max_tokens,
                                         suspect_check=window == pad_s and pad_s is not None and not minimal,
-                                        started=started, d=d)
+                                        started=started, d=d, window_pad_s=window)
                     outcomes.append(out)
                     return out
 

@@ -32,3 +32,17 @@ def test_truncation_is_too_few_tokens_for_the_audio() -> None:
     assert _looks_truncated((seg("The pencils"),), 2, 3.0)
     assert not _looks_truncated((seg("The pencils have all been used."),), 7, 3.0)
     assert not _looks_truncated((), 0, 3.0)  # no text at all is silence, not truncation
+
+
+def test_follow_up_window_is_trimmed_to_its_content_plus_the_pad() -> None:
+    import numpy as np
+
+    from whisper_streaming.engines.faster_whisper import trim_window_padding
+
+    window = np.zeros((80, 3000), dtype=np.float32)
+    window[:, :250] = 0.5  # 2.5 s of audio left, zero-padded to 30 s by pad_or_trim
+    assert trim_window_padding(window, 100).shape == (80, 400)  # 2.5 s + 1 s, rounded up to whole seconds
+    assert trim_window_padding(window[None], 400).shape == (1, 80, 700)  # batched input
+    window[3, 2999] = 0.1  # content to the end: nothing to cut
+    assert trim_window_padding(window, 100).shape == (80, 3000)
+    assert trim_window_padding(np.zeros((80, 3000), dtype=np.float32), 100).shape == (80, 100)  # no content: one second

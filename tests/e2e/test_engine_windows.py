@@ -1,0 +1,61 @@
+"""The real faster-whisper engine never encodes a 30 s window for a short utterance.
+
+A decode whose last segment is unfinished (the audio ends mid-word, as a partial hypothesis's
+always does) makes faster-whisper seek to the last timestamp and decode the rest in a second
+window.  Before the fix that second window was Whisper's full 30 s: a minimal decode of 3 s of
+speech cost 1.9 s instead of 0.4 s on one thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from whisper_streaming.app.wiring import engine_options_from_config
+from whisper_streaming.config.loader import load_config
+from whisper_streaming.core.language import LanguageRequest
+from whisper_streaming.engines.faster_whisper import MINIMAL_WINDOW_PAD_S, FasterWhisperEngine
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+class _EncoderSpy:
+    """Wraps the CTranslate2 model; records the frames of every encoder input."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.frames: list[int] = []
+
+    def encode(self, features: Any, *args: Any, **kwargs: Any) -> Any:
+        self.frames.append(int(features.shape[-1]))
+        return self._model.encode(features, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+@pytest.fixture(scope="module")
+def engine() -> FasterWhisperEngine:
+    options = engine_options_from_config(load_config(None))
+    return FasterWhisperEngine(options)
+
+
+@pytest.mark.parametrize("seconds", [3, 6])
+def test_minimal_decode_of_speech_cut_mid_word_stays_on_the_trimmed_window(engine: FasterWhisperEngine, seconds: int) -> None:
+    audio, rate = sf.read(DATA / "librispeech_test-clean_1995-1837-0001.wav", dtype="float32")
+    assert rate == 16000
+    cut = np.ascontiguousarray(audio[: seconds * rate])
+    spy = _EncoderSpy(engine._model.model)
+    engine._model.model = spy
+    try:
+        transcript = engine.transcribe(cut, language=LanguageRequest(fixed="en"), minimal=True)
+    finally:
+        engine._model.model = spy._model
+    window = (seconds + int(MINIMAL_WINDOW_PAD_S)) * 100
+    assert spy.frames and max(spy.frames) <= window, spy.frames
+    assert len(spy.frames) >= 1
+    assert transcript.text.lower().startswith("it was the first great sorrow")
