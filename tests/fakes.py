@@ -42,6 +42,9 @@ LOOP = -6
 """Every decode attempt loops (``"uh uh uh ..."``) and takes *second sample* ms: the engine runs
 the real fallback policy (:func:`whisper_streaming.engines.decoding.run_attempts`) with the real time
 budget of ``EngineOptions.limits``, as the faster-whisper engine does."""
+SPIN = -7
+"""transcribe burns *second sample* ms of its own CPU time (a busy loop on ``time.process_time``),
+so a worker that is paused (``SIGSTOP``) takes longer by the time it was paused."""
 SENTIMENT_RAISE = 1000
 """A normal utterance (``"utt 1000"``) on which the fake sentiment engine raises."""
 
@@ -103,6 +106,10 @@ class FakeEngine:
             raise RuntimeError("fake engine failure")
         if tag == LOOP:
             return self._looping(audio, arg / 1000)
+        if tag == SPIN:
+            until = time.process_time() + arg / 1000
+            while time.process_time() < until:
+                pass
         if tag >= 0 and arg > 0:
             time.sleep(arg / 1000)
         duration = len(audio) / SAMPLE_RATE_HZ

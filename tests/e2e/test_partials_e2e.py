@@ -94,9 +94,14 @@ def test_without_the_option_no_partial_is_sent(two_worker_server: ServerProcess)
     assert any(isinstance(p, Result) for _, p in got)
 
 
-def test_a_one_worker_server_answers_partials_0(server: ServerProcess) -> None:
-    pcm = load_speech(JFK)[0][: 32000 * 3] + silence(1.0)
+def test_a_one_worker_server_gives_partials_on_its_partial_worker(server: ServerProcess) -> None:
+    """``model.channel: 1`` and the default ``partials.workers: 1``: the partial worker, not the one
+    worker of the finals, decodes them (with ``partials.workers: 0`` such a server answers
+    ``partials=0``: ``tests/unit/app/test_wiring_partials.py``)."""
+    pcm = load_speech(JFK)[0][: 32000 * 4] + silence(1.0)
     got, _ = asyncio.run(_stream(server.port, (("partials", "1"),), pcm))
     packets = [p for _, p in got]
-    assert OptionsAccepted((("partials", "0"),)) in packets
-    assert not any(isinstance(p, Partial) for p in packets)
+    assert OptionsAccepted((("partials", "1"),)) in packets
+    assert any(isinstance(p, Partial) and (p.stable or p.unstable) for p in packets), packets
+    results = [p for p in packets if isinstance(p, Result)]
+    assert results and "fellow americans" in " ".join(r.text for r in results).lower()

@@ -10,6 +10,7 @@ Only the app layer reads the configuration; every lower layer takes its own froz
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from whisper_streaming.analyzers.base import AnalyzerSpec
@@ -30,6 +31,7 @@ from whisper_streaming.transports.audiosocket import AudioSocketOptions
 from whisper_streaming.transports.tcp import TcpOptions
 
 __all__ = [
+    "pause_partials_at",
     "vad_options_from_config",
     "language_policy_from_config",
     "session_options_from_config",
@@ -97,7 +99,8 @@ def _option_policy(config: ServerConfig) -> dict[str, Any]:
     policy: dict[str, Any] = {}
     if config.sentiment.engine == "none":
         policy["sentiment"] = _refuse
-    if not config.partials.enabled or config.model.channel < 2:
+    p = config.partials
+    if not p.enabled or (p.workers == 0 and config.model.channel < 2):
         policy["partials"] = _refuse
     return policy
 
@@ -196,7 +199,26 @@ def pool_options_from_config(config: ServerConfig, engine: EngineOptions) -> Poo
         analyzers=analyzer_specs_from_config(config),
         throttle_worker_s_per_s=config.server.throttle_worker_s_per_s or None,
         throttle_burst_s=config.server.throttle_burst_s,
+        partial_workers=config.partials.workers if config.partials.enabled else 0,
+        pause_partials_at=pause_partials_at(config),
     )
+
+
+def pause_partials_at(config: ServerConfig, cores: int | None = None) -> int | None:
+    """How many workers busy with finals pause the partial workers (``PoolOptions.pause_partials_at``).
+
+    On a CPU, partials must not take a core a final could use: with ``cores`` (default: the
+    cores this process may run on) and ``model.cpu_threads`` per worker (0: counted as one),
+    the cores left over by ``partials.workers`` decide: ``max(1, cores // threads -
+    partials.workers)``, e.g. 1 on 2 cores.  None (never pause) on an accelerator, where the
+    decode does not run on the cores.
+    """
+    if config.model.device not in ("cpu", "auto"):
+        return None
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, config.model.cpu_threads)
+    return max(1, cores // threads - config.partials.workers)
 
 
 def analyzer_specs_from_config(config: ServerConfig) -> tuple[AnalyzerSpec, ...]:

@@ -82,6 +82,9 @@ class Capacity:
     ``held``: of ``queue_depth``, utterances of throttled sessions, which wait for time to
     pass rather than for an engine; ``partial_slots``: engines busy with a partial hypothesis
     (low priority: soon free, and worth less than a speculation of a final).
+    ``partial_workers``: engines kept for partial hypotheses only (not in ``slots``; 0: partials
+    share the engines of the finals); ``partial_worker_ready``: one of them would start a
+    partial now (idle, or not yet started, and not held back for the finals).
     """
 
     idle_slots: int
@@ -89,6 +92,8 @@ class Capacity:
     slots: int
     held: int = 0
     partial_slots: int = 0
+    partial_workers: int = 0
+    partial_worker_ready: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,16 @@ the parent never runs model code, so a crashing model cannot take the server dow
   first, not as much again.  A worker that crashed (EOF) is retried at full cost, as
   before: a crash ends at once instead of holding a worker for the timeout, and is no sign
   that the audio is expensive;
+* partial hypotheses (``UtteranceJob.partial``) run on their own workers when
+  ``partial_workers`` > 0 (started with the pool but not waited for: a server whose partial
+  worker fails to load still serves finals; never queued: a partial that finds no idle
+  partial worker fails at once and is offered again later with more audio), so a final never waits for a partial's worker.  They never take CPU from a final
+  either: while ``pause_partials_at`` or more workers run finals (or speculations), the busy
+  partial workers are paused (``SIGSTOP``, resumed with ``SIGCONT``; POSIX only).  On a
+  2-vCPU machine a decode running beside another takes 20 % longer (the two vCPUs share one
+  core's caches), so a partial that merely overlapped the end of an utterance delayed its
+  final.  A partial's hang timeout counts only the time it ran.  With ``partial_workers`` 0
+  partials share the workers (and the queue) of the finals, unpaused;
 * each exchange's wall time is charged to its session
   (:class:`~whisper_streaming.backends.scheduler.CostThrottle`, when
   ``throttle_worker_s_per_s`` is set): a session that keeps costing more worker time than
@@ -38,6 +48,8 @@ import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
+import signal
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -74,7 +86,14 @@ class PoolOptions:
     analysis no spec provides gets no annotation for it.
 
     ``retry_timeout_fraction``: the retry of an utterance whose worker hung is a minimal
-    decode, killed after ``transcribe_timeout_s`` times this.
+    decode, killed after ``transcribe_timeout_s`` times this; a partial hypothesis too (its
+    running time only: a paused partial does not time out).
+
+    ``partial_workers``: worker processes for partial hypotheses only (0: partials share the
+    workers of the finals); started with the pool, not waited for.
+    ``pause_partials_at``: pause the partial workers while at least this many workers run
+    finals (None: never; 1 suits a machine with as many cores as workers plus partial
+    workers, one thread each: see the module docstring).
 
     ``throttle_worker_s_per_s`` / ``throttle_burst_s``: per-session token bucket of worker
     seconds (:class:`~whisper_streaming.backends.scheduler.CostThrottle`): a session may keep
@@ -98,6 +117,8 @@ class PoolOptions:
     retry_timeout_fraction: float = 0.25
     throttle_worker_s_per_s: float | None = 1.0
     throttle_burst_s: float = 20.0
+    partial_workers: int = 0
+    pause_partials_at: int | None = 1
 
 
 @dataclass
@@ -127,6 +148,14 @@ class _Slot:
     task: asyncio.Task[None] | None = None
     started: asyncio.Future[None] | None = None
     partial: bool = False  # busy with a partial hypothesis
+    for_partials: bool = False  # a partial worker: takes jobs from its inbox, not the fair queue
+    inbox: asyncio.Queue[tuple[Hashable, _Job]] | None = None  # a partial worker's next job (at most one)
+    paused_at: float | None = None  # SIGSTOPped at this monotonic time (a partial, while a final runs)
+    paused_s: float = 0.0  # time paused during the current job
+
+
+CAN_PAUSE = hasattr(signal, "SIGSTOP") and hasattr(os, "kill")
+"""Whether worker processes can be paused (POSIX job-control signals)."""
 
 
 class ProcessPool(AsrBackend):
@@ -141,6 +170,7 @@ class ProcessPool(AsrBackend):
         self._queue: FairQueue[Hashable, _Job] = FairQueue(options.max_queued, options.max_queued_per_session, self._throttle,
                                                            reserve_getters=1 if options.workers > 1 else 0)
         self._slots = [_Slot(i) for i in range(options.workers)]
+        self._partial_slots = [_Slot(options.workers + i, for_partials=True) for i in range(options.partial_workers)]
         self._ids = itertools.count()
         self._restarts = 0
         self._timeouts = 0
@@ -156,6 +186,9 @@ class ProcessPool(AsrBackend):
         for slot in self._slots:
             slot.started = loop.create_future()
             slot.task = asyncio.create_task(self._run_slot(slot), name=f"asr-worker-{slot.index}")
+        for slot in self._partial_slots:  # no ``started`` future: a failing load is retried every second
+            slot.inbox = asyncio.Queue(maxsize=1)
+            slot.task = asyncio.create_task(self._run_slot(slot), name=f"asr-partial-worker-{slot.index}")
         results = await asyncio.gather(*(s.started for s in self._slots), return_exceptions=True)  # type: ignore[misc]
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -166,12 +199,27 @@ class ProcessPool(AsrBackend):
         if self._closed:
             raise AsrError("the ASR pool is closed")
         job = _Job(next(self._ids), session_key, job, asyncio.get_running_loop().create_future())
+        if job.job.partial and self._partial_slots:
+            self._hand_to_partial_worker(session_key, job)
+            return job.future
         await self._queue.put(session_key, job)
         if self._closed:  # close() ran while we waited for room: nobody will serve the queue now
             for stale in self._queue.remove_all():
                 stale.future.cancel()
             raise AsrError("the ASR pool is closed")
         return job.future
+
+    def _hand_to_partial_worker(self, session_key: Hashable, job: _Job) -> None:
+        """Give a partial to an idle partial worker, or fail it at once (partials are never queued).
+
+        Raises:
+            AsrError: no partial worker is idle (busy, paused or still loading).
+        """
+        for slot in self._partial_slots:
+            if slot.inbox is not None and slot.state is EngineState.IDLE and slot.inbox.empty():
+                slot.inbox.put_nowait((session_key, job))
+                return
+        raise AsrError("no idle partial worker")
 
     def cancel_session(self, session_key: Hashable) -> None:
         for job in self._queue.remove_key(session_key):
@@ -185,8 +233,10 @@ class ProcessPool(AsrBackend):
     def capacity(self) -> Capacity:
         idle = sum(s.state is EngineState.IDLE for s in self._slots)
         partial = sum(s.state is EngineState.BUSY and s.partial for s in self._slots)
+        ready = any(s.state is EngineState.IDLE and s.inbox is not None and s.inbox.empty() for s in self._partial_slots)
         return Capacity(idle_slots=idle, queue_depth=len(self._queue), slots=len(self._slots), held=self._queue.held(),
-                        partial_slots=partial)
+                        partial_slots=partial, partial_workers=len(self._partial_slots),
+                        partial_worker_ready=ready and not self._partials_paused_now())
 
     def status(self) -> BackendStatus:
         throttled = 0 if self._throttle is None else self._throttle.keys_throttled
@@ -197,11 +247,12 @@ class ProcessPool(AsrBackend):
         if self._closed:
             return
         self._closed = True
-        for slot in self._slots:
+        every = self._slots + self._partial_slots
+        for slot in every:
             if slot.task is not None:
                 slot.task.cancel()
-        await asyncio.gather(*(s.task for s in self._slots if s.task is not None), return_exceptions=True)
-        for slot in self._slots:  # a busy or loading worker is killed: nobody waits for its work now
+        await asyncio.gather(*(s.task for s in every if s.task is not None), return_exceptions=True)
+        for slot in every:  # a busy or loading worker is killed: nobody waits for its work now
             self._stop_process(slot, graceful=slot.state is EngineState.IDLE)
             slot.state = EngineState.STOPPED
             if slot.started is not None and not slot.started.done():  # closed during start()
@@ -227,15 +278,21 @@ class ProcessPool(AsrBackend):
                 if slot.started is not None and not slot.started.done():
                     slot.started.set_result(None)
             slot.state = EngineState.IDLE
-            key, job = await self._queue.get()
+            self._balance_partials()
+            if slot.inbox is not None:
+                key, job = await slot.inbox.get()
+            else:
+                key, job = await self._queue.get()
             counted = not job.job.partial
-            if not counted:  # a partial never makes the session's final wait for it (scheduler.py)
+            if not counted and slot.inbox is None:  # a partial never makes the session's final wait for it (scheduler.py)
                 self._queue.task_done(key)
             try:
                 if job.future.done():  # cancelled while queued
                     continue
                 slot.state = EngineState.BUSY
                 slot.partial = job.job.partial
+                slot.paused_s = 0.0
+                self._balance_partials()
                 job.attempts += 1
                 t0 = time.monotonic()
                 try:
@@ -266,8 +323,47 @@ class ProcessPool(AsrBackend):
                     log.warning("engine %d failed on utterance %d of %s: %s", slot.index, job.job_id, key, reply.message)
                     self._retry_or_fail(job, reply.message)
             finally:
+                self._resume(slot)
+                slot.partial = False
                 if counted:
                     self._queue.task_done(key)  # its worker is free: the session's next utterance may go
+
+    # ------------------------------------------------------------------ pausing partials
+
+    def _partials_paused_now(self) -> bool:
+        """Whether enough workers run finals that the partial workers must wait (``pause_partials_at``)."""
+        at = self.options.pause_partials_at
+        if at is None or not CAN_PAUSE:
+            return False
+        return sum(s.state is EngineState.BUSY and not s.partial for s in self._slots) >= at
+
+    def _balance_partials(self) -> None:
+        """Pause the busy partial workers while finals need the CPU; else let them run."""
+        if not self._partial_slots or self._closed:
+            return
+        pause = self._partials_paused_now()
+        for slot in self._partial_slots:
+            if pause and slot.state is EngineState.BUSY and slot.paused_at is None:
+                self._signal(slot, signal.SIGSTOP)
+                slot.paused_at = time.monotonic()
+            elif not pause:
+                self._resume(slot)
+
+    def _resume(self, slot: _Slot) -> None:
+        if slot.paused_at is None:
+            return
+        slot.paused_s += time.monotonic() - slot.paused_at
+        slot.paused_at = None
+        self._signal(slot, signal.SIGCONT)
+
+    @staticmethod
+    def _signal(slot: _Slot, signum: int) -> None:
+        proc = slot.process
+        if proc is not None and proc.pid is not None:
+            try:
+                os.kill(proc.pid, signum)
+            except ProcessLookupError:  # died meanwhile: its pipe reports it
+                pass
 
     def _charge(self, job: _Job, worker_s: float) -> None:
         if self._throttle is not None and not job.job.partial:  # partials run on idle workers, at the server's choice
@@ -306,12 +402,25 @@ class ProcessPool(AsrBackend):
         except (OSError, ValueError) as exc:
             raise _WorkerDied(f"send failed: {exc}") from exc
         timeout_s = self.options.transcribe_timeout_s
-        if job.minimal:
+        if job.minimal or job.job.partial:  # a minimal decode: a quarter of the timeout
             timeout_s *= self.options.retry_timeout_fraction
+        t0 = time.monotonic()
         while True:
-            reply = await self._recv(slot, timeout_s)
+            try:
+                reply = await self._recv(slot, timeout_s - self._ran_s(slot, t0))
+            except _WorkerHung:
+                if self._ran_s(slot, t0) < timeout_s:  # paused part of the time: the timeout counts only running time
+                    continue
+                raise
             if isinstance(reply, (JobDone, JobFailed)) and reply.job_id == job.job_id:
                 return reply
+
+    @staticmethod
+    def _ran_s(slot: _Slot, since: float) -> float:
+        """Seconds since ``since`` that the slot's worker was not paused."""
+        now = time.monotonic()
+        paused = slot.paused_s + (now - slot.paused_at if slot.paused_at is not None else 0.0)
+        return now - since - paused
 
     async def _recv(self, slot: _Slot, timeout_s: float) -> Any:
         """Wait for one message from the worker without blocking the event loop."""

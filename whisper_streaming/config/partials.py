@@ -12,8 +12,9 @@ __all__ = ["PartialsConfig"]
 
 
 class PartialsConfig(BaseModel):
-    """When partial hypotheses are decoded (``PartialPolicy``); they run only on idle workers, as a
-    greedy decode, and never with a single worker (``model.channel: 1`` answers ``partials=0``)."""
+    """When partial hypotheses are decoded (``PartialPolicy``) and where: as a greedy decode, on
+    their own worker processes (``workers``), or with ``workers: 0`` only on idle workers of the
+    finals, and then never with a single one (``model.channel: 1`` answers ``partials=0``)."""
 
     model_config = STRICT_MODEL_CONFIG
 
@@ -25,6 +26,11 @@ class PartialsConfig(BaseModel):
 
     min_interval_s: Annotated[FiniteFloat, Field(gt=0.0, le=60.0)] = 1.0
     """At least this much more audio (s) between two partials of an utterance."""
+
+    workers: Annotated[int, Field(ge=0, le=64)] = 1
+    """Worker processes for partials only, started with the server (not waited for); paused
+    while the finals need the CPU (``backends/pool.py``).  0: partials run on idle workers of the
+    finals instead (one more model in memory saved; finals may then wait for a partial)."""
 
     cost_factor: Annotated[FiniteFloat, Field(ge=0.0, le=100.0)] = 2.0
     """After a partial that took ``d`` seconds to decode, the next one waits ``max(min_interval_s,

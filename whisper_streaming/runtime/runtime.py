@@ -265,10 +265,15 @@ class Runtime:
         return capacity.queue_depth - capacity.held == 0 and capacity.idle_slots >= 1 and capacity.idle_slots + capacity.partial_slots >= 2
 
     def room_for_partial(self) -> bool:
-        """Nothing queued but the work of held sessions, and two engines really idle: a partial
-        hypothesis never takes the engine a confirmed utterance or a speculation could use."""
+        """Nothing queued but the work of held sessions, and: a partial worker ready (the backend
+        keeps engines for partials), else two engines really idle.  A partial hypothesis never
+        takes the engine a confirmed utterance or a speculation could use."""
         capacity = self.backend.capacity()
-        return capacity.queue_depth - capacity.held == 0 and capacity.idle_slots >= 2
+        if capacity.queue_depth - capacity.held != 0:
+            return False
+        if capacity.partial_workers:
+            return capacity.partial_worker_ready
+        return capacity.idle_slots >= 2
 
     def cached_status_text(self) -> str:
         """The last ``%C`` text built (built now if none was): for status requests over a door's rate."""

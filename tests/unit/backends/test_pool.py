@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 import fakes
-from fakes import CRASH, CRASH_ONCE, HANG, HANG_ONCE, RAISE, pcm, text_for
+from fakes import CRASH, CRASH_ONCE, HANG, HANG_ONCE, RAISE, SPIN, pcm, text_for
 from whisper_streaming.engines.base import EngineOptions
 from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.errors import AsrError, ConfigError, ModelError
@@ -234,6 +234,109 @@ def test_a_partial_is_decoded_minimal_never_retried_and_never_holds_back_its_ses
         await result(slow)
 
     run_pool(tmp_path, body, workers=2)
+
+
+def process_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat: R running, S sleeping, T stopped."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+async def busy_partial_pid(pool: ProcessPool) -> int:
+    """The pid of the worker that started the SPIN job (once its engine has logged the call)."""
+    deadline = time.monotonic() + WAIT_S
+    while not (pids := call_pids(Path(pool.options.engine.model), SPIN)):
+        assert time.monotonic() < deadline, "the SPIN job never started"
+        await asyncio.sleep(0.005)
+    return pids[0]
+
+
+async def submit_partial(pool: ProcessPool, job: UtteranceJob) -> asyncio.Future[UtteranceResult]:
+    """Submit a partial once a partial worker is ready (it loads beside the workers of the finals)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        if pool.capacity().partial_worker_ready and pool.capacity().partial_workers:
+            try:
+                return await pool.submit("A", job)
+            except AsrError:
+                pass
+        assert time.monotonic() < deadline, "no partial worker became ready"
+        await asyncio.sleep(0.01)
+
+
+PAUSE_ONLY_WITH_PROC = pytest.mark.skipif(not hasattr(os, "kill") or not Path("/proc/self/stat").exists(), reason="needs POSIX signals and /proc")
+
+
+def test_partials_get_their_own_worker_and_are_never_queued(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        first = await submit_partial(pool, UtteranceJob(pcm(2, 300), partial=True))
+        assert len(worker_processes()) == 3  # two for the finals, one for partials
+        assert not pool.capacity().partial_worker_ready  # busy
+        with pytest.raises(AsrError, match="no idle partial worker"):  # never queued behind the running one
+            await pool.submit("B", UtteranceJob(pcm(3), partial=True))
+        finals = [await pool.submit(k, UtteranceJob(pcm(10 + i, 50))) for i, k in enumerate("CD")]
+        t0 = time.monotonic()
+        assert [(await result(f)).text for f in finals] == [text_for(10), text_for(11)]
+        assert time.monotonic() - t0 < 0.28  # both workers of the finals were free: no wait for the partial
+        partial = await result(first)
+        assert partial.text == text_for(2)
+        final_pids = {fakes.pid_of(await result(f)) for f in finals}
+        assert fakes.pid_of(partial) not in final_pids
+        assert [tag for _, tag in minimal_calls(tmp_path)] == [2]  # a minimal decode; 3 never ran
+        assert pool.capacity().partial_worker_ready
+        assert pool.status().engines == (IDLE, IDLE)  # %C shows the workers of the finals
+
+    run_pool(tmp_path, body, workers=2, partial_workers=1, pause_partials_at=None)
+
+
+@PAUSE_ONLY_WITH_PROC
+def test_a_partial_worker_is_paused_while_a_final_runs_and_resumed_after(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        partial = await submit_partial(pool, UtteranceJob(pcm(SPIN, 400), partial=True))
+        pid = await busy_partial_pid(pool)
+        await asyncio.sleep(0.1)
+        assert process_state(pid) in "RS"  # running alone
+        t0 = time.monotonic()
+        final = await pool.submit("B", UtteranceJob(pcm(11, 500)))
+        await asyncio.sleep(0.2)
+        assert process_state(pid) == "T"  # a final runs: the partial waits
+        assert not pool.capacity().partial_worker_ready
+        assert not partial.done()
+        assert (await result(final)).text == text_for(11)
+        assert (await result(partial)).text == text_for(SPIN)
+        assert time.monotonic() - t0 >= 0.65  # ~0.5 s paused, then the rest of its 0.4 s of CPU
+        assert pool.capacity().partial_worker_ready
+
+    run_pool(tmp_path, body, workers=2, partial_workers=1, pause_partials_at=1)
+
+
+@PAUSE_ONLY_WITH_PROC
+def test_a_paused_partial_does_not_time_out_and_a_higher_threshold_lets_it_run(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        partial = await submit_partial(pool, UtteranceJob(pcm(SPIN, 300), partial=True))
+        pid = await busy_partial_pid(pool)
+        long_final = await pool.submit("B", UtteranceJob(pcm(11, 3000)))
+        await asyncio.sleep(0.2)
+        assert process_state(pid) == "T"
+        await asyncio.sleep(2.2)  # paused past its 2 s timeout (a partial gets a quarter of 8 s): not killed as hung
+        assert process_state(pid) == "T"
+        assert (await result(long_final)).text == text_for(11)
+        assert (await result(partial)).text == text_for(SPIN)
+        assert pool.status().worker_restarts == 0 and pool.status().worker_timeouts == 0
+
+    run_pool(tmp_path, body, workers=2, partial_workers=1, pause_partials_at=1, transcribe_timeout_s=8.0, retry_timeout_fraction=0.25)
+
+    async def body2(pool: ProcessPool) -> None:
+        partial = await submit_partial(pool, UtteranceJob(pcm(SPIN, 300), partial=True))
+        pid = await busy_partial_pid(pool)
+        final = await pool.submit("B", UtteranceJob(pcm(11, 500)))
+        await asyncio.sleep(0.2)
+        assert process_state(pid) in "RS"  # one final busy, the threshold is two
+        await result(final)
+        await result(partial)
+
+    for f in Path(tmp_path).glob("*.log"):
+        f.unlink()
+    run_pool(tmp_path, body2, workers=2, partial_workers=1, pause_partials_at=2)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -714,6 +714,24 @@ def test_a_partial_never_stops_a_speculation_and_needs_two_really_idle_engines(i
     asyncio.run(main())
 
 
+@pytest.mark.parametrize(
+    ("idle_slots", "queue_depth", "held", "ready", "partial"),
+    [(0, 0, 0, True, True),  # a partial worker of its own: the finals' workers may all be busy
+     (2, 0, 0, False, False),  # not ready (busy, loading, or held back while finals need the CPU)
+     (2, 1, 0, True, False),  # a confirmed utterance waits
+     (0, 1, 1, True, True)],  # only a throttled session's work waits
+)
+def test_a_partial_worker_of_its_own_decides_room_for_a_partial(idle_slots: int, queue_depth: int, held: int, ready: bool,
+                                                                partial: bool) -> None:
+    backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=queue_depth, slots=2, held=held,
+                                            partial_workers=1, partial_worker_ready=ready))
+
+    async def main() -> None:
+        assert Runtime(RuntimeOptions(), backend).room_for_partial() is partial
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("idle_slots", [1, 2])
 def test_speculation_follows_capacity_on_a_stream(idle_slots: int) -> None:
     backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=0, slots=2))
