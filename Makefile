@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test clean server
+.PHONY: install system-deps demo test clean server
 
 install: $(STAMP)
 
@@ -17,13 +17,20 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-openai-whisper.txt 
 	$(PY) -m whisper_streaming.models assemble
 	touch $(STAMP)
 
+# Debian packages the tests need: chromium for the browser test (tests/e2e/test_browser_page.py).
+system-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium; \
+	fi
+
 demo: install
 	$(PY) demo.py
 
 server: install
 	$(PY) tcp_server.py --config config_vad.yaml
 
-test: install
+test: install system-deps
 	$(PY) -m pytest
 
 clean:

@@ -70,6 +70,8 @@ class ErrorReason(str, enum.Enum):
     SERVER_TOO_BUSY = "SERVER_TOO_BUSY"
     TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
     SHUTTING_DOWN = "SHUTTING_DOWN"
+    # tokens (config ``auth``): a stream without a valid token, a wrong token
+    UNAUTHORIZED = "UNAUTHORIZED"
     # the AudioSocket codec (whisper_streaming.wire.audiosocket)
     UUID_NOT_FIRST = "UUID_NOT_FIRST"
     UUID_REPEATED = "UUID_REPEATED"
@@ -79,6 +81,10 @@ class ErrorReason(str, enum.Enum):
     BAD_DTMF = "BAD_DTMF"
     UNEXPECTED_DATA = "UNEXPECTED_DATA"
     DATA_AFTER_HANGUP = "DATA_AFTER_HANGUP"
+    # the WebSocket door (whisper_streaming.wire.ws_session, whisper_streaming.transports.web)
+    BAD_MESSAGE = "BAD_MESSAGE"
+    UNKNOWN_MESSAGE = "UNKNOWN_MESSAGE"
+    BAD_ORIGIN = "BAD_ORIGIN"
 
     def __str__(self) -> str:
         return self.value
@@ -112,6 +118,7 @@ _WS_CLOSE = {
     ErrorReason.STREAM_TOO_LONG: 1009,
     ErrorReason.BAD_LENGTH: 1009,
     ErrorReason.FRAME_TOO_LARGE: 1009,
+    ErrorReason.UNAUTHORIZED: 1008,
 }
 _HTTP_STATUS = {
     ErrorReason.SHUTTING_DOWN: 503,
@@ -122,6 +129,8 @@ _HTTP_STATUS = {
     ErrorReason.STREAM_TOO_LONG: 413,
     ErrorReason.BAD_LENGTH: 413,
     ErrorReason.FRAME_TOO_LARGE: 413,
+    ErrorReason.BAD_ORIGIN: 403,
+    ErrorReason.UNAUTHORIZED: 401,
 }
 
 

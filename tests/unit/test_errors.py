@@ -25,6 +25,7 @@ def test_wire_text_is_the_value_and_formats_as_it() -> None:
         (ErrorReason.BAD_LENGTH, 1009, 413, True),
         (ErrorReason.AUDIO_BEFORE_BEGIN, 1008, 400, True),
         (ErrorReason.UNKNOWN_KIND, 1008, 400, True),
+        (ErrorReason.UNAUTHORIZED, 1008, 401, True),
     ],
 )
 def test_each_reason_maps_to_a_close_code_and_status(reason: ErrorReason, close_code: int, status: int, peer_fault: bool) -> None:

@@ -20,17 +20,19 @@ from whisper_streaming.app.wiring import (
     pool_options_from_config,
     runtime_options_from_config,
     tcp_options_from_config,
+    web_options_from_config,
 )
 from whisper_streaming.backends.pool import ProcessPool
 from whisper_streaming.config.schema import ServerConfig, load_config, with_overrides
 from whisper_streaming.errors import ConfigError, ModelError, WhisperStreamingError
-from whisper_streaming.runtime.runtime import Runtime
+from whisper_streaming.runtime.runtime import Runtime, RuntimeOptions
 from whisper_streaming.sinks.base import Sink
 from whisper_streaming.sinks.jsonl import JsonlSink, ResultsLog
 from whisper_streaming.sinks.pcm import PcmLimits, PcmRecorder, PcmSink
 from whisper_streaming.sinks.webhook import WebhookSink
 from whisper_streaming.transports.audiosocket import AudioSocketTransport
 from whisper_streaming.transports.tcp import TcpTransport
+from whisper_streaming.transports.web import WebTransport
 
 __all__ = ["run_server", "server_main"]
 
@@ -43,6 +45,11 @@ async def run_server(config: ServerConfig) -> None:
     log.info("model %s (%s, %s, %s), %d worker(s)", engine.model, engine.engine, engine.device, engine.compute_type, config.model.channel)
     s = config.sentiment
     log.info("sentiment: engine %s%s, %s by default", s.engine, f" ({s.model})" if s.engine == "transformers" else "", "on" if s.enabled else "off")
+    # before the workers start: these load the TLS certificate and the token file (a bad one fails at once)
+    runtime_options = runtime_options_from_config(config)
+    tcp_options = tcp_options_from_config(config)
+    web_options = web_options_from_config(config) if config.http.enabled else None
+    _log_security(config, runtime_options)
     sinks = _build_sinks(config)
     pool = ProcessPool(pool_options_from_config(config, engine))
     try:
@@ -51,10 +58,12 @@ async def run_server(config: ServerConfig) -> None:
         await _close_sinks(sinks)
         raise
     try:
-        runtime = Runtime(runtime_options_from_config(config), pool, sinks=sinks)
+        runtime = Runtime(runtime_options, pool, sinks=sinks)
         if config.audiosocket.enabled:
             runtime.add_transport(AudioSocketTransport(runtime, audiosocket_options_from_config(config)))
-        runtime.add_transport(TcpTransport(runtime, tcp_options_from_config(config)))  # last: "listening on" is the ready line
+        if web_options is not None:
+            runtime.add_transport(WebTransport(runtime, web_options))  # "http listening on H:P"
+        runtime.add_transport(TcpTransport(runtime, tcp_options))  # last: "listening on" is the ready line
         await runtime.start()
     except BaseException:
         await pool.close()
@@ -67,6 +76,17 @@ async def run_server(config: ServerConfig) -> None:
     await stop.wait()
     log.info("signal received; stopping gracefully")
     await runtime.shutdown()
+
+
+def _log_security(config: ServerConfig, runtime_options: RuntimeOptions) -> None:
+    """Log whether TLS and tokens are on (how many tokens; never a token)."""
+    tls = config.tls
+    log.info("tls: %s", f"on (certificate {tls.cert_file})" if tls.enabled else "off")
+    tokens = runtime_options.session.tokens
+    log.info("tokens: %s", f"required ({len(tokens.tokens)} valid)" if tokens is not None else "off")
+    if tokens is not None and config.audiosocket.enabled:
+        log.warning("tokens: AudioSocket calls are not asked for a token (Asterisk cannot send one): keep port %d private",
+                    config.audiosocket.port)
 
 
 def _build_sinks(config: ServerConfig) -> list[Sink]:
@@ -114,6 +134,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default=None, help="YAML config (default: built-in defaults, same as config_vad.yaml)")
     p.add_argument("--host", default=None, help="listen address (overrides network.ip)")
     p.add_argument("--port", type=int, default=None, help="listen port (overrides network.port; 0 = any free port)")
+    p.add_argument("--http-port", type=int, default=None, help="HTTP/WebSocket port (overrides http.port; 0 = any free port)")
     return p.parse_args(argv)
 
 
@@ -122,7 +143,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         config = load_config(args.config)
-        overrides = {k: v for k, v in {"network.ip": args.host, "network.port": args.port}.items() if v is not None}
+        overrides = {k: v for k, v in {"network.ip": args.host, "network.port": args.port, "http.port": args.http_port}.items() if v is not None}
         if overrides:
             config = with_overrides(config, **overrides)
     except ConfigError as exc:

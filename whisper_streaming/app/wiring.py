@@ -16,6 +16,7 @@ from typing import Any
 from whisper_streaming.analyzers.base import AnalyzerSpec
 from whisper_streaming.analyzers.sentiment import SentimentOptions
 from whisper_streaming.analyzers.sentiment_registry import sentiment_analyzer_spec
+from whisper_streaming.app.security import build_ssl_context, token_set_from_config
 from whisper_streaming.backends.pool import PoolOptions
 from whisper_streaming.config.schema import ServerConfig
 from whisper_streaming.core.language import LanguagePolicy
@@ -29,6 +30,7 @@ from whisper_streaming.pipeline.vad import VadOptions
 from whisper_streaming.runtime.runtime import RuntimeOptions
 from whisper_streaming.transports.audiosocket import AudioSocketOptions
 from whisper_streaming.transports.tcp import TcpOptions
+from whisper_streaming.transports.web import WebOptions
 
 __all__ = [
     "pause_partials_at",
@@ -39,6 +41,7 @@ __all__ = [
     "default_per_ip_limit",
     "tcp_options_from_config",
     "audiosocket_options_from_config",
+    "web_options_from_config",
     "engine_options_from_config",
     "sentiment_options_from_config",
     "analyzer_specs_from_config",
@@ -79,7 +82,12 @@ def _refuse(requested: Any) -> bool:
 
 
 def session_options_from_config(config: ServerConfig) -> SessionOptions:
-    """VAD, stream limit, the sentiment default, the options the server refuses, the partials' cadence."""
+    """VAD, stream limit, the sentiment default, the options the server refuses, the partials' cadence,
+    the access tokens (``auth``; reads ``auth.token_file``).
+
+    Raises:
+        ConfigError: the token file cannot be used (:func:`~whisper_streaming.app.security.token_set_from_config`).
+    """
     max_stream_s = config.server.max_stream_s
     s = config.sentiment
     p = config.partials
@@ -91,6 +99,7 @@ def session_options_from_config(config: ServerConfig) -> SessionOptions:
         language_policy=language_policy_from_config(config),
         option_policy=_option_policy(config),
         partial_policy=PartialPolicy(p.first_after_s, p.min_interval_s, p.cost_factor),
+        tokens=token_set_from_config(config),
     )
 
 
@@ -124,17 +133,35 @@ def default_per_ip_limit(max_connections: int) -> int:
 
 
 def tcp_options_from_config(config: ServerConfig) -> TcpOptions:
+    """The TCP door's options; TLS when ``tls`` is set (loads the certificate and key).
+
+    Raises:
+        ConfigError: the TLS files cannot be used (:func:`~whisper_streaming.app.security.build_ssl_context`).
+    """
     n = config.network
     return TcpOptions(host=n.ip, port=n.port, handshake_timeout_s=n.handshake_timeout_s, identify_timeout_s=n.identify_timeout_s,
                       socket_timeout_s=n.socket_timeout, max_send_buffer_bytes=n.max_send_buffer_bytes,
                       status_requests_per_s=n.status_requests_per_s, status_burst=n.status_burst,
-                      length_encoding=n.length_encoding)
+                      length_encoding=n.length_encoding, ssl_context=build_ssl_context(config))
 
 
 def audiosocket_options_from_config(config: ServerConfig) -> AudioSocketOptions:
     n = config.network
     return AudioSocketOptions(host=n.ip, port=config.audiosocket.port, identify_timeout_s=n.identify_timeout_s, idle_timeout_s=n.socket_timeout,
                               max_call_s=config.audiosocket.max_call_s)
+
+
+def web_options_from_config(config: ServerConfig) -> WebOptions:
+    """The web door's options (section ``http`` on ``network.ip``, the network timeouts and send
+    buffer limit); TLS (HTTPS/WSS) when ``tls`` is set.
+
+    Raises:
+        ConfigError: the TLS files cannot be used (:func:`~whisper_streaming.app.security.build_ssl_context`).
+    """
+    n, h = config.network, config.http
+    return WebOptions(host=n.ip, port=h.port, allowed_origins=h.allowed_origins, max_message_bytes=h.max_message_bytes,
+                      identify_timeout_s=n.identify_timeout_s, socket_timeout_s=n.socket_timeout,
+                      max_send_buffer_bytes=n.max_send_buffer_bytes, ssl_context=build_ssl_context(config))
 
 
 def engine_options_from_config(config: ServerConfig) -> EngineOptions:

@@ -61,6 +61,8 @@ class BackendStatus:
     within the transcription timeout (hung); ``sessions_throttled``: sessions whose utterances
     were held back because they cost far more worker time than real time (counted once per
     episode; see :class:`~whisper_streaming.backends.scheduler.CostThrottle`).
+    ``worker_s``: seconds workers spent on jobs (final, speculative and partial decodes, retries
+    included; the real-time factor's numerator); 0 when the backend cannot tell.
     """
 
     engines: tuple[EngineState, ...]
@@ -71,6 +73,7 @@ class BackendStatus:
     guards: GuardCounts = GuardCounts()
     worker_timeouts: int = 0
     sessions_throttled: int = 0
+    worker_s: float = field(default=0.0, compare=False)  # a measurement: two statuses with equal counters are equal
 
 
 @dataclass(frozen=True)

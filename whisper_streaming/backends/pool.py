@@ -177,6 +177,7 @@ class ProcessPool(AsrBackend):
         self._done = 0
         self._failed = 0
         self._guards = GuardCounts()
+        self._worker_s = 0.0  # seconds workers held jobs, all kinds
         self._closed = False
 
     # ------------------------------------------------------------------ AsrBackend
@@ -241,7 +242,7 @@ class ProcessPool(AsrBackend):
     def status(self) -> BackendStatus:
         throttled = 0 if self._throttle is None else self._throttle.keys_throttled
         return BackendStatus(tuple(s.state for s in self._slots), len(self._queue), self._restarts, self._done, self._failed, self._guards,
-                             worker_timeouts=self._timeouts, sessions_throttled=throttled)
+                             worker_timeouts=self._timeouts, sessions_throttled=throttled, worker_s=self._worker_s)
 
     async def close(self) -> None:
         if self._closed:
@@ -366,6 +367,7 @@ class ProcessPool(AsrBackend):
                 pass
 
     def _charge(self, job: _Job, worker_s: float) -> None:
+        self._worker_s += worker_s
         if self._throttle is not None and not job.job.partial:  # partials run on idle workers, at the server's choice
             self._throttle.charge(job.session_key, worker_s, len(job.job.pcm) / (2 * ASR_SAMPLE_RATE_HZ))
 

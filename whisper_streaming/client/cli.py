@@ -21,8 +21,16 @@ arrives (an empty ``%P`` clears it); when stdout is not a terminal, each partial
 line, ``partial: start end : STABLE<TAB>UNSTABLE`` (see :class:`TranscriptPrinter`).  Without
 ``--partials`` the output is what it always was.
 
-Exit codes: 0 success; 1 cannot connect / connection lost; 2 the server sent ``%E``;
-3 bad arguments or unreadable audio file.
+``--tls`` connects with TLS (a server with config ``tls``), verifying its certificate against the
+system's CAs, or against ``--ca FILE`` (PEM; implies ``--tls``) for a private CA or a
+self-signed certificate.  ``--token TOKEN`` (default: the environment variable
+``WHISPER_STREAMING_TOKEN``, which keeps it out of the process list) sends ``%o token=...``
+right after ``%u`` (a server with config ``auth``); with ``--status`` it logs in first, so
+``%C`` shows the full status rather than the limited line.
+
+Exit codes: 0 success; 1 cannot connect / connection lost (a failed TLS handshake included);
+2 the server sent ``%E`` (``UNAUTHORIZED``: a missing or wrong token); 3 bad arguments,
+unreadable audio or CA file.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import ssl
 import sys
 import time
 import unicodedata
@@ -45,12 +54,16 @@ from whisper_streaming.client.streaming import Partial, Result
 from whisper_streaming.wire.protocol import Summary, format_result_text
 from whisper_streaming.analyzers.sentiment import UNSUPPORTED
 
-__all__ = ["client_main", "stream_file", "format_result_line", "format_partial_line", "TranscriptPrinter", "load_for_stream"]
+__all__ = ["client_main", "stream_file", "format_result_line", "format_partial_line", "TranscriptPrinter", "load_for_stream",
+           "client_ssl_context", "TOKEN_ENV"]
 
 PACKET_SAMPLES = 480
 """30 ms at 16 kHz, the frame size of the original client."""
 
 PACKET_MS = 30
+
+TOKEN_ENV = "WHISPER_STREAMING_TOKEN"
+"""The environment variable ``--token`` defaults to."""
 
 
 def load_for_stream(path: str, *, sample_rate: int = audio_format.DEFAULT_SAMPLE_RATE_HZ, encoding: str = "pcm_s16le") -> bytes:
@@ -245,6 +258,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--partials", action="store_true",
                    help="show partial hypotheses of the utterance in progress (%%o partials=1): on a terminal one line "
                         "redrawn in place, the unstable tail dimmed; otherwise 'partial: ' lines")
+    p.add_argument("--tls", action="store_true", help="connect with TLS, verifying the server's certificate (system CAs, or --ca)")
+    p.add_argument("--ca", metavar="FILE", help="trust this PEM CA/certificate file for --tls (implies --tls)")
+    p.add_argument("--token", default=os.environ.get(TOKEN_ENV) or None,
+                   help=f"access token, sent with %%o token=... after %%u (default: ${TOKEN_ENV}, which keeps it out of the process list)")
     p.add_argument("--timeout", type=float, default=10.0, help="connect/login timeout in seconds (default: 10)")
     args = p.parse_args(argv)
     if not args.status and not args.ifn:
@@ -254,9 +271,22 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-async def _run(args: argparse.Namespace) -> int:
+def client_ssl_context(tls: bool, ca_file: str | None) -> ssl.SSLContext | None:
+    """The client's TLS context: None without ``tls`` and ``ca_file``; the system's CAs with
+    ``tls``; only ``ca_file`` (PEM) when given.  The server's name is always checked.
+
+    Raises:
+        OSError, ssl.SSLError: ``ca_file`` cannot be read or holds no PEM certificate.
+    """
+    if not tls and ca_file is None:
+        return None
+    return ssl.create_default_context(cafile=ca_file)
+
+
+async def _run(args: argparse.Namespace, tls: ssl.SSLContext | None) -> int:
     pcm = b"" if args.status else load_for_stream(args.ifn, sample_rate=args.rate, encoding=args.encoding)
-    client = await AsyncStreamingClient.connect(args.ip, args.port, user_id=None if args.status else args.user, timeout_s=args.timeout)
+    login = None if args.status and args.token is None else args.user  # a token shows the full status only after %u
+    client = await AsyncStreamingClient.connect(args.ip, args.port, user_id=login, timeout_s=args.timeout, ssl=tls, token=args.token)
     try:
         if args.status:
             print(await asyncio.wait_for(client.status(), args.timeout))
@@ -306,12 +336,18 @@ def client_main(argv: Sequence[str] | None = None) -> int:
             print(f"error: --language {args.language!r}: {exc}", file=sys.stderr)
             return 3
     try:
-        return asyncio.run(_run(args))
+        tls = client_ssl_context(args.tls, args.ca)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"error: --ca {args.ca!r}: cannot load it as PEM certificates: {exc}", file=sys.stderr)
+        return 3
+    try:
+        return asyncio.run(_run(args, tls))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except ServerError as exc:
-        print(f"error: the server ended the session: {exc.reason}", file=sys.stderr)
+        hint = f" (a missing or wrong --token / ${TOKEN_ENV})" if exc.reason == "UNAUTHORIZED" else ""
+        print(f"error: the server ended the session: {exc.reason}{hint}", file=sys.stderr)
         return 2
     except (OSError, asyncio.TimeoutError, ConnectionClosedError) as exc:
         print(f"error: cannot talk to {args.ip}:{args.port}: {exc or type(exc).__name__}", file=sys.stderr)

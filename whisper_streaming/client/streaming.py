@@ -26,16 +26,29 @@ events (the utterance in progress: a stable prefix that only grows and an unstab
 utterance's before its :class:`Result`, which supersedes them.  :meth:`~AsyncStreamingClient.finish`
 returns final results only.
 
+TLS and tokens (a server with config ``tls`` / ``auth``)::
+
+    ctx = ssl.create_default_context(cafile="ca.pem")      # or ssl=True: the system's CAs
+    client = await AsyncStreamingClient.connect("stt.example.com", 5000, user_id="alice", ssl=ctx,
+                                                token=os.environ["WHISPER_STREAMING_TOKEN"])
+
+``token`` is sent as ``%o token=...`` right after ``%u`` (in the same round trip), so every
+stream of the connection is allowed; a wrong one makes ``connect``/``login`` raise
+:class:`~whisper_streaming.errors.ServerError` with reason ``UNAUTHORIZED``.  A server without
+tokens ignores it.
+
 Errors: :class:`~whisper_streaming.errors.ServerError` when the server sends ``%E`` (its
 ``reason`` is the code); :class:`~whisper_streaming.errors.ConnectionClosedError` when the
 connection ends early; :class:`~whisper_streaming.errors.UsageError` for calls in the wrong
-state (e.g. ``send_audio`` before ``begin``); ``OSError`` when connecting fails.
+state (e.g. ``send_audio`` before ``begin``); ``OSError`` when connecting fails (with TLS:
+:class:`ssl.SSLError`, e.g. a certificate the client does not trust, is one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from ssl import SSLContext
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
@@ -43,7 +56,8 @@ from typing import Any, TypeVar, Union
 from whisper_streaming.analyzers.sentiment import Sentiment
 
 from whisper_streaming.errors import ConnectionClosedError, RemoteProtocolError, ServerError, UsageError
-from whisper_streaming.core.options import OptionPairs, decode_accepted, encode_value
+from whisper_streaming.core.auth import check_token
+from whisper_streaming.core.options import TOKEN_OPTION, OptionPairs, decode_accepted, encode_value
 from whisper_streaming.wire.protocol import (
     MAGIC,
     Audio,
@@ -138,7 +152,8 @@ T = TypeVar("T")
 class AsyncStreamingClient:
     """One connection to the server. Create with :meth:`connect`."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, length_encoding: str = "hex") -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, length_encoding: str = "hex",
+                 token: str | None = None) -> None:
         self._reader = reader
         self._writer = writer
         self._length_encoding = length_encoding
@@ -153,6 +168,7 @@ class AsyncStreamingClient:
         self._encoding = "pcm_s16le"  # what the server accepted with %o encoding=...
         self._open_streams = 0  # streams whose %F has not been consumed yet
         self._partials_asked = False  # %P is delivered only once the client asked for it
+        self._token = _checked_token(token)  # sent right after %u
         self.user_id: str | None = None
         self.welcome_message: str | None = None
         self.last_summary: Summary | None = None
@@ -162,29 +178,55 @@ class AsyncStreamingClient:
 
     @classmethod
     async def connect(cls, host: str, port: int, *, user_id: str | None = None, timeout_s: float = 10.0,
-                      length_encoding: str = "hex") -> AsyncStreamingClient:
+                      length_encoding: str = "hex", ssl: SSLContext | bool | None = None, token: str | None = None,
+                      server_hostname: str | None = None) -> AsyncStreamingClient:
         """Connect, send the magic string and, if ``user_id`` is given, log in (``%u`` -> ``%L``).
 
         ``length_encoding``: the server's ``network.length_encoding`` (``hex`` or ``decimal``).
+        ``ssl``: TLS (a server with config ``tls``): ``True`` verifies the server's certificate
+        against the system's CAs, an :class:`ssl.SSLContext` as it says
+        (``ssl.create_default_context(cafile=...)`` for a private CA); None or False: plain TCP.
+        ``server_hostname``: the name the certificate must have (default: ``host``).
+        ``token``: the access token (a server with config ``auth``), sent with ``%o token=...``
+        right after ``%u`` (see :meth:`login`); never sent before.
 
         Raises:
-            OSError / asyncio.TimeoutError: cannot connect.
-            ServerError: the server answered ``%E`` (e.g. ``SERVER_TOO_BUSY``).
+            OSError / asyncio.TimeoutError: cannot connect (:class:`ssl.SSLError` for a failed TLS
+                handshake, e.g. a certificate not trusted, or a server that does not speak TLS).
+            ServerError: the server answered ``%E`` (e.g. ``SERVER_TOO_BUSY``, ``UNAUTHORIZED``).
+            UsageError: ``token`` is not a token (1-512 characters of ``A-Z a-z 0-9 - . _ ~ + /``).
         """
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-        client = cls(reader, writer, length_encoding=length_encoding)
+        _checked_token(token)
+        tls = ssl or None
+        hostname = server_hostname if tls is not None else None
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=tls, server_hostname=hostname), timeout_s)
+        client = cls(reader, writer, length_encoding=length_encoding, token=token)
         writer.write(MAGIC)
         if user_id is not None:
             await asyncio.wait_for(client.login(user_id), timeout_s)
         return client
 
     async def login(self, user_id: str) -> str:
-        """Send ``%u`` and wait for ``%L``; returns the welcome text."""
+        """Send ``%u`` and wait for ``%L``; returns the welcome text.
+
+        With a ``token`` (see :meth:`connect`), ``%o token=...`` follows ``%u`` at once and its
+        ``%O`` is awaited too (an empty answer: the token is never echoed).
+
+        Raises:
+            ServerError: the server answered ``%E`` (``UNAUTHORIZED``: a wrong token).
+        """
         if self.user_id is not None:
             raise UsageError("already logged in")
         self._write(UserId(user_id))
         self.user_id = user_id
+        accepted: asyncio.Future[OptionPairs] | None = None
+        if self._token is not None:
+            accepted = asyncio.get_running_loop().create_future()
+            self._write(Options(((TOKEN_OPTION, self._token),)))
+            self._options.append(accepted)
         self.welcome_message = await self._await(self._welcome)
+        if accepted is not None:
+            await self._await(accepted)
         return self.welcome_message
 
     async def set_options(self, *, partials: bool | None = None, **options: Any) -> dict[str, Any]:
@@ -388,6 +430,20 @@ class AsyncStreamingClient:
         self._options.clear()
 
 
+def _checked_token(token: str | None) -> str | None:
+    """``token`` if it has the token syntax (or None).
+
+    Raises:
+        UsageError: not a token (the message never shows it).
+    """
+    if token is None:
+        return None
+    try:
+        return check_token(token)
+    except ValueError as exc:
+        raise UsageError(f"token: {exc}") from None
+
+
 class StreamingClient:
     """Blocking client: the same API as :class:`AsyncStreamingClient`, without ``await``.
 
@@ -395,13 +451,16 @@ class StreamingClient:
     :meth:`close`.
     """
 
-    def __init__(self, host: str, port: int, *, user_id: str | None = None, timeout_s: float = 10.0, length_encoding: str = "hex") -> None:
+    def __init__(self, host: str, port: int, *, user_id: str | None = None, timeout_s: float = 10.0, length_encoding: str = "hex",
+                 ssl: SSLContext | bool | None = None, token: str | None = None, server_hostname: str | None = None) -> None:
+        """Connect as :meth:`AsyncStreamingClient.connect` does (same arguments and errors)."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="whisper-streaming-client", daemon=True)
         self._thread.start()
         try:
             self._client: AsyncStreamingClient = self._call(AsyncStreamingClient.connect(host, port, user_id=user_id, timeout_s=timeout_s,
-                                                                                         length_encoding=length_encoding))
+                                                                                         length_encoding=length_encoding, ssl=ssl, token=token,
+                                                                                         server_hostname=server_hostname))
         except BaseException:
             self._stop_loop()
             raise

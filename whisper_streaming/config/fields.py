@@ -7,12 +7,14 @@ keys forbidden) and small validation helpers.  They are public so that each sect
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated
 
 from pydantic import AllowInfNan, ConfigDict, Field, Strict, StrictStr
 
 __all__ = [
+    "existing_file",
     "FiniteFloat",
     "UnitFloat",
     "NonEmptyStr",
@@ -40,4 +42,19 @@ def not_blank(value: str) -> str:
     """Return ``value`` unchanged; raise ``ValueError("must not be blank")`` if it is only whitespace."""
     if not value.strip():
         raise ValueError("must not be blank")
+    return value
+
+
+def existing_file(value: str | None) -> str | None:
+    """Validator body for a path that must name an existing file (``None`` passes).
+
+    Raises:
+        ValueError: the path contains NUL, or no file is there.
+    """
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if not os.path.isfile(value):
+        raise ValueError(f"no such file: {value!r}")
     return value

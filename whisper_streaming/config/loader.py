@@ -2,7 +2,7 @@
 
 :class:`ServerConfig` gathers one model per YAML section (each defined in its own module of
 this package: ``audio``, ``network``, ``model``, ``vad``, ``server``, ``pcm_save``,
-``sentiment``, ``results``, ``audiosocket``, ``partials``).  The configuration lives in a YAML file (see
+``sentiment``, ``results``, ``audiosocket``, ``partials``, ``tls``, ``auth``, ``http``).  The configuration lives in a YAML file (see
 ``config_vad.yaml`` at the repository root for the documented defaults).  Every section and
 every key is optional; missing ones take the defaults defined in the section models, so an
 empty file (or ``{}``) is a valid configuration.
@@ -38,7 +38,9 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from whisper_streaming.config.audio import AudioConfig
 from whisper_streaming.config.audiosocket import AudioSocketConfig
+from whisper_streaming.config.auth import AuthConfig
 from whisper_streaming.config.fields import STRICT_MODEL_CONFIG
+from whisper_streaming.config.http import HttpConfig
 from whisper_streaming.config.model import ModelConfig
 from whisper_streaming.config.network import NetworkConfig
 from whisper_streaming.config.pcm_save import PcmSaveConfig
@@ -46,6 +48,7 @@ from whisper_streaming.config.partials import PartialsConfig
 from whisper_streaming.config.results import ResultsConfig
 from whisper_streaming.config.sentiment import SentimentConfig
 from whisper_streaming.config.server import ServerSectionConfig
+from whisper_streaming.config.tls import TlsConfig
 from whisper_streaming.config.vad import VadConfig
 from whisper_streaming.errors import ConfigError, UsageError
 
@@ -57,7 +60,7 @@ __all__ = [
 ]
 
 
-_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket", "partials")
+_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket", "partials", "tls", "auth", "http")
 
 
 class ServerConfig(BaseModel):
@@ -75,6 +78,9 @@ class ServerConfig(BaseModel):
     results: ResultsConfig = Field(default_factory=ResultsConfig)
     partials: PartialsConfig = Field(default_factory=PartialsConfig)
     audiosocket: AudioSocketConfig = Field(default_factory=AudioSocketConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
 
     @field_validator(*_SECTIONS, mode="before")
     @classmethod

@@ -6,7 +6,9 @@ This module gathers the configuration's public names in one place; they are defi
   :mod:`~whisper_streaming.config.network`, :mod:`~whisper_streaming.config.model`,
   :mod:`~whisper_streaming.config.vad`, :mod:`~whisper_streaming.config.server`,
   :mod:`~whisper_streaming.config.pcm_save`, :mod:`~whisper_streaming.config.sentiment`,
-  :mod:`~whisper_streaming.config.results` and :mod:`~whisper_streaming.config.audiosocket`;
+  :mod:`~whisper_streaming.config.results`, :mod:`~whisper_streaming.config.audiosocket`,
+  :mod:`~whisper_streaming.config.tls`, :mod:`~whisper_streaming.config.auth` and
+  :mod:`~whisper_streaming.config.http`;
 * :mod:`~whisper_streaming.config.loader`: :class:`ServerConfig` (all sections together),
   :func:`load_config`, :func:`parse_config` and :func:`with_overrides`, and the validation
   policy (strict types, unknown keys are errors, every problem reported at once in a
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 from whisper_streaming.config.audio import PROTOCOL_SAMPLE_RATE_HZ, AudioConfig
 from whisper_streaming.config.audiosocket import AudioSocketConfig
+from whisper_streaming.config.auth import AuthConfig
+from whisper_streaming.config.http import HttpConfig
 from whisper_streaming.config.loader import ServerConfig, load_config, parse_config, with_overrides
 from whisper_streaming.config.model import ModelConfig
 from whisper_streaming.config.network import NetworkConfig
@@ -28,6 +32,7 @@ from whisper_streaming.config.partials import PartialsConfig
 from whisper_streaming.config.results import ResultsConfig
 from whisper_streaming.config.sentiment import SentimentConfig
 from whisper_streaming.config.server import ServerSectionConfig
+from whisper_streaming.config.tls import TlsConfig
 from whisper_streaming.config.vad import VadConfig
 
 __all__ = [
@@ -41,6 +46,9 @@ __all__ = [
     "ResultsConfig",
     "PartialsConfig",
     "AudioSocketConfig",
+    "TlsConfig",
+    "AuthConfig",
+    "HttpConfig",
     "ServerConfig",
     "PROTOCOL_SAMPLE_RATE_HZ",
     "load_config",

@@ -15,6 +15,12 @@ session that never sends ``language`` gets the server's default (config ``model.
 there is no wire value for "back to the server's default".  :func:`normalize_language` is the
 same check for other callers (the CLI, config validation).
 
+``token`` (:data:`TOKEN_OPTION`) is not a stream option but the session's access token (config
+``auth``, :mod:`whisper_streaming.core.auth`): the session checks it, it is never applied to
+:class:`StreamOptions`, never echoed in ``%O`` (an ``%o`` of only a token is answered by an
+empty ``%O``) and never logged (:func:`redact_pairs`; the ``repr`` of ``%o`` packets and
+``SetOptions`` commands hides it).  A server without tokens ignores it like any unknown key.
+
 Adding an option: add a field to :class:`StreamOptions`
 and an :class:`OptionSpec` to :data:`OPTIONS`; the codec, the session and the client pick it up.
 
@@ -47,6 +53,8 @@ __all__ = [
     "WHISPER_LANGUAGE_CODES",
     "LANGUAGE_AUTO",
     "normalize_language",
+    "TOKEN_OPTION",
+    "redact_pairs",
 ]
 
 OptionPairs = tuple[tuple[str, str], ...]
@@ -167,12 +175,22 @@ class OptionSpec:
     """One known key: the :class:`StreamOptions` field it sets and its wire value syntax.
 
     ``parse`` raises ``ValueError`` for an invalid value; ``format`` is its inverse.
+    ``field`` None: a secret the session itself reads from the pairs (``token``): not applied
+    to :class:`StreamOptions`, not echoed in ``%O``, its value never in an error or a log.
     """
 
     key: str
-    field: str
+    field: str | None
     parse: Callable[[str], Any]
     format: Callable[[Any], str]
+
+    @property
+    def secret(self) -> bool:
+        return self.field is None
+
+
+TOKEN_OPTION = "token"
+"""The ``%o`` key of the access token (config ``auth``)."""
 
 
 OPTIONS: dict[str, OptionSpec] = {
@@ -181,6 +199,7 @@ OPTIONS: dict[str, OptionSpec] = {
     "encoding": OptionSpec("encoding", "encoding", _parse_encoding, str),
     "language": OptionSpec("language", "language", normalize_language, _format_language),
     "partials": OptionSpec("partials", "partials", _parse_bool, _format_bool),
+    TOKEN_OPTION: OptionSpec(TOKEN_OPTION, None, str, str),
 }
 """Registry of the keys this server understands."""
 
@@ -203,10 +222,10 @@ def parse_pairs(text: str) -> OptionPairs:
         return ()
     pairs: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for item in text.split(";"):
+    for number, item in enumerate(text.split(";"), start=1):
         key, sep, value = item.partition("=")
-        if not sep or not _KEY.match(key):
-            raise _bad(f"malformed option {item[:40]!r} (expected key=value)")
+        if not sep or not _KEY.match(key):  # not quoted: it may be a token sent without "token="
+            raise _bad(f"option {number} is malformed (expected key=value)")
         if _BAD_VALUE_CHARS.search(value):
             raise _bad(f"option {key}: value contains ';', '=' or a control character")
         if key in seen:
@@ -234,7 +253,7 @@ def negotiate(current: StreamOptions, pairs: OptionPairs, policy: EffectivePolic
     accepted: list[tuple[str, str]] = []
     for key, text in pairs:
         spec = OPTIONS.get(key)
-        if spec is None:
+        if spec is None or spec.secret:  # unknown, or the token (the session reads it itself)
             continue
         try:
             value = spec.parse(text)
@@ -245,6 +264,11 @@ def negotiate(current: StreamOptions, pairs: OptionPairs, policy: EffectivePolic
         changes[spec.field] = value
         accepted.append((key, spec.format(value)))
     return replace(current, **changes), tuple(accepted)
+
+
+def redact_pairs(pairs: Iterable[tuple[str, str]]) -> OptionPairs:
+    """``pairs`` with the value of every secret key (``token``) replaced by ``***`` (for reprs and logs)."""
+    return tuple((k, "***" if k in OPTIONS and OPTIONS[k].secret else v) for k, v in pairs)
 
 
 def encode_value(key: str, value: Any) -> str:

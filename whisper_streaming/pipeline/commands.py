@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from whisper_streaming.core.options import OptionPairs
+from whisper_streaming.core.options import OptionPairs, redact_pairs
 from whisper_streaming.core.results import FinalResult, PartialHypothesis
 from whisper_streaming.errors import ErrorReason
 
@@ -40,9 +40,13 @@ class Identify:
 
 @dataclass(frozen=True)
 class SetOptions:
-    """Options for the following streams, as requested ``key=value`` pairs (``%o``)."""
+    """Options for the following streams, as requested ``key=value`` pairs (``%o``); the
+    access token travels here too (``token``, read by the session; hidden in the ``repr``)."""
 
     pairs: OptionPairs
+
+    def __repr__(self) -> str:
+        return f"SetOptions(pairs={redact_pairs(self.pairs)!r})"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,15 @@ is ``ODD_PCM_LENGTH`` for ``pcm_s16le`` only (any count of G.711 bytes is whole 
 feeds, and every :class:`Transcribe`/:class:`Speculate` carries its
 :class:`~whisper_streaming.core.language.LanguageRequest` (a speculation made under an older
 request is not claimed).
+
+Tokens (:attr:`SessionOptions.tokens`, config ``auth``; None: off, and nothing here changes): the
+session is :attr:`~Session.authenticated` once a ``SetOptions`` carries a valid ``token``
+(checked with :meth:`~whisper_streaming.core.auth.TokenSet.verify`; a wrong one ends the session
+with ``UNAUTHORIZED``).  Before that only ``Identify``, ``RequestStatus`` (answered with the
+limited status: :attr:`StatusRequested.limited`) and a ``SetOptions`` that carries the token
+are taken: ``BeginStream`` or a ``SetOptions`` without the token is ``UNAUTHORIZED``, so an
+unauthenticated peer never sees its options accepted.
+The token itself is never kept, applied to the stream options, echoed or put in a close reason.
 """
 
 from __future__ import annotations
@@ -49,8 +58,9 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from whisper_streaming.core import audio_format
+from whisper_streaming.core.auth import TokenSet
 from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, LanguageTracker
-from whisper_streaming.core.options import StreamOptions, negotiate
+from whisper_streaming.core.options import TOKEN_OPTION, StreamOptions, negotiate
 from whisper_streaming.core.results import FinalResult, PartialHypothesis
 from whisper_streaming.core.text import sanitize_text
 from whisper_streaming.core.transcript import Transcript
@@ -109,6 +119,7 @@ class SessionOptions:
     ``default_language``: the language of a stream whose options say none (``model.language``;
     None: detect per stream).  ``language_policy``: when a detected language is kept
     (:class:`~whisper_streaming.core.language.LanguageTracker`).
+    ``tokens``: the valid access tokens (None: no token needed; see the module docstring).
     """
 
     vad: VadOptions = field(default_factory=VadOptions)
@@ -119,6 +130,7 @@ class SessionOptions:
     default_language: str | None = None
     language_policy: LanguagePolicy = field(default_factory=LanguagePolicy)
     partial_policy: PartialPolicy = field(default_factory=PartialPolicy)
+    tokens: TokenSet | None = None
 
 
 @dataclass(frozen=True)
@@ -219,7 +231,13 @@ class StreamEnded:
 
 @dataclass(frozen=True)
 class StatusRequested:
-    """Answer with a :class:`~whisper_streaming.pipeline.commands.StatusReport` (the runtime knows the server-wide status)."""
+    """Answer with a :class:`~whisper_streaming.pipeline.commands.StatusReport` (the runtime knows the server-wide status).
+
+    ``limited``: the session has not shown a valid token yet (tokens on): only the limited
+    status (the server is up; no counters, no session details).
+    """
+
+    limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -260,6 +278,7 @@ class Session:
         self.user_id: str | None = None
         self.stream_index = -1
         self.stream_options = self.options.stream_defaults  # for the following streams
+        self.authenticated = self.options.tokens is None  # tokens off: nothing to show
         self._analyses: frozenset[str] = frozenset()  # the open stream's
         self._language = LanguageTracker(self.options.default_language, self.options.language_policy)  # the open stream's
         self._segmenter_rate = self.options.vad.sample_rate_hz  # the open stream's
@@ -336,7 +355,7 @@ class Session:
                 actions += self._drain()
             return actions
         if isinstance(command, RequestStatus):
-            return [StatusRequested()]
+            return [StatusRequested(limited=not self.authenticated)]
         if isinstance(command, Identify):
             if self.user_id is not None:
                 return self._error(ErrorReason.DUPLICATE_USER, "a second user id")
@@ -348,6 +367,8 @@ class Session:
                 return self._error(ErrorReason.BEGIN_BEFORE_USER, "begin before the user id")
             if self.state is SessionState.STREAMING:
                 return self._error(ErrorReason.ALREADY_STREAMING, "begin while a stream is open")
+            if not self.authenticated:
+                return self._error(ErrorReason.UNAUTHORIZED, "begin without a valid token")
             self.state = SessionState.STREAMING
             self.stream_index += 1
             self._stream_samples = 0
@@ -471,6 +492,15 @@ class Session:
             return self._error(ErrorReason.OPTIONS_BEFORE_USER, "options before the user id")
         if self.state is SessionState.STREAMING:
             return self._error(ErrorReason.OPTIONS_WHILE_STREAMING, "options while a stream is open")
+        tokens = self.options.tokens
+        if tokens is not None:
+            token = next((value for key, value in command.pairs if key == TOKEN_OPTION), None)
+            if token is not None:
+                if not tokens.verify(token):
+                    return self._error(ErrorReason.UNAUTHORIZED, "wrong token")
+                self.authenticated = True
+            elif not self.authenticated:
+                return self._error(ErrorReason.UNAUTHORIZED, "options before a valid token")
         try:
             self.stream_options, accepted = negotiate(self.stream_options, command.pairs, self.options.option_policy)
         except RemoteProtocolError as exc:

@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from whisper_streaming.backends.base import AsrBackend, UtteranceJob, UtteranceResult
+from whisper_streaming.core.audio_format import DEFAULT_SAMPLE_RATE_HZ
 from whisper_streaming.core.results import FinalResult, PartialHypothesis
 from whisper_streaming.errors import AsrError, RemoteProtocolError
 from whisper_streaming.pipeline.commands import Command, Identify, Output, SessionFailed, StatusReport
@@ -74,6 +75,8 @@ class SessionHost(Protocol):
 
     def status_text(self) -> str: ...
 
+    def limited_status_text(self) -> str: ...
+
 
 class ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefixes every message with the connection id (and peer): ``[c7 127.0.0.1:5000] ...``."""
@@ -110,6 +113,8 @@ class SessionDriver:
         self._closed = False
         self.admitted = False  # set by the runtime's admission
         self.peer_ip = "?"
+        self._stream_rate = DEFAULT_SAMPLE_RATE_HZ  # Hz of the open stream's audio (StreamStarted)
+        self._endpoints: dict[tuple[int, float, float], float] = {}  # utterance -> loop time of its endpoint (final latency)
 
     @property
     def pending_transcriptions(self) -> int:
@@ -222,17 +227,19 @@ class SessionDriver:
 
     def _run_sync_action(self, action: Action) -> None:
         if isinstance(action, StreamAudio):  # every audio packet: build no event that no sink will see
+            self.runtime.stats.audio_in_s += len(action.pcm) / (2 * self._stream_rate)
             if self._stream_index >= 0 and self.runtime.sinks:
                 self.runtime.publish(StreamAudioReceived(self.info, self._stream_index, action.pcm))
         elif isinstance(action, Deliver):
             self._deliver(action.output)
         elif isinstance(action, StatusRequested):
-            self.peer.deliver(StatusReport(self.runtime.status_text()))
+            self.peer.deliver(StatusReport(self.runtime.limited_status_text() if action.limited else self.runtime.status_text()))
         elif isinstance(action, StreamStarted):
             self.log.info("stream %d started (user %r)", action.stream_index, action.user_id)
             if self.info.user_id != action.user_id:
                 self.info = replace(self.info, user_id=action.user_id)
             self._stream_index = action.stream_index
+            self._stream_rate = action.sample_rate_hz
             self.runtime.publish(StreamOpened(self.info, action.stream_index, action.sample_rate_hz))
         elif isinstance(action, StreamEnded):
             self.runtime.publish(StreamClosed(self.info, action.stream_index))
@@ -246,6 +253,7 @@ class SessionDriver:
 
     def _deliver(self, output: Output) -> None:
         if isinstance(output, FinalResult):
+            self._count_final(output)
             self.runtime.result_delivered(self.info, output)
         elif isinstance(output, PartialHypothesis):
             if self._closed:
@@ -257,6 +265,21 @@ class SessionDriver:
             self.runtime.stats.errors[output.reason.value] += 1
         if not self._closed:
             self.peer.deliver(output)
+
+    def _count_final(self, result: FinalResult) -> None:
+        """Count a final result and its latency from its utterance's endpoint (:meth:`_transcribe`
+        noted it; utterances that gave no text are skipped: results leave in cut order)."""
+        stats = self.runtime.stats
+        stats.finals += 1
+        key = (result.stream_index, result.start_s, result.end_s)
+        if key not in self._endpoints:
+            return
+        while self._endpoints:
+            earlier, t0 = next(iter(self._endpoints.items()))
+            del self._endpoints[earlier]
+            if earlier == key:
+                stats.final_latency.observe(max(0.0, asyncio.get_running_loop().time() - t0))
+                return
 
     async def _speculate(self, action: Speculate) -> None:
         if not self.runtime.room_for_speculation():
@@ -300,6 +323,8 @@ class SessionDriver:
         future.add_done_callback(done)
 
     async def _transcribe(self, action: Transcribe) -> None:
+        u = action.utterance  # its endpoint is now: the final latency is counted from here (backpressure included)
+        self._endpoints[(action.stream_index, u.start_s, u.end_s)] = asyncio.get_running_loop().time()
         future = self._speculations.pop(action.claims, None) if action.claims is not None else None
         if future is not None and not future.cancelled():
             self.runtime.stats.speculations_used += 1

@@ -34,7 +34,8 @@ from whisper_streaming.runtime.driver import ConnectionLog, Peer, SessionDriver
 from whisper_streaming.runtime.stats import RuntimeStats
 from whisper_streaming.sinks.base import ResultPublished, SessionInfo, Sink, SinkEvent
 
-__all__ = ["RuntimeOptions", "Transport", "Connection", "Runtime", "finish_tasks", "SINK_CLOSE_DEADLINE_S", "CLOSE_RESERVE_S", "MIN_SINK_CLOSE_S"]
+__all__ = ["RuntimeOptions", "Transport", "Connection", "Runtime", "finish_tasks", "SINK_CLOSE_DEADLINE_S", "CLOSE_RESERVE_S", "MIN_SINK_CLOSE_S",
+           "LIMITED_STATUS_TEXT"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ CLOSE_RESERVE_S = 1.0
 closing the sinks once the doors have finished or cut their streams."""
 MIN_SINK_CLOSE_S = 0.2
 """What each sink gets to close even when the shutdown's deadline has come (files are flushed)."""
+LIMITED_STATUS_TEXT = "server: up (status details after a valid token)"
+"""The whole status a peer gets before it has shown a valid token (tokens on)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,13 @@ class Runtime:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def sessions_by_transport(self) -> dict[str, int]:
+        """Admitted sessions open now, per door (``SessionInfo.transport``: ``tcp``, ``websocket`` ...)."""
+        counts: dict[str, int] = {}
+        for driver in self._sessions:
+            counts[driver.info.transport] = counts.get(driver.info.transport, 0) + 1
+        return counts
+
     def stream_time_left(self) -> float:
         """Seconds the doors may still wait for open streams in this shutdown (then they cut them):
         ``shutdown_timeout_s`` from the start of :meth:`shutdown`, less the reserve for closing
@@ -274,6 +284,16 @@ class Runtime:
         if capacity.partial_workers:
             return capacity.partial_worker_ready
         return capacity.idle_slots >= 2
+
+    @property
+    def tokens_required(self) -> bool:
+        """Whether sessions must show an access token (config ``auth``; see :mod:`whisper_streaming.core.auth`)."""
+        return self.options.session.tokens is not None
+
+    def limited_status_text(self) -> str:
+        """The status shown before a valid token (tokens on): only that the server is up; no
+        counters, no engines, no session details."""
+        return LIMITED_STATUS_TEXT
 
     def cached_status_text(self) -> str:
         """The last ``%C`` text built (built now if none was): for status requests over a door's rate."""

@@ -13,6 +13,10 @@ Asterisk sends is transcribed (result times are the call's seconds either way).
 AudioSocket has no text channel back to Asterisk: results go to the runtime's sinks (the JSONL
 results log, the webhook ``results.webhook_url``), which never block the audio path; a call's
 sink events carry its UUID as ``call_id``.  A malformed frame ends that call only (logged).
+
+Neither TLS nor tokens (config ``tls``, ``auth``) apply to this port: Asterisk's AudioSocket
+speaks plain TCP and has no way to send a token, so calls are never asked for one.  Keep the
+port on a private network (``network.ip``, a firewall) when the other doors need tokens.
 """
 
 from __future__ import annotations
@@ -103,7 +107,10 @@ class AudioSocketTransport:
 
 
 def _call_session_options(options: SessionOptions, max_call_s: float | None) -> SessionOptions:
-    """The session options with the call length limit (the shorter of it and ``server.max_stream_s``)."""
+    """The session options with the call length limit (the shorter of it and ``server.max_stream_s``),
+    without a token check (Asterisk cannot send a token)."""
+    if options.tokens is not None:
+        options = dataclasses.replace(options, tokens=None)
     if max_call_s is None:
         return options
     limit = int(max_call_s * options.vad.sample_rate_hz)

@@ -19,6 +19,15 @@ session also share a server-wide allowance of fresh status texts
 Buffered packets are handled in batches with a yield to the event loop in between, so one
 connection's pipelined flood cannot stall the others.
 
+TLS (``TcpOptions.ssl_context``, config ``tls``): the listener wraps every connection; the TLS
+handshake must finish within ``handshake_timeout_s`` too, and a peer that does not speak TLS
+(or does not trust the certificate) fails it and is closed without a session.  Tokens
+(config ``auth``, :mod:`whisper_streaming.core.auth`): a connection's session takes a slot at
+``%u`` as before, but must show a valid ``%o token=...`` within ``identify_timeout_s`` of its
+handshake (else ``%E TIMEOUT``; the session refuses ``%b``, or an ``%o`` without the token,
+before one with ``%E UNAUTHORIZED``), and until then ``%c`` is answered with the limited status only
+(:meth:`~whisper_streaming.runtime.runtime.Runtime.limited_status_text`).
+
 Closing after an error uses a lingering close (shut down our sending side, then read and
 discard for up to :data:`LINGER_S` until the peer closes): closing a socket with unread
 input makes the kernel send RST, which can destroy the ``%E`` the peer has not read yet.
@@ -31,6 +40,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import ssl
 import struct
 import time
 from dataclasses import dataclass
@@ -63,7 +73,8 @@ class TcpOptions:
     packet other than ``%c`` before ``%E TIMEOUT`` (not while we owe results);
     ``max_send_buffer_bytes`` unread by the peer before it is dropped; ``status_requests_per_s``
     and ``status_burst``: how often a connection's ``%c`` is answered; ``length_encoding``: the
-    packets' 4 length digits, ``hex`` or ``decimal`` (:data:`~whisper_streaming.wire.protocol.LENGTH_ENCODINGS`)."""
+    packets' 4 length digits, ``hex`` or ``decimal`` (:data:`~whisper_streaming.wire.protocol.LENGTH_ENCODINGS`);
+    ``ssl_context``: serve TLS with this server context (None: plain TCP)."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -74,6 +85,7 @@ class TcpOptions:
     status_requests_per_s: float = 10.0
     status_burst: int = 20
     length_encoding: str = "hex"
+    ssl_context: ssl.SSLContext | None = None
 
 
 class TcpTransport:
@@ -91,10 +103,12 @@ class TcpTransport:
 
     async def start(self) -> tuple[str, int]:
         """Bind and listen; returns ``(host, port)`` actually bound."""
-        self._server = await asyncio.start_server(self._accept, self.options.host, self.options.port, limit=READ_CHUNK_BYTES * 2)
+        tls = self.options.ssl_context
+        self._server = await asyncio.start_server(self._accept, self.options.host, self.options.port, limit=READ_CHUNK_BYTES * 2, ssl=tls,
+                                                  ssl_handshake_timeout=self.options.handshake_timeout_s if tls is not None else None)
         sockname = self._server.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
-        log.info("listening on %s:%d", *self.address)
+        log.info("listening on %s:%d%s", *self.address, " (TLS)" if tls is not None else "")
         return self.address
 
     def close_listener(self) -> None:
@@ -234,6 +248,9 @@ class _TcpConnection:
             if not await self._status_token(self._identify_deadline):  # paced: a flood waits (and yields) here
                 await self._identify_timed_out()
                 return None
+            if self.runtime.tokens_required:  # no token yet: the server is up, nothing more
+                self._send_now(Status(self.runtime.limited_status_text()))
+                continue
             fresh = self.runtime.allow_probe()
             self._send_now(Status(self.runtime.status_text() if fresh else self.runtime.cached_status_text()))
 
@@ -262,7 +279,7 @@ class _TcpConnection:
         await self._process_packets()  # bytes that arrived together with the first packet
         while driver.closing is None:
             deadline = self._last_packet + socket_timeout_s
-            unidentified = driver.session.user_id is None
+            unidentified = self._unidentified()
             if unidentified:
                 deadline = min(deadline, self._identify_deadline)
             try:
@@ -272,7 +289,8 @@ class _TcpConnection:
                     self._last_packet = time.monotonic()  # we owe the peer results: it may wait silently
                     continue
                 if unidentified and time.monotonic() >= self._identify_deadline:
-                    self.log.info("no user id within %.0f s of the handshake", self.options.identify_timeout_s)
+                    self.log.info("no user id%s within %.0f s of the handshake", " or no valid token" if self.runtime.tokens_required else "",
+                                  self.options.identify_timeout_s)
                 else:
                     self.log.info("idle for %.0f s", socket_timeout_s)
                 await driver.timeout()
@@ -304,6 +322,11 @@ class _TcpConnection:
             self._send_now(Error(ErrorReason.SHUTTING_DOWN))
         if driver.closing not in (None, "connection lost", "peer not reading"):
             await self._linger_close()
+
+    def _unidentified(self) -> bool:
+        """Not yet identified (``%u``) or, with tokens on, not yet authenticated: held to ``identify_timeout_s``."""
+        session = self.driver.session
+        return session.user_id is None or not session.authenticated
 
     async def _drain(self, timeout_s: float) -> bool:
         """Wait until the peer has read enough of our output; drop a peer stuck that long."""
@@ -345,7 +368,7 @@ class _TcpConnection:
             handled += 1
             if isinstance(packet, StatusRequest):
                 deadline = self._last_packet + self.options.socket_timeout_s
-                if driver.session.user_id is None:
+                if self._unidentified():
                     deadline = min(deadline, self._identify_deadline)
                 if not await self._status_token(deadline):
                     self.log.info("only status requests for %.0f s", self.options.socket_timeout_s)

@@ -37,7 +37,7 @@ from typing import Union
 
 from whisper_streaming.core.text import is_unsafe_in_ids, sanitize_text
 from whisper_streaming.errors import ErrorReason, HandshakeError, RemoteProtocolError, UsageError
-from whisper_streaming.core.options import OptionPairs, format_pairs, parse_pairs
+from whisper_streaming.core.options import OptionPairs, format_pairs, parse_pairs, redact_pairs
 
 __all__ = [
     "MAGIC",
@@ -149,9 +149,13 @@ class StatusRequest:
 
 @dataclass(frozen=True)
 class Options:
-    """``%o``: stream options ``key=value;...`` for the following streams (after ``%u``, outside a stream)."""
+    """``%o``: stream options ``key=value;...`` for the following streams (after ``%u``, outside a
+    stream); also the access token (``token``, hidden in the ``repr``)."""
 
     pairs: OptionPairs = ()
+
+    def __repr__(self) -> str:
+        return f"Options(pairs={redact_pairs(self.pairs)!r})"
 
 
 # ---------------------------------------------------------------- server -> client packets
@@ -326,7 +330,7 @@ def encode_packet(packet: Packet, *, length_encoding: str = "hex") -> bytes:
             if parse_pairs(text) != tuple(packet.pairs):
                 raise RemoteProtocolError(ErrorReason.BAD_OPTION, "keys or values would not survive the round trip")
         except RemoteProtocolError as exc:
-            raise UsageError(f"bad options {packet.pairs!r}: {exc.detail}") from None
+            raise UsageError(f"bad options {redact_pairs(packet.pairs)!r}: {exc.detail}") from None
         data = text.encode("utf-8")
     elif isinstance(packet, Summary):
         data = packet.text.encode("utf-8")

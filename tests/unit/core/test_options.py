@@ -16,6 +16,7 @@ from whisper_streaming.core.options import (
     negotiate,
     normalize_language,
     parse_pairs,
+    redact_pairs,
 )
 
 
@@ -90,6 +91,9 @@ def test_client_side_helpers() -> None:
 def test_every_registered_option_is_a_stream_options_field_and_round_trips() -> None:
     defaults = StreamOptions()
     for key, spec in OPTIONS.items():
+        if spec.secret:  # the token: read by the session itself, not a stream option (tested below)
+            assert key == "token"
+            continue
         assert spec.key == key and hasattr(defaults, spec.field)
         value = getattr(defaults, spec.field)
         if value is None:  # "the server's default" (language): no wire form, never in %O
@@ -97,6 +101,19 @@ def test_every_registered_option_is_a_stream_options_field_and_round_trips() -> 
                 spec.format(value)
             continue
         assert spec.parse(spec.format(value)) == value
+
+
+def test_token_is_never_applied_nor_echoed() -> None:
+    """``token`` is the access token: negotiate leaves it out of the options and of ``%O``."""
+    options, accepted = negotiate(StreamOptions(), (("token", "s3cret-Token"), ("sentiment", "1")))
+    assert options == StreamOptions(sentiment=True)
+    assert accepted == (("sentiment", "1"),)
+    assert negotiate(StreamOptions(), (("token", "x"),)) == (StreamOptions(), ())
+    assert encode_value("token", "abc") == "abc"
+
+
+def test_redact_pairs_hides_only_the_token() -> None:
+    assert redact_pairs((("sentiment", "1"), ("token", "s3cret"), ("other", "v"))) == (("sentiment", "1"), ("token", "***"), ("other", "v"))
 
 
 # --------------------------------------------------------------------------- language

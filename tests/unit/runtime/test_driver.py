@@ -61,6 +61,9 @@ class Host:
     def status_text(self) -> str:
         return "status"
 
+    def limited_status_text(self) -> str:
+        return "limited"
+
 
 class Peer:
     def __init__(self) -> None:
