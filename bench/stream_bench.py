@@ -36,6 +36,10 @@ server's ``%C`` partial counters over the run.  ``--compare-partials``: at each 
 level one run with partials off, then one with them on, against the same server, and a table
 of the two side by side (final latency, WER, CPU, max real-time streams, with ratios).
 Without either option the output is what it always was.
+
+``--door websocket`` streams through the web door's ``/v1/stream`` instead of TCP (same pacing,
+same latency accounting; :mod:`bench.ws_client`); ``--door both`` runs TCP then WebSocket at each
+level against the same server, for the "WebSocket within 50 ms of TCP" comparison.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.partials_replay import PARTIAL_TABLE_HEADER, UtteranceTrace, partial_markdown, partial_metrics  # noqa: E402
 from bench.common import DEFAULT_AUDIO_DIR, SpeechFile, corpus_error_rate, error_rate, load_dir, machine_info, percentile  # noqa: E402
 from whisper_streaming.client.streaming import AsyncStreamingClient  # noqa: E402
+from bench.ws_client import WsStreamingClient  # noqa: E402
 from whisper_streaming.config.schema import load_config  # noqa: E402
 from whisper_streaming.errors import ConnectionClosedError, ServerError  # noqa: E402
 from bench.server_process import ServerProcess  # noqa: E402
@@ -172,7 +177,9 @@ def endpoint_of(result: Result, utterances: list[Utterance], used: set[int]) -> 
 
 
 async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: float, vad: VadOptions, gap_s: float, tail_s: float, user: str,
-                      encoding: str = "pcm_s16le", partials: bool = False) -> SessionResult:
+                      encoding: str = "pcm_s16le", partials: bool = False, ws_port: int | None = None) -> SessionResult:
+    """One stream of ``files`` (with gaps) at ``speed``; over the WebSocket door at ``ws_port``
+    when given (:class:`bench.ws_client.WsStreamingClient`), else the TCP door at ``port``."""
     rate = files[0].sample_rate_hz if files else RATE
     packet_samples = rate * 30 // 1000
     gap = b"\x00\x00" * int(rate * gap_s)
@@ -193,7 +200,10 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
     out = SessionResult(audio_s=total_samples / rate)
     client = None
     try:
-        client = await AsyncStreamingClient.connect(host, port, user_id=user, timeout_s=30)
+        if ws_port is not None:
+            client = await WsStreamingClient.connect(host, ws_port, user_id=user, timeout_s=30)  # type: ignore[assignment]
+        else:
+            client = await AsyncStreamingClient.connect(host, port, user_id=user, timeout_s=30)
         options = {"sample_rate": rate, "encoding": encoding} if rate != RATE or encoding != "pcm_s16le" else {}
         if options or partials:
             accepted = await client.set_options(partials=True if partials else None, **options)
@@ -281,14 +291,14 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
 
 
 async def run_streams(n: int, host: str, port: int, files: list[SpeechFile], *, speed: float, stagger_s: float, vad: VadOptions,
-                      encoding: str = "pcm_s16le", partials: bool = False) -> list[SessionResult]:
+                      encoding: str = "pcm_s16le", partials: bool = False, ws_port: int | None = None) -> list[SessionResult]:
     async def one(i: int) -> SessionResult:
         # Session i starts i/n of the way through the file list: independent calls do not
         # speak the same sentence at the same moment (that would synchronise every endpoint).
         k = i * len(files) // n
         await asyncio.sleep(i * stagger_s)
         return await run_session(host, port, files[k:] + files[:k], speed=speed, vad=vad, gap_s=1.0, tail_s=2.0, user=f"bench{i}", encoding=encoding,
-                                 partials=partials)
+                                 partials=partials, ws_port=ws_port)
 
     return await asyncio.gather(*(one(i) for i in range(n)))
 
@@ -328,7 +338,7 @@ def partial_counts(status: str | None) -> tuple[int, int, int] | None:
 
 def bench_run(n: int, host: str, port: int, files: list[SpeechFile], *, pid: int | None, speed: float = 1.0, stagger_s: float = 0.37,
               vad: VadOptions | None = None, language: str = "en", encoding: str = "pcm_s16le", partials: bool = False,
-              first_after_s: float = 1.0) -> dict[str, object]:
+              first_after_s: float = 1.0, ws_port: int | None = None) -> dict[str, object]:
     """One run of ``n`` concurrent sessions; returns the summary row (see :func:`summarize`).
 
     ``partials``: every stream asks for partial hypotheses; the row gets ``partials_on`` and a
@@ -341,13 +351,14 @@ def bench_run(n: int, host: str, port: int, files: list[SpeechFile], *, pid: int
     t0 = time.monotonic()
     with RssSampler(pid) as rss:
         sessions = asyncio.run(run_streams(n, host, port, files, speed=speed, stagger_s=stagger_s, vad=vad or VadOptions(), encoding=encoding,
-                                           partials=partials))
+                                           partials=partials, ws_port=ws_port))
     wall = time.monotonic() - t0
     cpu = tree_cpu_s(pid) - cpu0 if pid and cpu0 is not None else None
     main_cpu = tree_cpu_s(pid, children=False) - main0 if pid and main0 is not None else None
     status1 = asyncio.run(server_status(host, port))
     spec1 = speculation_counts(status1)
     row = summarize(n, sessions, files, language, cpu, wall, rss.peak)
+    row["door"] = "websocket" if ws_port is not None else "tcp"
     audio_s = row["audio_s"]
     row["main_cpu_s_per_audio_s"] = main_cpu / audio_s if main_cpu is not None and audio_s else None
     if spec0 is not None and spec1 is not None:
@@ -487,6 +498,8 @@ def main() -> int:
     p.add_argument("--encoding", default="pcm_s16le", choices=("pcm_s16le", "mulaw", "alaw"), help="stream in this encoding (negotiated with %%o)")
     p.add_argument("--partials", action="store_true", help="every stream asks for partial hypotheses (%%o partials=1); adds the partial table")
     p.add_argument("--compare-partials", action="store_true", help="at each --streams level, a run with partials off, then one with them on")
+    p.add_argument("--door", default="tcp", choices=("tcp", "websocket", "both"),
+                   help="stream over the TCP door, the WebSocket door (/v1/stream), or both (TCP first) at each level")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/stream_bench-<time>.json)")
     args = p.parse_args()
 
@@ -500,17 +513,24 @@ def main() -> int:
     if args.port is None:
         server = ServerProcess(config=args.config, host=args.host, port=0)
         host, port, pid = server.host, server.port, server.pid
+        http_port = server.http_port
     else:
         host, port, pid = args.host, args.port, args.server_pid
+        http_port = None
+    doors = ["tcp", "websocket"] if args.door == "both" else [args.door]
+    if "websocket" in doors and http_port is None:
+        p.error("--door websocket needs a server started here with http.enabled")
     modes = [False, True] if args.compare_partials else [args.partials]
     rows = []
     try:
         for n in levels:
-            for on in modes:
-                row = bench_run(n, host, port, files, pid=pid, speed=args.speed, stagger_s=args.stagger_s, vad=vad, language=args.language,
-                                encoding=args.encoding, partials=on, first_after_s=config.partials.first_after_s)
-                rows.append(row)
-                print(markdown([row], args.latency_bound_s).splitlines()[2] + (" (partials on)" if on else ""), file=sys.stderr, flush=True)
+            for door in doors:
+                for on in modes:
+                    row = bench_run(n, host, port, files, pid=pid, speed=args.speed, stagger_s=args.stagger_s, vad=vad, language=args.language,
+                                    encoding=args.encoding, partials=on, first_after_s=config.partials.first_after_s,
+                                    ws_port=http_port if door == "websocket" else None)
+                    rows.append(row)
+                    print(markdown([row], args.latency_bound_s).splitlines()[2] + (" (partials on)" if on else "") + f" ({door})", file=sys.stderr, flush=True)
     finally:
         if server is not None:
             server.stop()
@@ -538,6 +558,9 @@ def main() -> int:
         off, on = [r for r in rows if not r.get("partials_on")], [r for r in rows if r.get("partials_on")]
         print("partials off:\n" + markdown(off, args.latency_bound_s) + "\n\npartials on:\n" + markdown(on, args.latency_bound_s))
         print("\npartials off against on (same server, off first at each level):\n" + compare_table(off, on, args.latency_bound_s))
+    elif len(doors) > 1:
+        for door in doors:
+            print(f"{door}:\n" + markdown([r for r in rows if r["door"] == door], args.latency_bound_s) + "\n")
     else:
         print(markdown(rows, args.latency_bound_s))
     if args.partials or args.compare_partials:
