@@ -260,6 +260,9 @@ class ProcessPool(AsrBackend):
                 slot.started.set_exception(ModelError("the ASR pool was closed while starting"))
         for job in self._queue.remove_all():
             job.future.cancel()
+        for slot in self._partial_slots:  # a partial handed over but not yet taken
+            while slot.inbox is not None and not slot.inbox.empty():
+                slot.inbox.get_nowait()[1].future.cancel()
 
     # ------------------------------------------------------------------ supervision
 

@@ -284,6 +284,9 @@ def test_partials_get_their_own_worker_and_are_never_queued(tmp_path):
         assert [tag for _, tag in minimal_calls(tmp_path)] == [2]  # a minimal decode; 3 never ran
         assert pool.capacity().partial_worker_ready
         assert pool.status().engines == (IDLE, IDLE)  # %C shows the workers of the finals
+        late = await pool.submit("A", UtteranceJob(pcm(4, 5000), partial=True))
+        await pool.close()  # a partial in its worker (or handed over, not yet taken) is cancelled, never left pending
+        assert late.cancelled()
 
     run_pool(tmp_path, body, workers=2, partial_workers=1, pause_partials_at=None)
 
