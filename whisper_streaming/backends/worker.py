@@ -11,6 +11,7 @@ import logging
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -103,6 +104,31 @@ def _thread_lock_for_tqdm() -> None:
     tqdm.set_lock(threading.RLock())
 
 
+PR_SET_PDEATHSIG = 1
+"""``prctl(2)`` option: the signal this process gets when its parent dies (Linux)."""
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the server process dies (``prctl(PR_SET_PDEATHSIG)``).
+
+    A worker normally exits when it reads EOF on its pipe, but one that is paused (``SIGSTOP``,
+    a partial worker while finals decode) or stuck in native code never reads it: if the server
+    were killed, it would stay behind holding its memory.  Best effort: elsewhere, or if
+    ``prctl`` is unavailable, nothing changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the parent died before prctl: nobody reads our answers
+        os._exit(0)
+
+
 def worker_main(
     conn: multiprocessing.connection.Connection,
     factory: Callable[[EngineOptions], AsrEngine],
@@ -111,6 +137,7 @@ def worker_main(
 ) -> None:
     """Worker process: build the engine and analyzers once, then answer :class:`WorkerJob` messages."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    _die_with_parent()
     _thread_lock_for_tqdm()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format=f"worker {os.getpid()} %(levelname)s %(name)s: %(message)s")

@@ -6,6 +6,9 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -340,6 +343,58 @@ def test_a_paused_partial_does_not_time_out_and_a_higher_threshold_lets_it_run(t
     for f in Path(tmp_path).glob("*.log"):
         f.unlink()
     run_pool(tmp_path, body2, workers=2, partial_workers=1, pause_partials_at=2)
+
+
+_ORPHAN_PARENT = """
+import asyncio, multiprocessing, sys
+sys.path.insert(0, sys.argv[1])
+import fakes
+from whisper_streaming.backends.pool import PoolOptions, ProcessPool
+from whisper_streaming.engines.base import EngineOptions
+
+async def main():
+    pool = ProcessPool(PoolOptions(EngineOptions(engine="fake", model=sys.argv[2]), workers=1, engine_factory=fakes.make_engine))
+    await pool.start()
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux-only")
+def test_a_paused_worker_dies_with_a_killed_server(tmp_path):
+    """A worker reads EOF on its pipe and exits when the server dies, but a paused one (a partial
+    worker while finals decode) cannot: the kernel kills it (PR_SET_PDEATHSIG)."""
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PARENT, str(Path(fakes.__file__).parent), str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline().split()[0])
+        os.kill(worker, signal.SIGSTOP)
+        deadline = time.monotonic() + WAIT_S
+        while process_state(worker) != "T":  # the signal is delivered asynchronously
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + WAIT_S
+    try:
+        while True:
+            try:
+                state = process_state(worker)
+            except FileNotFoundError:
+                break
+            if state == "Z":  # dead, not yet reaped by whoever adopted it
+                break
+            assert time.monotonic() < deadline, f"the paused worker outlived its server (state {state})"
+            time.sleep(0.05)
+    finally:
+        try:
+            os.kill(worker, signal.SIGKILL)  # never leave a stopped orphan behind, pass or fail
+        except ProcessLookupError:
+            pass
 
 
 @pytest.mark.parametrize("workers", [1, 2])
