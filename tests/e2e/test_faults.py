@@ -438,7 +438,9 @@ def test_sigterm_under_load_tells_every_session(tmp_path: Path) -> None:
         assert_transcript(name, " ".join(p.text for p in sessions[i]["packets"] if isinstance(p, Result)))
     assert "E" in [ends[f"heavy{i}"] for i in range(4)]  # the load did exceed shutdown_timeout_s: those were cut, and told
     keeper = sessions[-1]
-    assert keeper["sent_after_sigterm_s"] >= 1.0  # it did keep sending, and was told (above)
+    # it did keep sending after SIGTERM (how long depends on how soon its own results were done:
+    # 0.6-1.5 s measured), the server saw it (stderr below), and it was told (above)
+    assert keeper["sent_after_sigterm_s"] > 0.0
     assert "discarded" in stderr and "bytes sent after the shutdown began" in stderr
     for bad in _BAD_STDERR:
         assert bad not in stderr, f"{bad!r} on the server's stderr:\n{tail}"
