@@ -57,5 +57,4 @@ def test_minimal_decode_of_speech_cut_mid_word_stays_on_the_trimmed_window(engin
         engine._model.model = spy._model
     window = (seconds + int(MINIMAL_WINDOW_PAD_S)) * 100
     assert spy.frames and max(spy.frames) <= window, spy.frames
-    assert len(spy.frames) >= 1
     assert transcript.text.lower().startswith("it was the first great sorrow")
