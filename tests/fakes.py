@@ -11,7 +11,7 @@ behaviour (see the constants), where the second sample is the id of the ``*_ONCE
 
 ``EngineOptions.model`` is a directory (the test's ``tmp_path``): the engine appends one
 line ``"<pid> <tag>"`` to ``calls.log`` there for every transcribe call (and to
-``minimal.log`` for a call with ``minimal=True``), and keeps the ``*_ONCE`` flag files there.
+``minimal.log`` for a call with ``minimal=True``, ``batch.log`` for a batch chunk), and keeps the ``*_ONCE`` flag files there.
 """
 
 from __future__ import annotations
@@ -90,11 +90,12 @@ class FakeEngine:
         os.close(fd)
         return True
 
-    def transcribe(self, audio: np.ndarray, *, language: object = None, minimal: bool = False) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: object = None, minimal: bool = False, batch: object = None) -> Transcript:
         samples = np.round(audio * 32768.0).astype(np.int64)
         tag = int(samples[0])
         arg = int(samples[1])
-        for name in ("calls.log", "minimal.log") if minimal else ("calls.log",):
+        logs = ("calls.log",) + (("minimal.log",) if minimal else ()) + (("batch.log",) if batch is not None else ())
+        for name in logs:
             with open(os.path.join(self.flag_dir, name), "a") as f:
                 f.write(f"{os.getpid()} {tag}\n")
         if tag == CRASH or (tag == CRASH_ONCE and self._first_time("crash", arg)):

@@ -17,6 +17,7 @@ from typing import Any
 
 from whisper_streaming.core.language import LanguageRequest
 from whisper_streaming.core.transcript import Transcript
+from whisper_streaming.engines.base import BatchDecode
 
 __all__ = ["EngineState", "GuardCounts", "BackendStatus", "Capacity", "UtteranceJob", "UtteranceResult", "AsrBackend"]
 
@@ -106,12 +107,16 @@ class UtteranceJob:
     analyzers to run on it (:class:`~whisper_streaming.analyzers.base.AnalyzerSpec`).
     ``partial``: a partial hypothesis of an utterance in progress: decoded the cheapest way
     (the engine's ``minimal`` decode), not charged to the session's cost throttle, and not
-    counted as the session's running utterance (its final must never wait for it)."""
+    counted as the session's running utterance (its final must never wait for it).
+    ``batch``: a chunk of a file for the batch API (:class:`~whisper_streaming.engines.base.BatchDecode`):
+    low priority -- it starts only when no streaming utterance waits, and only on the engines
+    the backend lends to batch work (see :meth:`AsrBackend.submit`)."""
 
     pcm: bytes
     language: LanguageRequest | None = None
     analyses: frozenset[str] = frozenset()
     partial: bool = False
+    batch: BatchDecode | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,13 @@ the parent never runs model code, so a crashing model cannot take the server dow
   core's caches), so a partial that merely overlapped the end of an utterance delayed its
   final.  A partial's hang timeout counts only the time it ran.  With ``partial_workers`` 0
   partials share the workers (and the queue) of the finals, unpaused;
+* chunks of files for the batch API (``UtteranceJob.batch``) wait in a queue of their own
+  and are low priority: a worker takes one only when no streaming utterance waits; while a
+  streaming job was submitted within ``batch_live_window_s``, batch work leaves
+  ``batch_reserve_workers`` workers to the streams (with two or more workers), so a final never
+  queues behind a chunk of a file; and a worker busy with a chunk is paused like a partial
+  worker while ``pause_partials_at`` workers run streaming finals, so it takes no CPU from them.
+  With no stream live, a file uses every worker;
 * each exchange's wall time is charged to its session
   (:class:`~whisper_streaming.backends.scheduler.CostThrottle`, when
   ``throttle_worker_s_per_s`` is set): a session that keeps costing more worker time than
@@ -91,9 +98,13 @@ class PoolOptions:
 
     ``partial_workers``: worker processes for partial hypotheses only (0: partials share the
     workers of the finals); started with the pool, not waited for.
-    ``pause_partials_at``: pause the partial workers while at least this many workers run
-    finals (None: never; 1 suits a machine with as many cores as workers plus partial
-    workers, one thread each: see the module docstring).
+    ``pause_partials_at``: pause the partial workers, and the workers busy with batch chunks,
+    while at least this many workers run streaming finals (None: never; 1 suits a machine with
+    as many cores as workers plus partial workers, one thread each: see the module docstring).
+
+    ``batch_reserve_workers``: workers batch chunks leave to the streams while a stream is
+    live (a streaming job submitted within the last ``batch_live_window_s``); never all of
+    them: one worker is always lent to batch work.
 
     ``throttle_worker_s_per_s`` / ``throttle_burst_s``: per-session token bucket of worker
     seconds (:class:`~whisper_streaming.backends.scheduler.CostThrottle`): a session may keep
@@ -119,6 +130,8 @@ class PoolOptions:
     throttle_burst_s: float = 20.0
     partial_workers: int = 0
     pause_partials_at: int | None = 1
+    batch_reserve_workers: int = 1
+    batch_live_window_s: float = 15.0
 
 
 @dataclass
@@ -148,10 +161,16 @@ class _Slot:
     task: asyncio.Task[None] | None = None
     started: asyncio.Future[None] | None = None
     partial: bool = False  # busy with a partial hypothesis
+    batch: bool = False  # busy with a chunk of a file (batch API): low priority, paused like a partial
     for_partials: bool = False  # a partial worker: takes jobs from its inbox, not the fair queue
     inbox: asyncio.Queue[tuple[Hashable, _Job]] | None = None  # a partial worker's next job (at most one)
     paused_at: float | None = None  # SIGSTOPped at this monotonic time (a partial, while a final runs)
     paused_s: float = 0.0  # time paused during the current job
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 CAN_PAUSE = hasattr(signal, "SIGSTOP") and hasattr(os, "kill")
@@ -169,6 +188,9 @@ class ProcessPool(AsrBackend):
         # with two or more workers a held session never takes the last idle one (scheduler.py)
         self._queue: FairQueue[Hashable, _Job] = FairQueue(options.max_queued, options.max_queued_per_session, self._throttle,
                                                            reserve_getters=1 if options.workers > 1 else 0)
+        self._batch: FairQueue[Hashable, _Job] = FairQueue(1 << 20, 1 << 20)  # the service bounds what it puts in flight
+        self._batch_wakeup: list[asyncio.Future[None]] = []
+        self._live_at = -float("inf")  # monotonic time of the last streaming job submitted
         self._slots = [_Slot(i) for i in range(options.workers)]
         self._partial_slots = [_Slot(options.workers + i, for_partials=True) for i in range(options.partial_workers)]
         self._ids = itertools.count()
@@ -200,6 +222,11 @@ class ProcessPool(AsrBackend):
         if self._closed:
             raise AsrError("the ASR pool is closed")
         job = _Job(next(self._ids), session_key, job, asyncio.get_running_loop().create_future())
+        if job.job.batch is not None:
+            await self._batch.put(session_key, job)
+            self._wake_batch_getters()
+            return job.future
+        self._live_at = time.monotonic()
         if job.job.partial and self._partial_slots:
             self._hand_to_partial_worker(session_key, job)
             return job.future
@@ -223,7 +250,7 @@ class ProcessPool(AsrBackend):
         raise AsrError("no idle partial worker")
 
     def cancel_session(self, session_key: Hashable) -> None:
-        for job in self._queue.remove_key(session_key):
+        for job in self._queue.remove_key(session_key) + self._batch.remove_key(session_key):
             job.future.cancel()
         if self._throttle is not None:
             self._throttle.forget(session_key)
@@ -258,8 +285,9 @@ class ProcessPool(AsrBackend):
             slot.state = EngineState.STOPPED
             if slot.started is not None and not slot.started.done():  # closed during start()
                 slot.started.set_exception(ModelError("the ASR pool was closed while starting"))
-        for job in self._queue.remove_all():
+        for job in self._queue.remove_all() + self._batch.remove_all():
             job.future.cancel()
+        self._wake_batch_getters()
         for slot in self._partial_slots:  # a partial handed over but not yet taken
             while slot.inbox is not None and not slot.inbox.empty():
                 slot.inbox.get_nowait()[1].future.cancel()
@@ -286,7 +314,11 @@ class ProcessPool(AsrBackend):
             if slot.inbox is not None:
                 key, job = await slot.inbox.get()
             else:
-                key, job = await self._queue.get()
+                key, job = await self._next_job()
+            batch = job.job.batch is not None
+            queue = self._batch if batch else self._queue
+            if not batch and len(self._queue) == 0:
+                self._wake_batch_getters()  # no stream waits now: an idle worker may take a chunk
             counted = not job.job.partial
             if not counted and slot.inbox is None:  # a partial never makes the session's final wait for it (scheduler.py)
                 self._queue.task_done(key)
@@ -295,6 +327,7 @@ class ProcessPool(AsrBackend):
                     continue
                 slot.state = EngineState.BUSY
                 slot.partial = job.job.partial
+                slot.batch = batch
                 slot.paused_s = 0.0
                 self._balance_partials()
                 job.attempts += 1
@@ -328,9 +361,62 @@ class ProcessPool(AsrBackend):
                     self._retry_or_fail(job, reply.message)
             finally:
                 self._resume(slot)
-                slot.partial = False
+                slot.partial = slot.batch = False
                 if counted:
-                    self._queue.task_done(key)  # its worker is free: the session's next utterance may go
+                    queue.task_done(key)  # its worker is free: the session's next utterance may go
+                if batch:
+                    self._wake_batch_getters()  # one fewer worker on batch work: another may take a chunk
+
+    # ------------------------------------------------------------------ batch work
+
+    def _batch_allowed(self) -> bool:
+        """Whether an idle worker may take a batch chunk now: no streaming utterance waits, and
+        while a stream is live, fewer than ``workers - batch_reserve_workers`` (at least one)
+        workers are busy with chunks."""
+        if len(self._batch) == 0 or len(self._queue) > 0 or self._closed:
+            return False
+        limit = len(self._slots)
+        if time.monotonic() - self._live_at < self.options.batch_live_window_s:
+            limit = max(1, limit - self.options.batch_reserve_workers)
+        return sum(s.batch for s in self._slots) < limit
+
+    def _wake_batch_getters(self) -> None:
+        for fut in self._batch_wakeup:
+            if not fut.done():
+                fut.set_result(None)
+        self._batch_wakeup.clear()
+
+    async def _next_job(self) -> tuple[Hashable, _Job]:
+        """The next job for a worker of the finals: a streaming utterance first; a batch chunk
+        when :meth:`_batch_allowed`.  Waits for either; a stream's arrival wins a tie."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._batch_allowed():
+                return await self._batch.get()  # not empty: returns at once
+            live = asyncio.ensure_future(self._queue.get())
+            wakeup = loop.create_future()
+            self._batch_wakeup.append(wakeup)
+            # a stream that stops being live frees the reserved worker for batch work
+            timer = loop.call_later(self.options.batch_live_window_s, _set_done, wakeup) if len(self._batch) else None
+            try:
+                await asyncio.wait({live, wakeup}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                live.cancel()
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                if wakeup in self._batch_wakeup:
+                    self._batch_wakeup.remove(wakeup)
+            if not live.done():
+                live.cancel()
+                try:
+                    await live
+                except asyncio.CancelledError:
+                    if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                        raise
+                    continue
+            return live.result()
 
     # ------------------------------------------------------------------ pausing partials
 
@@ -339,14 +425,14 @@ class ProcessPool(AsrBackend):
         at = self.options.pause_partials_at
         if at is None or not CAN_PAUSE:
             return False
-        return sum(s.state is EngineState.BUSY and not s.partial for s in self._slots) >= at
+        return sum(s.state is EngineState.BUSY and not s.partial and not s.batch for s in self._slots) >= at
 
     def _balance_partials(self) -> None:
-        """Pause the busy partial workers while finals need the CPU; else let them run."""
-        if not self._partial_slots or self._closed:
+        """Pause the busy partial workers and batch chunks while finals need the CPU; else let them run."""
+        if self._closed:
             return
         pause = self._partials_paused_now()
-        for slot in self._partial_slots:
+        for slot in self._partial_slots + [s for s in self._slots if s.batch or s.paused_at is not None]:
             if pause and slot.state is EngineState.BUSY and slot.paused_at is None:
                 self._signal(slot, signal.SIGSTOP)
                 slot.paused_at = time.monotonic()
@@ -371,14 +457,18 @@ class ProcessPool(AsrBackend):
 
     def _charge(self, job: _Job, worker_s: float) -> None:
         self._worker_s += worker_s
-        if self._throttle is not None and not job.job.partial:  # partials run on idle workers, at the server's choice
+        if self._throttle is not None and not job.job.partial and job.job.batch is None:  # partials and chunks of files: low priority, not a stream's cost
             self._throttle.charge(job.session_key, worker_s, len(job.job.pcm) / (2 * ASR_SAMPLE_RATE_HZ))
 
     def _retry_or_fail(self, job: _Job, reason: str) -> None:
         if job.future.done():
             return
         if job.attempts < self.options.max_attempts and not job.job.partial:  # a partial is never retried (nor queued)
-            self._queue.put_front(job.session_key, job)
+            if job.job.batch is not None:
+                self._batch.put_front(job.session_key, job)
+                self._wake_batch_getters()
+            else:
+                self._queue.put_front(job.session_key, job)
         else:
             self._failed += 1
             job.future.set_exception(AsrError(reason))
@@ -403,7 +493,8 @@ class ProcessPool(AsrBackend):
     async def _exchange(self, slot: _Slot, job: _Job) -> JobDone | JobFailed:
         assert slot.conn is not None
         try:
-            slot.conn.send(WorkerJob(job.job_id, job.job.pcm, job.job.language, job.job.analyses, minimal=job.minimal or job.job.partial))
+            slot.conn.send(WorkerJob(job.job_id, job.job.pcm, job.job.language, job.job.analyses, minimal=job.minimal or job.job.partial,
+                                     batch=None if job.minimal else job.job.batch))
         except (OSError, ValueError) as exc:
             raise _WorkerDied(f"send failed: {exc}") from exc
         timeout_s = self.options.transcribe_timeout_s

@@ -22,7 +22,7 @@ from whisper_streaming.analyzers.base import Analyzer, AnalyzerSpec, build_analy
 from whisper_streaming.backends.base import UtteranceResult
 from whisper_streaming.core.language import LanguageRequest
 from whisper_streaming.core.transcript import Transcript
-from whisper_streaming.engines.base import AsrEngine, EngineOptions, pcm16_to_float32
+from whisper_streaming.engines.base import AsrEngine, BatchDecode, EngineOptions, pcm16_to_float32
 
 __all__ = ["WorkerJob", "WorkerReady", "WorkerInitError", "JobDone", "JobFailed", "run_analyses", "worker_main"]
 
@@ -36,7 +36,9 @@ class WorkerJob:
     ``minimal``: ask the engine for its cheapest decode (``transcribe(..., minimal=True)``:
     one greedy attempt, no fallback, tight token and time bounds); the pool sets it on the
     retry of an utterance whose first try hung a worker.  When false the engine is called
-    without the keyword, so an engine that lacks it still serves every other job.
+    without the keyword, so an engine that lacks it still serves every other job.  ``batch``: a
+    chunk of a file (:class:`~whisper_streaming.engines.base.BatchDecode`), passed to the engine
+    only when set.
     """
 
     job_id: int
@@ -44,6 +46,7 @@ class WorkerJob:
     language: LanguageRequest | None
     analyses: frozenset[str]
     minimal: bool = False
+    batch: BatchDecode | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,9 @@ def worker_main(
             return
         try:
             audio = pcm16_to_float32(msg.pcm)
-            if msg.minimal:
+            if msg.batch is not None:
+                transcript = engine.transcribe(audio, language=msg.language, batch=msg.batch)
+            elif msg.minimal:
                 transcript = engine.transcribe(audio, language=msg.language, minimal=True)
             else:
                 transcript = engine.transcribe(audio, language=msg.language)

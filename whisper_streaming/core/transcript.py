@@ -7,12 +7,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TranscriptSegment", "Transcript"]
+__all__ = ["TranscriptWord", "TranscriptSegment", "Transcript"]
+
+
+@dataclass(frozen=True)
+class TranscriptWord:
+    """One word of a segment, when word timestamps were asked for (faster-whisper
+    ``word_timestamps=True``: cross-attention alignment heads and dynamic time warping, as in
+    openai/whisper ``timing.py``).  ``word`` keeps Whisper's leading space; times in seconds
+    from the start of the utterance audio; ``probability`` the mean token probability."""
+
+    start_s: float
+    end_s: float
+    word: str
+    probability: float
 
 
 @dataclass(frozen=True)
 class TranscriptSegment:
-    """One decoded segment; times in seconds from the start of the utterance audio."""
+    """One decoded segment; times in seconds from the start of the utterance audio.
+    ``words``: empty unless word timestamps were asked for."""
 
     start_s: float
     end_s: float
@@ -20,6 +34,7 @@ class TranscriptSegment:
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float
+    words: tuple[TranscriptWord, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from whisper_streaming.core.language import LanguagePolicy, LanguageRequest
 from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.engines.decoding import DecodeLimits
 
-__all__ = ["SAMPLE_RATE_HZ", "DecodeOptions", "EngineOptions", "AsrEngine", "pcm16_to_float32"]
+__all__ = ["SAMPLE_RATE_HZ", "DecodeOptions", "BatchDecode", "EngineOptions", "AsrEngine", "pcm16_to_float32"]
 
 SAMPLE_RATE_HZ = ASR_SAMPLE_RATE_HZ
 """Whisper's input sample rate (openai/whisper ``audio.py`` ``SAMPLE_RATE``)."""
@@ -39,6 +39,23 @@ class DecodeOptions:
     compression_ratio_threshold: float | None = 2.4
     condition_on_previous_text: bool = False
     initial_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchDecode:
+    """How to decode one chunk of a file for the batch API (picklable; None for streaming).
+
+    ``word_timestamps``: words with times (faster-whisper ``word_timestamps=True``: alignment
+    heads and dynamic time warping over the cross-attention, openai/whisper ``timing.py``);
+    ``initial_prompt``: Whisper's prompt for this chunk; ``temperature``: one temperature
+    instead of the engine's fallback ladder (None: the ladder).  A batch chunk is always decoded
+    on Whisper's full 30 s window (chunks are up to 30 s long; the word alignment is checked
+    there), never the trimmed one.
+    """
+
+    word_timestamps: bool = False
+    initial_prompt: str | None = None
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +84,8 @@ class AsrEngine(Protocol):
 
     name: str
 
-    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False,
+                   batch: BatchDecode | None = None) -> Transcript:
         """Transcribe ``audio``: float32, shape ``(n,)``, mono, 16 kHz, values in [-1, 1].
 
         ``language``: the stream's language state (:class:`~whisper_streaming.core.language.LanguageRequest`;
@@ -75,7 +93,9 @@ class AsrEngine(Protocol):
         decode the engine has (one greedy attempt, no fallback, half the token bound) -- the
         backend asks for it when it retries an utterance whose first decode hung, so a retry
         never costs what the first try did (issue 19).  Callers pass it only when true, so an
-        engine without the keyword still serves every first try.
+        engine without the keyword still serves every first try.  ``batch``: a chunk of a file
+        (:class:`BatchDecode`); passed only for batch jobs, so an engine without the keyword
+        still serves every stream.
 
         Raises:
             AsrError: the engine failed on this input.

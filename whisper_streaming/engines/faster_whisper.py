@@ -31,8 +31,8 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from whisper_streaming.engines.decoding import AttemptOutcome, DecodeBudget, DecodeLimits, cut_loops, is_non_speech_fragment, run_attempts
-from whisper_streaming.core.transcript import Transcript, TranscriptSegment
-from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, DecodeOptions, EngineOptions, pcm16_to_float32
+from whisper_streaming.core.transcript import Transcript, TranscriptSegment, TranscriptWord
+from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, BatchDecode, DecodeOptions, EngineOptions, pcm16_to_float32
 from whisper_streaming.errors import AsrError, UsageError
 from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, choose_language
 
@@ -150,7 +150,7 @@ class FasterWhisperEngine:
 
     def _attempt(self, audio: np.ndarray, encoded: object, language: str | None, temperature: float,
                  max_tokens: int, suspect_check: bool, started: float, d: DecodeOptions,
-                 window_pad_s: float | None = None) -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
+                 window_pad_s: float | None = None, words: bool = False) -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
         """One decode of ``audio`` from ``encoded`` with the decoding options ``d``; ``elapsed_s``
         counts from ``started`` (the encoding of a new window included, so the budget sees what
         the attempt cost).  ``window_pad_s``: the padding of ``encoded``'s trimmed window, used
@@ -172,10 +172,12 @@ class FasterWhisperEngine:
                 vad_filter=False,
                 without_timestamps=False,
                 max_new_tokens=max_tokens,
+                word_timestamps=words,
             )
             decoded, tokens, weighted, weights = [], 0, 0.0, 0
             for s in segments:  # consume the lazy generator here, in the worker
-                decoded.append(TranscriptSegment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob, s.compression_ratio))
+                seg_words = tuple(TranscriptWord(float(w.start), float(w.end), w.word, float(w.probability)) for w in (s.words or ()))
+                decoded.append(TranscriptSegment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob, s.compression_ratio, seg_words))
                 n = sum(1 for t in s.tokens if t < self._eot)  # text tokens, not timestamps
                 tokens += n
                 weighted += s.avg_logprob * max(n, 1)
@@ -199,19 +201,25 @@ class FasterWhisperEngine:
             suspect,
         )
 
-    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False,
+                   batch: BatchDecode | None = None) -> Transcript:
         """See :meth:`whisper_streaming.engines.base.AsrEngine.transcribe`.  ``minimal``: greedy
         (beam 1), the first temperature only, no wider-window retry, half the token bound, an
-        encoder window of the utterance plus :data:`MINIMAL_WINDOW_PAD_S`."""
+        encoder window of the utterance plus :data:`MINIMAL_WINDOW_PAD_S`.  ``batch``: Whisper's
+        full window, the request's prompt and temperature, word timestamps when asked."""
         if audio.dtype != np.float32 or audio.ndim != 1:
             raise UsageError("audio must be a 1-D float32 array")
         t0 = time.perf_counter()
         o, d = self.options, self.options.decode
         if minimal:
             d = replace(d, beam_size=1, temperatures=d.temperatures[:1])
+        if batch is not None:
+            d = replace(d, initial_prompt=batch.initial_prompt if batch.initial_prompt else d.initial_prompt,
+                        temperatures=(batch.temperature,) if batch.temperature is not None else d.temperatures)
+        words = batch is not None and batch.word_timestamps
         duration_s = len(audio) / SAMPLE_RATE_HZ
         request = language if language is not None else LanguageRequest(fixed=d.language)
-        pad_s = o.encoder_window_pad_s
+        pad_s = None if batch is not None else o.encoder_window_pad_s
         if minimal and pad_s is not None:
             pad_s = min(pad_s, MINIMAL_WINDOW_PAD_S)
         budget = DecodeBudget(o.limits.budget_s(duration_s))
@@ -245,7 +253,7 @@ class FasterWhisperEngine:
                         encoded[window] = self._encode(audio, window, detect=False)[0]
                     out = self._attempt(audio, encoded[window], code, temperature, max_tokens,
                                         suspect_check=window == pad_s and pad_s is not None and not minimal,
-                                        started=started, d=d, window_pad_s=window)
+                                        started=started, d=d, window_pad_s=window, words=words)
                     outcomes.append(out)
                     return out
 

@@ -28,9 +28,9 @@ import os
 
 import numpy as np
 
-from whisper_streaming.engines.base import SAMPLE_RATE_HZ, EngineOptions
+from whisper_streaming.engines.base import SAMPLE_RATE_HZ, BatchDecode, EngineOptions
 
-from whisper_streaming.core.transcript import Transcript, TranscriptSegment
+from whisper_streaming.core.transcript import Transcript, TranscriptSegment, TranscriptWord
 from whisper_streaming.errors import AsrError, UsageError
 from whisper_streaming.core.language import LanguageRequest, choose_language
 
@@ -100,14 +100,20 @@ class OpenAIWhisperEngine:
         assert code is not None
         return code, probability
 
-    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False,
+                   batch: BatchDecode | None = None) -> Transcript:
         """See :meth:`whisper_streaming.engines.base.AsrEngine.transcribe` (the language rule is the same;
         the decoding guards of :mod:`whisper_streaming.engines.decoding` are the faster-whisper engine's only).
-        ``minimal``: greedy, the first temperature only."""
+        ``minimal``: greedy, the first temperature only.  ``batch``: the request's prompt and
+        temperature, and words (openai-whisper's ``word_timestamps``) when asked."""
         request = language or LanguageRequest(fixed=self.options.decode.language)
         d = self.options.decode
         if minimal:
             d = replace(d, beam_size=1, temperatures=d.temperatures[:1])
+        if batch is not None:
+            d = replace(d, initial_prompt=batch.initial_prompt or d.initial_prompt,
+                        temperatures=(batch.temperature,) if batch.temperature is not None else d.temperatures)
+        words = batch is not None and batch.word_timestamps
         if audio.dtype != np.float32 or audio.ndim != 1:
             raise UsageError("audio must be a 1-D float32 array")
         try:
@@ -127,7 +133,7 @@ class OpenAIWhisperEngine:
                     no_speech_threshold=d.no_speech_threshold,
                     condition_on_previous_text=d.condition_on_previous_text,
                     initial_prompt=d.initial_prompt,
-                    word_timestamps=False,
+                    word_timestamps=words,
                     fp16=self.fp16,
                 )
         except Exception as exc:  # noqa: BLE001
@@ -136,6 +142,7 @@ class OpenAIWhisperEngine:
             TranscriptSegment(
                 float(s["start"]), float(s["end"]), s["text"], float(s["avg_logprob"]),
                 float(s["no_speech_prob"]), float(s["compression_ratio"]),
+                tuple(TranscriptWord(float(w["start"]), float(w["end"]), w["word"], float(w["probability"])) for w in s.get("words") or ()),
             )
             for s in result["segments"]
         )
