@@ -22,12 +22,19 @@ too big) and the HTTP status (RFC 9110) a web door answers it with.
 from __future__ import annotations
 
 import enum
+from typing import ClassVar
 
 __all__ = [
     "ErrorReason",
     "WhisperStreamingError",
     "RemoteProtocolError",
     "HandshakeError",
+    "MediaError",
+    "MediaEmptyError",
+    "MediaCorruptError",
+    "MediaNoAudioError",
+    "MediaUnsupportedCodecError",
+    "MediaTooLongError",
     "UsageError",
     "ConfigError",
     "ModelError",
@@ -35,6 +42,7 @@ __all__ = [
     "SentimentError",
     "ServerError",
     "ConnectionClosedError",
+    "JobError",
 ]
 
 
@@ -85,6 +93,12 @@ class ErrorReason(str, enum.Enum):
     BAD_MESSAGE = "BAD_MESSAGE"
     UNKNOWN_MESSAGE = "UNKNOWN_MESSAGE"
     BAD_ORIGIN = "BAD_ORIGIN"
+    # an uploaded media file (whisper_streaming.media.decode)
+    MEDIA_EMPTY = "MEDIA_EMPTY"
+    MEDIA_CORRUPT = "MEDIA_CORRUPT"
+    MEDIA_NO_AUDIO = "MEDIA_NO_AUDIO"
+    MEDIA_UNSUPPORTED_CODEC = "MEDIA_UNSUPPORTED_CODEC"
+    MEDIA_TOO_LONG = "MEDIA_TOO_LONG"
 
     def __str__(self) -> str:
         return self.value
@@ -131,6 +145,12 @@ _HTTP_STATUS = {
     ErrorReason.FRAME_TOO_LARGE: 413,
     ErrorReason.BAD_ORIGIN: 403,
     ErrorReason.UNAUTHORIZED: 401,
+    # RFC 9110 15.5.21 422 Unprocessable Content: the upload arrived intact but is not usable audio
+    ErrorReason.MEDIA_EMPTY: 422,
+    ErrorReason.MEDIA_CORRUPT: 422,
+    ErrorReason.MEDIA_NO_AUDIO: 422,
+    ErrorReason.MEDIA_UNSUPPORTED_CODEC: 415,
+    ErrorReason.MEDIA_TOO_LONG: 413,
 }
 
 
@@ -158,6 +178,51 @@ class HandshakeError(RemoteProtocolError):
 
     def __init__(self, detail: str = "bad magic string") -> None:
         super().__init__("BAD_MAGIC", detail)
+
+
+class MediaError(RemoteProtocolError):
+    """An uploaded audio or video file cannot be used (:func:`whisper_streaming.media.decode_media`).
+
+    The peer's fault, like a protocol error: ``reason`` is one of the ``MEDIA_*`` members of
+    :class:`ErrorReason` (its ``http_status`` is the answer's status) and ``detail`` is a plain
+    sentence safe to show to an HTTP client (never FFmpeg's message, a traceback or a path).
+    """
+
+    REASON: ClassVar[ErrorReason] = ErrorReason.MEDIA_CORRUPT
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(self.REASON, detail)
+
+
+class MediaEmptyError(MediaError):
+    """The upload is empty, or its audio stream holds no samples."""
+
+    REASON = ErrorReason.MEDIA_EMPTY
+
+
+class MediaCorruptError(MediaError):
+    """The bytes are not a readable container (random data, cut before its header or index) or
+    its audio does not decode."""
+
+    REASON = ErrorReason.MEDIA_CORRUPT
+
+
+class MediaNoAudioError(MediaError):
+    """The container has no audio stream (a video-only file)."""
+
+    REASON = ErrorReason.MEDIA_NO_AUDIO
+
+
+class MediaUnsupportedCodecError(MediaError):
+    """The audio stream's codec has no decoder in the bundled FFmpeg."""
+
+    REASON = ErrorReason.MEDIA_UNSUPPORTED_CODEC
+
+
+class MediaTooLongError(MediaError):
+    """The audio is longer than the caller's limit (``max_duration_s``)."""
+
+    REASON = ErrorReason.MEDIA_TOO_LONG
 
 
 class UsageError(WhisperStreamingError):
@@ -190,3 +255,14 @@ class ServerError(WhisperStreamingError):
 
 class ConnectionClosedError(WhisperStreamingError):
     """The peer closed the connection before the expected packet arrived."""
+
+
+class JobError(WhisperStreamingError):
+    """A batch job did not complete (seen by a client such as ``whisper-streaming-transcribe``):
+    the server refused it (``code`` ``HTTP_<status>``) or the job failed or was cancelled
+    (``code`` from the job's ``error``, or ``cancelled``); ``message`` says why."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}" if message else code)
