@@ -16,6 +16,7 @@ from typing import Sequence
 
 from whisper_streaming.app.wiring import (
     audiosocket_options_from_config,
+    batch_from_config,
     engine_options_from_config,
     pool_options_from_config,
     runtime_options_from_config,
@@ -57,15 +58,19 @@ async def run_server(config: ServerConfig) -> None:
     except BaseException:
         await _close_sinks(sinks)
         raise
+    batch = batch_from_config(config, pool) if web_options is not None else None
     try:
         runtime = Runtime(runtime_options, pool, sinks=sinks)
         if config.audiosocket.enabled:
             runtime.add_transport(AudioSocketTransport(runtime, audiosocket_options_from_config(config)))
         if web_options is not None:
-            runtime.add_transport(WebTransport(runtime, web_options))  # "http listening on H:P"
+            jobs, batch_options = batch if batch is not None else (None, None)
+            runtime.add_transport(WebTransport(runtime, web_options, jobs=jobs, batch_options=batch_options))  # "http listening on H:P"
         runtime.add_transport(TcpTransport(runtime, tcp_options))  # last: "listening on" is the ready line
         await runtime.start()
     except BaseException:
+        if batch is not None:
+            batch[0].transcriber.close()
         await pool.close()
         await _close_sinks(sinks)
         raise
@@ -75,7 +80,11 @@ async def run_server(config: ServerConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("signal received; stopping gracefully")
-    await runtime.shutdown()
+    try:
+        await runtime.shutdown()
+    finally:
+        if batch is not None:
+            batch[0].transcriber.close()  # the analysis process (diarization, features)
 
 
 def _log_security(config: ServerConfig, runtime_options: RuntimeOptions) -> None:

@@ -17,7 +17,10 @@ from whisper_streaming.analyzers.base import AnalyzerSpec
 from whisper_streaming.analyzers.sentiment import SentimentOptions
 from whisper_streaming.analyzers.sentiment_registry import sentiment_analyzer_spec
 from whisper_streaming.app.security import build_ssl_context, token_set_from_config
+from whisper_streaming.backends.base import AsrBackend
 from whisper_streaming.backends.pool import PoolOptions
+from whisper_streaming.batch.jobs import JobStore
+from whisper_streaming.batch.service import BatchTranscriber
 from whisper_streaming.config.schema import ServerConfig
 from whisper_streaming.core.language import LanguagePolicy
 from whisper_streaming.core.options import StreamOptions
@@ -31,8 +34,10 @@ from whisper_streaming.runtime.runtime import RuntimeOptions
 from whisper_streaming.transports.audiosocket import AudioSocketOptions
 from whisper_streaming.transports.tcp import TcpOptions
 from whisper_streaming.transports.web import WebOptions
+from whisper_streaming.transports.web.batch_api import BatchApiOptions, job_json
 
 __all__ = [
+    "batch_from_config",
     "pause_partials_at",
     "vad_options_from_config",
     "language_policy_from_config",
@@ -161,7 +166,21 @@ def web_options_from_config(config: ServerConfig) -> WebOptions:
     n, h = config.network, config.http
     return WebOptions(host=n.ip, port=h.port, allowed_origins=h.allowed_origins, max_message_bytes=h.max_message_bytes,
                       identify_timeout_s=n.identify_timeout_s, socket_timeout_s=n.socket_timeout,
-                      max_send_buffer_bytes=n.max_send_buffer_bytes, ssl_context=build_ssl_context(config))
+                      max_send_buffer_bytes=n.max_send_buffer_bytes, ssl_context=build_ssl_context(config),
+                      max_upload_bytes=config.batch.max_upload_bytes)
+
+
+def batch_from_config(config: ServerConfig, backend: AsrBackend) -> tuple[JobStore, BatchApiOptions] | None:
+    """The file API's job store and options (section ``batch``), or None when it is off (or HTTP is).
+    A file may use every worker (``model.channel``); the pool leaves some to live streams."""
+    b = config.batch
+    if not (b.enabled and config.http.enabled):
+        return None
+    transcriber = BatchTranscriber(backend, vad_options=vad_options_from_config(config), max_in_flight=max(1, config.model.channel),
+                                   max_speakers=b.max_speakers)
+    store = JobStore(transcriber, max_queued=b.max_queued_jobs, max_running=b.max_running_jobs, retention_s=float(b.retention_s),
+                     callback_body=job_json)
+    return store, BatchApiOptions(max_duration_s=float(b.max_duration_s), callbacks=b.callbacks)
 
 
 def engine_options_from_config(config: ServerConfig) -> EngineOptions:

@@ -88,7 +88,8 @@ class Capacity:
     (low priority: soon free, and worth less than a speculation of a final).
     ``partial_workers``: engines kept for partial hypotheses only (not in ``slots``; 0: partials
     share the engines of the finals); ``partial_worker_ready``: one of them would start a
-    partial now (idle, or not yet started, and not held back for the finals).
+    partial now (idle, or not yet started, and not held back for the finals); ``batch_slots``:
+    engines busy with a chunk of a file (low priority: paused while streaming finals decode).
     """
 
     idle_slots: int
@@ -98,6 +99,7 @@ class Capacity:
     partial_slots: int = 0
     partial_workers: int = 0
     partial_worker_ready: bool = False
+    batch_slots: int = 0
 
 
 @dataclass(frozen=True)

@@ -264,7 +264,8 @@ class ProcessPool(AsrBackend):
         ready = any(s.state is EngineState.IDLE and s.inbox is not None and s.inbox.empty() for s in self._partial_slots)
         return Capacity(idle_slots=idle, queue_depth=len(self._queue), slots=len(self._slots), held=self._queue.held(),
                         partial_slots=partial, partial_workers=len(self._partial_slots),
-                        partial_worker_ready=ready and not self._partials_paused_now())
+                        partial_worker_ready=ready and not self._partials_paused_now(),
+                        batch_slots=sum(s.state is EngineState.BUSY and s.batch for s in self._slots))
 
     def status(self) -> BackendStatus:
         throttled = 0 if self._throttle is None else self._throttle.keys_throttled

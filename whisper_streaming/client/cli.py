@@ -48,6 +48,7 @@ from whisper_streaming.core import audio_format
 from whisper_streaming.client.audio_files import RAW_SUFFIXES, load_pcm16
 from whisper_streaming.client.streaming import AsyncStreamingClient
 from whisper_streaming.errors import ConnectionClosedError, ServerError, UsageError
+from whisper_streaming.core.auth import TOKEN_ENV
 from whisper_streaming.core.options import normalize_language
 from whisper_streaming.core.text import sanitize_text
 from whisper_streaming.client.streaming import Partial, Result
@@ -61,9 +62,6 @@ PACKET_SAMPLES = 480
 """30 ms at 16 kHz, the frame size of the original client."""
 
 PACKET_MS = 30
-
-TOKEN_ENV = "WHISPER_STREAMING_TOKEN"
-"""The environment variable ``--token`` defaults to."""
 
 
 def load_for_stream(path: str, *, sample_rate: int = audio_format.DEFAULT_SAMPLE_RATE_HZ, encoding: str = "pcm_s16le") -> bytes:

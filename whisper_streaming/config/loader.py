@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from whisper_streaming.config.audio import AudioConfig
 from whisper_streaming.config.audiosocket import AudioSocketConfig
 from whisper_streaming.config.auth import AuthConfig
+from whisper_streaming.config.batch import BatchConfig
 from whisper_streaming.config.fields import STRICT_MODEL_CONFIG
 from whisper_streaming.config.http import HttpConfig
 from whisper_streaming.config.model import ModelConfig
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 
-_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket", "partials", "tls", "auth", "http")
+_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket", "partials", "tls", "auth", "http", "batch")
 
 
 class ServerConfig(BaseModel):
@@ -81,6 +82,7 @@ class ServerConfig(BaseModel):
     tls: TlsConfig = Field(default_factory=TlsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
     @field_validator(*_SECTIONS, mode="before")
     @classmethod

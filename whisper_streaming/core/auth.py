@@ -27,7 +27,10 @@ import hmac
 import re
 from dataclasses import dataclass
 
-__all__ = ["TokenSet", "TOKEN_RE", "MAX_TOKEN_CHARS", "check_token", "parse_token_lines", "bearer_token"]
+__all__ = ["TokenSet", "TOKEN_RE", "MAX_TOKEN_CHARS", "TOKEN_ENV", "check_token", "parse_token_lines", "bearer_token"]
+
+TOKEN_ENV = "WHISPER_STREAMING_TOKEN"
+"""The environment variable the command-line clients read their access token from (keeps it out of the process list)."""
 
 MAX_TOKEN_CHARS = 512
 """Longest token accepted (characters)."""

@@ -269,10 +269,12 @@ class Runtime:
 
     def room_for_speculation(self) -> bool:
         """Nothing queued but the work of held (throttled) sessions, and two idle engines (one
-        stays free for confirmed work); an engine busy with a partial hypothesis counts as idle
-        here (a speculation of a final matters more, and a partial is short)."""
+        stays free for confirmed work); an engine busy with a partial hypothesis or a chunk of a
+        file counts as idle here (a speculation of a final matters more; a partial is short, and
+        a chunk is paused while the speculation decodes)."""
         capacity = self.backend.capacity()
-        return capacity.queue_depth - capacity.held == 0 and capacity.idle_slots >= 1 and capacity.idle_slots + capacity.partial_slots >= 2
+        return (capacity.queue_depth - capacity.held == 0 and capacity.idle_slots >= 1
+                and capacity.idle_slots + capacity.partial_slots + capacity.batch_slots >= 2)
 
     def room_for_partial(self) -> bool:
         """Nothing queued but the work of held sessions, and: a partial worker ready (the backend

@@ -62,6 +62,7 @@ def test_while_a_stream_is_live_chunks_leave_it_a_worker(tmp_path):
         chunks = [await pool.submit("file", batch(i, 300)) for i in range(4)]
         await asyncio.sleep(0.1)
         assert pool.capacity().idle_slots == 1  # one chunk at a time: one worker waits for the stream
+        assert pool.capacity().batch_slots == 1
         t0 = time.monotonic()
         live = await pool.submit("caller", UtteranceJob(pcm(11, 50)))
         assert (await result(live)).text == text_for(11)

@@ -714,6 +714,17 @@ def test_a_partial_never_stops_a_speculation_and_needs_two_really_idle_engines(i
     asyncio.run(main())
 
 
+@pytest.mark.parametrize(("idle_slots", "batch_slots", "queue_depth", "speculate"),
+                         [(1, 1, 0, True), (0, 2, 0, False), (1, 0, 0, False), (1, 1, 1, False)])
+def test_a_chunk_of_a_file_never_stops_a_speculation(idle_slots: int, batch_slots: int, queue_depth: int, speculate: bool) -> None:
+    backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=queue_depth, slots=2, batch_slots=batch_slots))
+
+    async def main() -> None:
+        assert Runtime(RuntimeOptions(), backend).room_for_speculation() is speculate
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize(
     ("idle_slots", "queue_depth", "held", "ready", "partial"),
     [(0, 0, 0, True, True),  # a partial worker of its own: the finals' workers may all be busy

@@ -510,8 +510,9 @@ def test_the_page_and_its_files_are_served(tmp_path: Path) -> None:
         async with web_serving(FakeBackend()) as srv:
             status, kind, body = await get(srv.http("/"))
             assert status == 200 and kind.startswith("text/html") and "<html" in body.lower()
-            status, _, _ = await get(srv.http("/docs"))
-            assert status == 404  # no OpenAPI pages
+            status, kind, body = await get(srv.http("/docs"))
+            assert status == 200 and kind.startswith("text/html") and "/openapi.json" in body  # Swagger UI, served locally
+            assert "https://" not in body and "http://" not in body  # no CDN
             for path in sorted(STATIC_DIR.iterdir())[:3]:  # the page's own files, from the package
                 status, _, text = await get(srv.http(f"/static/{path.name}"))
                 assert status == 200 and text == path.read_text(encoding="utf-8")

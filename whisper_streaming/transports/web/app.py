@@ -12,10 +12,12 @@ route                   what
                         (config ``auth``) only with ``Authorization: Bearer <token>``, else 401
                         (:mod:`~whisper_streaming.transports.web.auth`)
 ``WS /v1/stream``       WebSocket streaming (:mod:`whisper_streaming.transports.web.stream`)
+``/v1/audio/...``,      the file API when a job store is given (config ``batch``;
+``/v1/jobs``            :mod:`whisper_streaming.transports.web.batch_api`), tokens as ``/metrics``
+``GET /docs``,          the OpenAPI document and its Swagger UI/ReDoc pages, served from package
+``/redoc``,             assets (no CDN: :mod:`whisper_streaming.transports.web.docs`)
+``/openapi.json``
 ======================  =====================================================================
-
-No OpenAPI docs are served (``/docs``, ``/openapi.json``): the batch API of a later issue may
-turn them on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
@@ -32,7 +35,10 @@ from prometheus_client import CollectorRegistry
 from whisper_streaming.backends.base import EngineState
 from whisper_streaming.runtime.metrics import CONTENT_TYPE, render_metrics
 from whisper_streaming.runtime.runtime import Runtime
+from whisper_streaming.batch.jobs import JobStore
 from whisper_streaming.transports.web.auth import bearer_guard
+from whisper_streaming.transports.web.batch_api import BatchApiOptions, batch_router, validation_error
+from whisper_streaming.transports.web.docs import install_docs
 
 __all__ = ["build_app", "health", "STATIC_DIR", "STREAM_PATH", "PLACEHOLDER_PAGE"]
 
@@ -71,9 +77,12 @@ def health(runtime: Runtime) -> tuple[int, dict[str, Any]]:
 
 
 def build_app(runtime: Runtime, registry: CollectorRegistry, serve_stream: Callable[[WebSocket], Awaitable[None]],
-              static_dir: Path = STATIC_DIR) -> FastAPI:
-    """The application: ``serve_stream`` runs one ``/v1/stream`` WebSocket; ``registry`` is scraped for ``/metrics``."""
-    app = FastAPI(title="whisper_streaming", docs_url=None, redoc_url=None, openapi_url=None)
+              static_dir: Path = STATIC_DIR, jobs: JobStore | None = None, batch_options: BatchApiOptions | None = None) -> FastAPI:
+    """The application: ``serve_stream`` runs one ``/v1/stream`` WebSocket; ``registry`` is scraped for
+    ``/metrics``; ``jobs``: the file API's job store (None: no file API)."""
+    app = FastAPI(title="whisper_streaming", docs_url=None, redoc_url=None, openapi_url=None,
+                  description="Streaming and batch speech-to-text: WebSocket streaming at /v1/stream, "
+                              "OpenAI-compatible file transcription, batch jobs with diarization and acoustic features.")
     index = static_dir / "index.html"
 
     @app.get("/", include_in_schema=False)
@@ -96,6 +105,11 @@ def build_app(runtime: Runtime, registry: CollectorRegistry, serve_stream: Calla
     @app.websocket(STREAM_PATH)
     async def stream(websocket: WebSocket) -> None:
         await serve_stream(websocket)
+
+    if jobs is not None:
+        app.include_router(batch_router(jobs, batch_options or BatchApiOptions(), guard))
+        app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]  # OpenAI's 400 shape
+    install_docs(app)
 
     if static_dir.is_dir():
         app.mount("/static", StaticFiles(directory=static_dir), name="static")

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import WebSocket
 
+from whisper_streaming.batch.jobs import JobStore
 from whisper_streaming.runtime.metrics import metrics_registry
 from whisper_streaming.runtime.runtime import Runtime, finish_tasks
 from whisper_streaming.transports.web.app import build_app
 from whisper_streaming.transports.web.auth import install_log_redaction
+from whisper_streaming.transports.web.batch_api import BatchApiOptions, BodyLimit
 from whisper_streaming.transports.web.stream import WsConnection, WsLimits
 
 __all__ = ["WebOptions", "WebTransport", "START_TIMEOUT_S", "HTTP_CLOSE_TIMEOUT_S"]
@@ -46,7 +48,8 @@ class WebOptions:
     ``max_message_bytes``: largest WebSocket message (larger: close 1009);
     ``identify_timeout_s``: from connecting to the first message; ``socket_timeout_s``: without
     a message (while no results are owed) before ``TIMEOUT``; ``max_send_buffer_bytes``: output
-    unsent to a peer before it is dropped; ``ssl_context``: TLS (HTTPS/WSS) when set."""
+    unsent to a peer before it is dropped; ``ssl_context``: TLS (HTTPS/WSS) when set;
+    ``max_upload_bytes``: largest request body of the file API (larger: 413 before it is read)."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -56,6 +59,7 @@ class WebOptions:
     socket_timeout_s: float = 60.0
     max_send_buffer_bytes: int = 1 << 20
     ssl_context: ssl.SSLContext | None = None
+    max_upload_bytes: int = 200 << 20
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -93,12 +97,14 @@ class WebTransport:
 
     name = "websocket"
 
-    def __init__(self, runtime: Runtime, options: WebOptions) -> None:
+    def __init__(self, runtime: Runtime, options: WebOptions, *, jobs: JobStore | None = None,
+                 batch_options: BatchApiOptions | None = None) -> None:
         self.runtime = runtime
         self.options = options
+        self.jobs = jobs
         self.registry = metrics_registry(runtime)
         install_log_redaction()  # uvicorn logs a WebSocket's path with its query: never a ?token=
-        self.app = build_app(runtime, self.registry, self._serve_stream)
+        self.app = build_app(runtime, self.registry, self._serve_stream, jobs=jobs, batch_options=batch_options)
         self.sessions_started = 0
         self.address: tuple[str, int] | None = None
         self._connections: set[WsConnection] = set()
@@ -110,7 +116,7 @@ class WebTransport:
 
     def _uvicorn_config(self) -> uvicorn.Config:
         config = uvicorn.Config(
-            self.app,
+            BodyLimit(self.app, max_bytes=self.options.max_upload_bytes),  # type: ignore[arg-type]
             log_config=None,  # the server's logging as configured; uvicorn logs under "uvicorn.*"
             access_log=False,
             lifespan="off",
@@ -158,6 +164,8 @@ class WebTransport:
     async def shutdown(self) -> None:
         """Stop accepting; finish every open WebSocket stream (results, ``finished``, close 1001); stop uvicorn."""
         self.close_listener()
+        if self.jobs is not None:  # batch jobs are cancelled (their callbacks say so): the streams finish first
+            await self.jobs.close(deadline_s=2.0)
         for conn in list(self._connections):
             conn.begin_shutdown()
         await finish_tasks([c.task for c in self._connections if c.task is not None], self.runtime.stream_time_left(), "websocket sessions",

@@ -1,0 +1,1 @@
+"""Batch (whole-file) analysis: requests, the transcription service, jobs, output formats."""
