@@ -8,8 +8,8 @@ all call :meth:`BatchTranscriber.transcribe` with decoded samples.  The stages:
 2. **transcribing**: the chunks go to the backend as low-priority batch jobs
    (``UtteranceJob.batch``), at most ``max_in_flight`` at a time, so a long file keeps every
    worker the streams leave free busy; without a requested language the first chunk is
-   decoded alone and its detected language is used for the others (one language per file,
-   as per stream);
+   decoded alone (in the server's ``model.language`` when set, else detected) and its language
+   is used for the others (one language per file, as per stream);
 3. **diarizing** / **analysing**: in the analysis process (:mod:`whisper_streaming.batch.analysis`);
    each word gets the speaker whose turn overlaps it most, each segment the speaker of most of
    its words (of its time, without words).
@@ -161,7 +161,7 @@ class BatchTranscriber:
         finished_s = 0.0
         results: dict[int, UtteranceResult] = {}
 
-        async def run(chunk: Chunk, language: LanguageRequest) -> None:
+        async def run(chunk: Chunk, language: LanguageRequest | None) -> None:
             nonlocal finished_s
             pcm = (np.clip(samples[int(round(chunk.start_s * rate)): int(round(chunk.end_s * rate))], -1.0, 1.0) * 32767.0).astype("<i2")
             future = await self.backend.submit(key, UtteranceJob(pcm.tobytes(), language=language, batch=decode))
@@ -175,10 +175,10 @@ class BatchTranscriber:
         language_code = request.language
         rest = chunks
         if language_code is None and chunks:
-            await run(chunks[0], LanguageRequest())
+            await run(chunks[0], None)  # the engine's default: the server's model.language, else detection
             language_code = results[chunks[0].index].transcript.language or None
             rest = chunks[1:]
-        fixed = LanguageRequest(fixed=language_code) if language_code else LanguageRequest()
+        fixed = LanguageRequest(fixed=language_code) if language_code else None
         gate = asyncio.Semaphore(self.max_in_flight)
 
         async def gated(chunk: Chunk) -> None:

@@ -50,7 +50,7 @@ class FakeBackend(AsrBackend):
             d = len(job.pcm) / 2 / RATE
             words = (TranscriptWord(0.1, 0.5, " hello", 0.9), TranscriptWord(0.6, d - 0.1, f" chunk{index}", 0.8))
             seg = TranscriptSegment(0.0, d, f" hello chunk{index}", -0.2, 0.01, 1.1, words)
-            language = job.language.fixed if job.language and job.language.fixed else "en"
+            language = job.language.fixed if job.language is not None and job.language.fixed else "en"
             fut.set_result(UtteranceResult(Transcript(f"hello chunk{index}", language, 0.97, (seg,), d)))
 
         asyncio.get_running_loop().create_task(work())
@@ -106,7 +106,7 @@ def test_chunks_come_back_in_file_time_with_words_and_one_language():
     result = run(transcriber(backend, max_in_flight=2).transcribe(samples, BatchRequest(word_timestamps=True), key="f",
                                                                   on_progress=lambda p, s: progress.append((p, s))))
     assert len(backend.jobs) == 4 and len(result.segments) == 4
-    assert backend.jobs[0].language.fixed is None  # the first chunk detects the language ...
+    assert backend.jobs[0].language is None  # the first chunk: the engine's default (model.language, else detect) ...
     assert all(j.language.fixed == "en" for j in backend.jobs[1:])  # ... and the rest are decoded in it
     assert all(j.batch is not None and j.batch.word_timestamps for j in backend.jobs)
     assert result.language == "en" and result.duration_s == pytest.approx(len(samples) / RATE)
