@@ -123,7 +123,9 @@ def _server() -> Iterator[tuple[dict[str, FakeJobs], str]]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(_fake_app(current), log_level="warning", lifespan="off"))
+    # log_config=None and no log_level: uvicorn must not reconfigure its loggers for the rest of the
+    # session (its default config stops their propagation, which later caplog-based tests rely on)
+    server = uvicorn.Server(uvicorn.Config(_fake_app(current), log_config=None, lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
