@@ -75,6 +75,8 @@ from whisper_streaming.pipeline.vad import Utterance, VadOptions, VadSegmenter  
 
 PACKET_SAMPLES = 480
 RATE = 16000
+EXTRA_OPTIONS: dict[str, str] = {}
+"""``--option KEY=VALUE``: sent with every stream's ``%o``."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -205,6 +207,7 @@ async def run_session(host: str, port: int, files: list[SpeechFile], *, speed: f
         else:
             client = await AsyncStreamingClient.connect(host, port, user_id=user, timeout_s=30)
         options = {"sample_rate": rate, "encoding": encoding} if rate != RATE or encoding != "pcm_s16le" else {}
+        options.update(EXTRA_OPTIONS)
         if options or partials:
             accepted = await client.set_options(partials=True if partials else None, **options)
             out.partials_refused = partials and not accepted.get("partials")
@@ -496,12 +499,17 @@ def main() -> int:
     p.add_argument("--server-pid", type=int, default=None, help="with --port: the server's pid, for CPU and RSS")
     p.add_argument("--sample-rate", type=int, default=16000, choices=(8000, 16000), help="stream at this rate (negotiated with %%o)")
     p.add_argument("--encoding", default="pcm_s16le", choices=("pcm_s16le", "mulaw", "alaw"), help="stream in this encoding (negotiated with %%o)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="one more %%o option for every stream, e.g. speakers=auto (repeatable)")
     p.add_argument("--partials", action="store_true", help="every stream asks for partial hypotheses (%%o partials=1); adds the partial table")
     p.add_argument("--compare-partials", action="store_true", help="at each --streams level, a run with partials off, then one with them on")
     p.add_argument("--door", default="tcp", choices=("tcp", "websocket", "both"),
                    help="stream over the TCP door, the WebSocket door (/v1/stream), or both (TCP first) at each level")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/stream_bench-<time>.json)")
     args = p.parse_args()
+    for item in args.option:
+        key, _, value = item.partition("=")
+        EXTRA_OPTIONS[key] = value
 
     files = load_dir(args.audio_dir, limit=args.files, sample_rate_hz=args.sample_rate)
     if not files:

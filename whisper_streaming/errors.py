@@ -40,6 +40,7 @@ __all__ = [
     "ModelError",
     "AsrError",
     "SentimentError",
+    "EnrollmentError",
     "ServerError",
     "ConnectionClosedError",
     "JobError",
@@ -99,6 +100,11 @@ class ErrorReason(str, enum.Enum):
     MEDIA_NO_AUDIO = "MEDIA_NO_AUDIO"
     MEDIA_UNSUPPORTED_CODEC = "MEDIA_UNSUPPORTED_CODEC"
     MEDIA_TOO_LONG = "MEDIA_TOO_LONG"
+    # speaker enrolment (whisper_streaming.core.speakers): peer faults, close 1008, HTTP 400
+    ENROLL_TOO_SHORT = "ENROLL_TOO_SHORT"
+    DUPLICATE_SPEAKER = "DUPLICATE_SPEAKER"
+    BAD_SPEAKER_NAME = "BAD_SPEAKER_NAME"
+    UNKNOWN_SPEAKER = "UNKNOWN_SPEAKER"  # %o speakers= names a voice not saved (speakers.dir)
 
     def __str__(self) -> str:
         return self.value
@@ -223,6 +229,15 @@ class MediaTooLongError(MediaError):
     """The audio is longer than the caller's limit (``max_duration_s``)."""
 
     REASON = ErrorReason.MEDIA_TOO_LONG
+
+
+class EnrollmentError(RemoteProtocolError):
+    """A speaker enrolment the peer asked for cannot be done (:mod:`whisper_streaming.core.speakers`).
+
+    ``reason``: ``ENROLL_TOO_SHORT`` (too little speech), ``DUPLICATE_SPEAKER`` (the name is
+    already enrolled in this session) or ``BAD_SPEAKER_NAME``; peer faults (WebSocket close 1008,
+    HTTP 400).  ``detail``: a plain sentence safe to show to the peer.
+    """
 
 
 class UsageError(WhisperStreamingError):

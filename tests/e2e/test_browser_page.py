@@ -12,10 +12,15 @@ WebSocket frames.
   script (Playwright's ``route_web_socket``): the frames are 16 kHz PCM of what the fake
   microphone plays, captions render (a partial replaced in place with its unstable tail grey, a
   final with its time and sentiment badge in the ``aria-live`` region, the summary), and a refused
-  microphone, a failed socket and an ``error`` message are shown;
+  microphone, a failed socket and an ``error`` message are shown; speakers: two registered
+  (``enroll`` streams of the recorded audio on the same connection as the start that follows),
+  finals labelled alice, bob and unknown as chat bubbles on their sides in their colours,
+  ``ENROLL_TOO_SHORT`` and refused names shown, the kept voice samples sent again when the
+  connection was lost, ``speakers: "auto"``;
 * the real server (bundled model) on jfk.wav played as the microphone: the spoken sentence
   appears on the page, with no page errors.  ``WS_PAGE_SCREENSHOT=docs/page.png`` also saves a
-  screenshot of that page (the README's).
+  screenshot of that page (the README's); and a speaker registered from jfk.wav on the real
+  server, sent again after the server's idle timeout closed the connection, labels the finals.
 
 Never skipped: without chromium or playwright these tests fail (``.ci/run`` installs chromium).
 """
@@ -36,7 +41,7 @@ import numpy as np
 import pytest
 import soundfile
 import soxr
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, WebSocketRoute, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Playwright, WebSocketRoute, sync_playwright
 
 from bench.server_process import REPO_ROOT, ServerProcess
 from speech import DATA, E2E_CONFIG, JFK, normalized_wer
@@ -131,14 +136,20 @@ def static_url() -> Iterator[str]:
 
 class ScriptedServer:
     """Answers the page's ``/v1/stream``: records what it sends; ``started`` for a start and
-    ``finished`` for a finish unless told otherwise."""
+    ``finished`` for a finish unless told otherwise.  An ``enroll`` stream is answered at its
+    finish with ``enrolled`` (``enroll_results[name]`` seconds of speech, default 4.21),
+    ``summary`` and ``finished``, or, where ``enroll_results[name]`` is a reason, with that
+    ``error`` and a close (the server's session ends)."""
 
-    def __init__(self, page: Page, *, answer_finish: bool = True) -> None:
+    def __init__(self, page: Page, *, answer_finish: bool = True, enroll_results: dict[str, float | str] | None = None) -> None:
         self.messages: list[dict] = []
         self.frames: list[bytes] = []
         self.urls: list[str] = []
+        self.stream_bytes: list[int] = []  # audio bytes of each start/enroll stream, in order
         self.route: WebSocketRoute | None = None
         self.answer_finish = answer_finish
+        self.enroll_results = enroll_results or {}
+        self._enrolling: str | None = None
         page.route_web_socket(STREAM_URL, self._connect)
 
     def _connect(self, ws: WebSocketRoute) -> None:
@@ -150,11 +161,26 @@ class ScriptedServer:
         assert self.route is not None
         if isinstance(message, bytes):
             self.frames.append(message)
+            if self.stream_bytes:
+                self.stream_bytes[-1] += len(message)
             return
         msg = json.loads(message)
         self.messages.append(msg)
-        if msg["type"] == "start":
+        if msg["type"] in ("start", "enroll"):
+            self.stream_bytes.append(0)
+            self._enrolling = msg["name"] if msg["type"] == "enroll" else None
             self.send({"type": "started", "options": {"sample_rate": msg.get("sample_rate"), "partials": True, "sentiment": bool(msg.get("sentiment"))}})
+        elif msg["type"] == "finish" and self._enrolling is not None:
+            name, self._enrolling = self._enrolling, None
+            result = self.enroll_results.get(name, 4.21)
+            if isinstance(result, str):
+                self.send({"type": "error", "reason": result})
+                self.route.close(code=1008, reason=result)
+            else:
+                self.send({"type": "final", "start": 0.2, "end": 1.0, "text": "My voice.", "language": "en"})  # the sample's own final
+                self.send({"type": "enrolled", "name": name, "speech": result})
+                self.send({"type": "summary", "results": 1})
+                self.send({"type": "finished"})
         elif msg["type"] == "finish" and self.answer_finish:
             self.send({"type": "finished"})
 
@@ -343,6 +369,157 @@ def test_refused_microphone_is_shown(playwright: Playwright, static_url: str) ->
     assert watch.page_errors == []
 
 
+# ---- speakers: registration and the chat view ---------------------------------------------------
+
+
+def enroll_message(name: str) -> dict:
+    return {"type": "enroll", "name": name, "sample_rate": 16000, "encoding": "pcm_s16le", "partials": False, "sentiment": False}
+
+
+def register_speaker(page: Page, name: str) -> None:
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_role("button", name="Register speaker").click()
+
+
+def status_text(page: Page) -> str:
+    return page.locator("#status").inner_text()
+
+
+def test_speakers_register_then_chat_bubbles(playwright: Playwright, static_url: str) -> None:
+    """The seed's flow: register speaker 1, register speaker 2, start; finals labelled alice, bob
+    and unknown render as bubbles on their sides in their colours, with the label and the time."""
+    enroll_s = 2
+    browser = launch(playwright, None)
+    try:
+        page = browser.new_page(viewport={"width": 860, "height": 700})
+        watch = PageWatch(page)
+        server = ScriptedServer(page, enroll_results={"alice": 4.21, "bob": 3.46})
+        page.goto(static_url + f"?enroll_s={enroll_s}")
+        assert page.get_by_label("Label speakers").input_value() == "enrolled"
+
+        register_speaker(page, "alice")
+        wait_until(lambda: "Recording alice: speak now" in status_text(page), 10, "the countdown", page)
+        assert page.get_by_role("button", name="Start").is_disabled() and page.get_by_role("button", name="Register speaker").is_disabled()
+        wait_until(lambda: "alice enrolled (4.2 s of speech)" in status_text(page), 20, "alice's confirmation", page)
+        assert page.get_by_role("button", name="Register speaker").is_enabled() and page.get_by_label("Name", exact=True).input_value() == ""
+        register_speaker(page, "bob")
+        wait_until(lambda: "bob enrolled (3.5 s of speech)" in status_text(page), 20, "bob's confirmation", page)
+        assert page.locator("#speaker-list li").all_inner_texts() == ["alice enrolled (4.2 s)", "bob enrolled (3.5 s)"]
+        assert page.locator("#finals .final").count() == 0  # a voice sample's own finals are not captions
+
+        assert server.messages == [enroll_message("alice"), {"type": "finish"}, enroll_message("bob"), {"type": "finish"}]
+        for sample in server.stream_bytes:  # 16 kHz 16-bit: 32000 bytes a second
+            assert 0.8 * enroll_s * 32000 <= sample <= 1.2 * enroll_s * 32000, server.stream_bytes
+
+        page.get_by_role("button", name="Start").click()
+        wait_until(lambda: len(server.stream_bytes) == 3 and server.stream_bytes[2] > 0, 15, "audio", page)
+        assert len(server.urls) == 1, "the page opened a second connection: the enrolled voices would be lost"
+        assert server.messages[4] == {"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "partials": True, "sentiment": False}
+
+        server.send({"type": "final", "start": 0.48, "end": 2.0, "text": "Hello Bob.", "language": "en", "speaker": "alice", "speaker_score": 0.81})
+        server.send({"type": "final", "start": 2.5, "end": 4.04, "text": "Hi Alice.", "language": "en", "speaker": "bob", "speaker_score": 0.77})
+        server.send({"type": "final", "start": 4.5, "end": 5.0, "text": "Hmm.", "language": "en", "speaker": "unknown", "speaker_score": 0.2})
+        server.send({"type": "final", "start": 65.25, "end": 68.0, "text": "Bye.", "language": "en", "speaker": "alice", "speaker_score": 0.9})
+        page.wait_for_function("document.querySelectorAll('#finals .final').length === 4")
+        bubbles = page.locator("#finals .final.bubble")
+        assert bubbles.count() == 4
+        alice, bob, unknown, alice2 = (bubbles.nth(i) for i in range(4))
+        assert [b.locator(".speaker").inner_text() for b in (alice, bob, unknown, alice2)] == ["alice", "bob", "unknown", "alice"]
+        assert [b.locator(".time").inner_text() for b in (alice, bob, unknown, alice2)] == ["0:00.5–0:02.0", "0:02.5–0:04.0", "0:04.5–0:05.0", "1:05.3–1:08.0"]
+        assert alice.locator(".text").inner_text() == "Hello Bob." and bob.locator(".text").inner_text() == "Hi Alice."
+
+        def style(element: Locator, prop: str) -> str:
+            return str(element.evaluate(f"e => getComputedStyle(e).{prop}"))
+
+        def box(element: Locator) -> tuple[float, float]:
+            """The element's left and right edges (px)."""
+            b = element.bounding_box()
+            assert b is not None
+            return b["x"], b["x"] + b["width"]
+
+        backgrounds = [style(b, "backgroundColor") for b in (alice, bob, unknown, alice2)]
+        assert len(set(backgrounds[:3])) == 3 and backgrounds[3] == backgrounds[0], backgrounds  # one colour per label, stable
+        labels = [style(b.locator(".speaker"), "color") for b in (alice, bob, unknown)]
+        assert len(set(labels)) == 3, labels
+        swatches = page.locator("#speaker-list .swatch")
+        assert [style(swatches.nth(i), "backgroundColor") for i in (0, 1)] == labels[:2]  # the list's colours
+
+        region_left, region_right = box(page.locator("#finals"))
+        edges = [box(b) for b in (alice, bob, unknown, alice2)]
+        left_gap = [left - region_left for left, _ in edges]
+        right_gap = [region_right - right for _, right in edges]
+        assert left_gap[0] < 5 and right_gap[0] > 50, (left_gap, right_gap)  # alice on the left
+        assert right_gap[1] < 5 and left_gap[1] > 50, (left_gap, right_gap)  # bob on the right
+        assert abs(left_gap[2] - right_gap[2]) < 5 and left_gap[2] > 50, (left_gap, right_gap)  # unknown in the middle
+        assert left_gap[3] < 5  # alice again on her side
+        assert page.locator("#finals").get_attribute("aria-live") == "polite"
+        assert "Hello Bob." in page.locator("#finals").inner_text()
+
+        page.get_by_role("button", name="Stop").click()
+        page.wait_for_function("document.body.dataset.state === 'idle'")
+        assert page.locator("#error").is_hidden()
+        assert server.messages[-1] == {"type": "finish"} and len(server.urls) == 1
+    finally:
+        browser.close()
+    assert watch.page_errors == [] and watch.console_errors == [], (watch.page_errors, watch.console_errors)
+
+
+def test_speaker_registration_errors_and_voices_sent_again(playwright: Playwright, static_url: str) -> None:
+    """A name the server would refuse is refused on the page; ENROLL_TOO_SHORT is shown (the
+    server then closes the session, and its voices with it): Start reconnects and sends the kept
+    sample of the registered speaker again before the start; ``auto`` asks for automatic labels."""
+    browser = launch(playwright, None)
+    try:
+        page = browser.new_page()
+        watch = PageWatch(page)
+        server = ScriptedServer(page, enroll_results={"carol": "ENROLL_TOO_SHORT"})
+        page.goto(static_url + "?enroll_s=1")
+        error = page.get_by_role("alert")
+        for bad, why in (("S1", "reserved for automatic labels"), ("Unknown", "reserved"), ("a b", "only letters"), (".x", "start with")):
+            register_speaker(page, bad)
+            error.wait_for(state="visible")
+            assert why in error.inner_text(), (bad, error.inner_text())
+        assert server.urls == [], "a refused name reached the server"
+
+        register_speaker(page, "alice")
+        wait_until(lambda: "alice enrolled" in status_text(page), 20, "alice's confirmation", page)
+        assert error.is_hidden()
+        register_speaker(page, "carol")
+        error.wait_for(state="visible", timeout=20000)
+        assert "carol was not registered" in error.inner_text() and "ENROLL_TOO_SHORT" in error.inner_text(), error.inner_text()
+        page.wait_for_function("document.body.dataset.state === 'idle'")
+        assert page.locator("#speaker-list li").all_inner_texts() == ["alice enrolled (4.2 s)"]
+        assert page.get_by_role("button", name="Register speaker").is_enabled() and page.get_by_role("button", name="Start").is_enabled()
+        register_speaker(page, "alice")  # registered already: refused on the page
+        wait_until(lambda: "alice is registered already" in error.inner_text(), 5, "the duplicate name", page)
+
+        page.get_by_role("button", name="Start").click()
+        wait_until(lambda: any(m["type"] == "start" for m in server.messages), 20, "the start", page)
+        assert len(server.urls) == 2
+        first_alice = server.stream_bytes[0]
+        assert server.messages[4:] == [enroll_message("alice"), {"type": "finish"}, {"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "partials": True, "sentiment": False}]
+        assert server.stream_bytes[2] == first_alice > 0  # the same sample sent again
+        assert error.is_hidden()
+        page.get_by_role("button", name="Stop").click()
+        page.wait_for_function("document.body.dataset.state === 'idle'")
+
+        page.get_by_label("Label speakers").select_option("auto")
+        page.get_by_role("button", name="Start").click()
+        wait_until(lambda: sum(m["type"] == "start" for m in server.messages) == 2, 20, "the second start", page)
+        assert server.messages[-1]["speakers"] == "auto" and len(server.urls) == 2  # the same connection, no enrolment again
+        server.send({"type": "final", "start": 1.0, "end": 2.0, "text": "Auto.", "language": "en", "speaker": "S1", "speaker_score": 0.9})
+        server.send({"type": "final", "start": 3.0, "end": 4.0, "text": "Plain.", "language": "en"})
+        page.wait_for_function("document.querySelectorAll('#finals .final').length === 2")
+        assert page.locator("#finals .final.bubble .speaker").all_inner_texts() == ["S1"]
+        plain = page.locator("#finals .final").nth(1)
+        assert "bubble" not in (plain.get_attribute("class") or "") and plain.locator(".text").inner_text() == "Plain."
+        page.get_by_role("button", name="Stop").click()
+        page.wait_for_function("document.body.dataset.state === 'idle'")
+    finally:
+        browser.close()
+    assert watch.page_errors == [] and watch.console_errors == [], (watch.page_errors, watch.console_errors)
+
+
 # ---- the resampler on its own -------------------------------------------------------------------
 
 _RESAMPLE = """([inRate, freq, seconds]) => {
@@ -431,4 +608,50 @@ def test_page_captions_real_speech(playwright: Playwright, tmp_path: Path) -> No
                 page.screenshot(path=shot, full_page=True)
         finally:
             browser.close()
+    assert watch.page_errors == [] and watch.console_errors == [], (watch.page_errors, watch.console_errors)
+
+
+
+def test_page_registers_a_speaker_on_the_real_server(playwright: Playwright, tmp_path: Path) -> None:
+    """jfk.wav as the microphone (Chromium plays it from the start for each capture), the real
+    server: the page registers "jfk" from the 8 s it records; then it waits past the server's idle
+    timeout (4 s in this config), so the server closes the connection and the voice with it, and
+    Start sends the kept sample again on a new connection: the finals are bubbles labelled jfk."""
+    config = tmp_path / "web.yaml"
+    config.write_text(E2E_CONFIG.replace("channel: 1", "channel: 2"), encoding="utf-8")
+    pcm = load_pcm16(DATA / JFK).astype(np.float32) / 32768.0
+    microphone = np.concatenate([np.zeros(16000), pcm, np.zeros(24000)])
+    wav = write_wav(tmp_path / "jfk_mic.wav", soxr.resample(microphone, 16000, 48000), 48000)
+    reference = (DATA / JFK).with_suffix(".txt").read_text(encoding="utf-8")
+    with ServerProcess(config=config, log_path=tmp_path / "server.log") as server:
+        port = server.http_port
+        assert port, "no 'http listening on' line in the server log:\n" + server.log_text()[-3000:]
+        browser = launch(playwright, wav)
+        try:
+            page = browser.new_page(viewport={"width": 860, "height": 700})
+            watch = PageWatch(page)
+            page.goto(f"http://127.0.0.1:{port}/?enroll_s=8")
+            register_speaker(page, "jfk")
+            wait_until(lambda: "jfk enrolled" in status_text(page) or page.locator("#error").is_visible(), 90, "the enrolment", page)
+            assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+            speech_s = float(re.search(r"jfk enrolled \(([0-9.]+) s of speech\)", status_text(page)).group(1))  # type: ignore[union-attr]
+            assert speech_s >= 3.0, status_text(page)
+            wait_until(lambda: "idle for" in server.log_text(), 30, "the server's idle timeout", page)
+            page.get_by_role("button", name="Start").click()
+
+            def texts() -> list[str]:
+                return page.locator("#finals .final .text").all_inner_texts()
+
+            wait_until(lambda: normalized_wer(reference, " ".join(texts())) < 0.3, 120, "the spoken sentence", page)
+            page.get_by_role("button", name="Stop").click()
+            wait_until(lambda: page.evaluate("document.body.dataset.state") == "idle", 60, "the end of the session", page)
+            finals = page.locator("#finals .final")
+            assert finals.count() >= 2
+            assert page.locator("#finals .final.bubble .speaker").all_inner_texts() == ["jfk"] * finals.count(), page.locator("#finals").inner_text()
+            assert all("side-left" in (f.get_attribute("class") or "") for f in finals.all())
+            assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+        finally:
+            browser.close()
+        log = server.log_text()
+    assert log.count("speaker 'jfk' enrolled") == 2, log[-3000:]  # registered, then sent again on the new connection
     assert watch.page_errors == [] and watch.console_errors == [], (watch.page_errors, watch.console_errors)

@@ -27,6 +27,11 @@ __all__ = ["Analyzer", "AnalyzerSpec", "build_analyzers"]
 class Analyzer(Protocol):
     """Load once in ``__init__``, then annotate many transcripts.
 
+    An analyzer that needs only the audio may say so with a class attribute
+    ``audio_only = True`` (optional; absent means False): the worker then runs it beside the
+    transcription, in a thread (both CTranslate2 and PyTorch release the GIL), and passes
+    ``transcript=None``.
+
     ``name``: the analysis name, the key of its annotation.
     """
 

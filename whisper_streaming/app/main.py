@@ -17,6 +17,7 @@ from typing import Sequence
 from whisper_streaming.app.wiring import (
     audiosocket_options_from_config,
     batch_from_config,
+    voice_store_from_config,
     engine_options_from_config,
     pool_options_from_config,
     runtime_options_from_config,
@@ -60,7 +61,7 @@ async def run_server(config: ServerConfig) -> None:
         raise
     batch = batch_from_config(config, pool) if web_options is not None else None
     try:
-        runtime = Runtime(runtime_options, pool, sinks=sinks)
+        runtime = Runtime(runtime_options, pool, sinks=sinks, voices=voice_store_from_config(config))
         if config.audiosocket.enabled:
             runtime.add_transport(AudioSocketTransport(runtime, audiosocket_options_from_config(config)))
         if web_options is not None:

@@ -16,6 +16,7 @@ from typing import Any
 from whisper_streaming.analyzers.base import AnalyzerSpec
 from whisper_streaming.analyzers.sentiment import SentimentOptions
 from whisper_streaming.analyzers.sentiment_registry import sentiment_analyzer_spec
+from whisper_streaming.analyzers.speaker_id import SpeakerAnalyzerOptions, speaker_analyzer_spec
 from whisper_streaming.app.security import build_ssl_context, token_set_from_config
 from whisper_streaming.backends.base import AsrBackend
 from whisper_streaming.backends.pool import PoolOptions
@@ -23,7 +24,8 @@ from whisper_streaming.batch.jobs import JobStore
 from whisper_streaming.batch.service import BatchTranscriber
 from whisper_streaming.config.schema import ServerConfig
 from whisper_streaming.core.language import LanguagePolicy
-from whisper_streaming.core.options import StreamOptions
+from whisper_streaming.core.options import SPEAKERS_OFF, StreamOptions
+from whisper_streaming.core.speakers import SpeakerPolicy
 from whisper_streaming.engines.base import DecodeOptions, EngineOptions
 from whisper_streaming.engines.decoding import DecodeLimits
 from whisper_streaming.models.resolve import resolve_model
@@ -33,11 +35,14 @@ from whisper_streaming.pipeline.vad import VadOptions
 from whisper_streaming.runtime.runtime import RuntimeOptions
 from whisper_streaming.transports.audiosocket import AudioSocketOptions
 from whisper_streaming.transports.tcp import TcpOptions
+from whisper_streaming.sinks.voices import VoiceStore
 from whisper_streaming.transports.web import WebOptions
 from whisper_streaming.transports.web.batch_api import BatchApiOptions, job_json
 
 __all__ = [
     "batch_from_config",
+    "speaker_policy_from_config",
+    "voice_store_from_config",
     "pause_partials_at",
     "vad_options_from_config",
     "language_policy_from_config",
@@ -105,7 +110,31 @@ def session_options_from_config(config: ServerConfig) -> SessionOptions:
         option_policy=_option_policy(config),
         partial_policy=PartialPolicy(p.first_after_s, p.min_interval_s, p.cost_factor),
         tokens=token_set_from_config(config),
+        speaker_policy=speaker_policy_from_config(config),
     )
+
+
+def speaker_policy_from_config(config: ServerConfig) -> SpeakerPolicy:
+    """Section ``speakers``: the thresholds (None in the config: the calibrated defaults)."""
+    sp = config.speakers
+    defaults = SpeakerPolicy()
+    return SpeakerPolicy(
+        identify_threshold=defaults.identify_threshold if sp.identify_threshold is None else sp.identify_threshold,
+        auto_threshold=defaults.auto_threshold if sp.auto_threshold is None else sp.auto_threshold,
+        max_auto_labels=sp.max_auto_labels,
+        min_enroll_speech_s=sp.min_enroll_speech_s,
+        min_identify_speech_s=defaults.min_identify_speech_s,
+    )
+
+
+def voice_store_from_config(config: ServerConfig) -> VoiceStore | None:
+    """Saved voices (``speakers.dir``), or None.
+
+    Raises:
+        OSError: the directory cannot be created.
+    """
+    sp = config.speakers
+    return VoiceStore(sp.dir) if sp.enabled and sp.dir else None
 
 
 def _option_policy(config: ServerConfig) -> dict[str, Any]:
@@ -116,7 +145,18 @@ def _option_policy(config: ServerConfig) -> dict[str, Any]:
     p = config.partials
     if not p.enabled or (p.workers == 0 and config.model.channel < 2):
         policy["partials"] = _refuse
+    if not config.speakers.enabled:
+        policy["enroll"] = _nothing
+        policy["speakers"] = _speakers_off
     return policy
+
+
+def _nothing(requested: Any) -> None:
+    return None
+
+
+def _speakers_off(requested: Any) -> str:
+    return SPEAKERS_OFF
 
 
 def runtime_options_from_config(config: ServerConfig) -> RuntimeOptions:
@@ -268,6 +308,10 @@ def pause_partials_at(config: ServerConfig, cores: int | None = None) -> int | N
 
 
 def analyzer_specs_from_config(config: ServerConfig) -> tuple[AnalyzerSpec, ...]:
-    """The analyzers every worker builds: sentiment unless ``sentiment.engine: none``."""
+    """The analyzers every worker builds: sentiment unless ``sentiment.engine: none``; the speaker
+    embedding unless ``speakers.enabled`` is false (it loads its model at first use)."""
     sentiment = sentiment_options_from_config(config)
-    return () if sentiment is None else (sentiment_analyzer_spec(sentiment),)
+    specs = () if sentiment is None else (sentiment_analyzer_spec(sentiment),)
+    if config.speakers.enabled:
+        specs += (speaker_analyzer_spec(SpeakerAnalyzerOptions(preload=config.speakers.preload)),)
+    return specs

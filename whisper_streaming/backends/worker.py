@@ -7,6 +7,7 @@ Every message is a frozen dataclass (pickled over a ``multiprocessing`` pipe).
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import multiprocessing.connection
 import os
@@ -24,7 +25,7 @@ from whisper_streaming.core.language import LanguageRequest
 from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.engines.base import AsrEngine, BatchDecode, EngineOptions, pcm16_to_float32
 
-__all__ = ["WorkerJob", "WorkerReady", "WorkerInitError", "JobDone", "JobFailed", "run_analyses", "worker_main"]
+__all__ = ["WorkerJob", "WorkerReady", "WorkerInitError", "JobDone", "JobFailed", "run_analyses", "start_audio_analyses", "worker_main"]
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,20 @@ class JobFailed:
     message: str
 
 
-def run_analyses(analyzers: Mapping[str, Analyzer], names: frozenset[str], audio: Any, transcript: Transcript) -> tuple[dict[str, Any], float]:
+def _annotate(analyzer: Analyzer, audio: Any, transcript: Transcript | None) -> Any | None:
+    """One analyzer's annotation; None when it raised (logged: the transcript still goes out)."""
+    try:
+        return analyzer.analyze(audio, transcript)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - the transcript still goes out, without this annotation
+        log.warning("analysis %s failed: %s: %s", analyzer.name, type(exc).__name__, exc)
+        return None
+
+
+def run_analyses(analyzers: Mapping[str, Analyzer], names: frozenset[str], audio: Any, transcript: Transcript,
+                 early: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
     """The annotations of the analyzers in ``names`` (in ``analyzers`` order) and the seconds spent.
 
+    ``early``: annotations already computed beside the transcription (:func:`start_audio_analyses`).
     An analyzer that raises is logged and left out: the transcript still goes out.
     """
     annotations: dict[str, Any] = {}
@@ -82,14 +94,26 @@ def run_analyses(analyzers: Mapping[str, Analyzer], names: frozenset[str], audio
         return annotations, 0.0
     t0 = time.perf_counter()
     for analyzer in wanted:
-        try:
-            value = analyzer.analyze(audio, transcript)
-        except Exception as exc:  # noqa: BLE001 - the transcript still goes out, without this annotation
-            log.warning("analysis %s failed: %s: %s", analyzer.name, type(exc).__name__, exc)
-            continue
+        value = early[analyzer.name] if early is not None and analyzer.name in early else _annotate(analyzer, audio, transcript)
         if value is not None:
             annotations[analyzer.name] = value
     return annotations, time.perf_counter() - t0
+
+
+def _warm_up(analyzer: Any) -> None:
+    try:
+        analyzer.warm_up()
+    except Exception as exc:  # noqa: BLE001 - it will fail (and be logged) again at its first use
+        log.warning("analysis %s could not load: %s: %s", getattr(analyzer, "name", "?"), type(exc).__name__, exc)
+
+
+def start_audio_analyses(pool: concurrent.futures.ThreadPoolExecutor, analyzers: Mapping[str, Analyzer], names: frozenset[str],
+                         audio: Any) -> dict[str, concurrent.futures.Future[Any]]:
+    """Start the wanted analyzers that need only the audio (``audio_only``) in ``pool``, beside the
+    transcription (CTranslate2 and PyTorch release the GIL): a speaker embedding then adds about
+    40 ms to a 3 s utterance instead of about 100 ms (``docs/benchmarks.md``, "Speaker identification")."""
+    return {name: pool.submit(_annotate, a, audio, None) for name, a in analyzers.items()
+            if name in names and getattr(a, "audio_only", False)}
 
 
 def _thread_lock_for_tqdm() -> None:
@@ -150,6 +174,10 @@ def worker_main(
     except BaseException as exc:  # noqa: BLE001 - report any load failure to the parent
         conn.send(WorkerInitError(f"{type(exc).__name__}: {exc}"))
         return
+    beside = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
+    for analyzer in analyzers.values():  # models an analyzer asks to load early: in the background
+        if getattr(analyzer, "preload", False) and hasattr(analyzer, "warm_up"):
+            beside.submit(_warm_up, analyzer)
     conn.send(WorkerReady(os.getpid()))
     while True:
         try:
@@ -158,8 +186,9 @@ def worker_main(
             return
         if msg is None:
             return
+        audio = pcm16_to_float32(msg.pcm)
+        early = start_audio_analyses(beside, analyzers, msg.analyses, audio) if msg.analyses else {}
         try:
-            audio = pcm16_to_float32(msg.pcm)
             if msg.batch is not None:
                 transcript = engine.transcribe(audio, language=msg.language, batch=msg.batch)
             elif msg.minimal:
@@ -167,7 +196,13 @@ def worker_main(
             else:
                 transcript = engine.transcribe(audio, language=msg.language)
         except Exception as exc:  # noqa: BLE001 - one bad utterance must not kill the worker
+            for f in early.values():
+                f.cancel()
             conn.send(JobFailed(msg.job_id, f"{type(exc).__name__}: {exc}"))
             continue
-        annotations, seconds = run_analyses(analyzers, msg.analyses, audio, transcript)
+        t0 = time.perf_counter()
+        done_early = {name: f.result() for name, f in early.items()}  # never raises: _annotate catches
+        annotations, seconds = run_analyses(analyzers, msg.analyses, audio, transcript, done_early)
+        if early:  # the wait for what ran beside the transcription
+            seconds += time.perf_counter() - t0
         conn.send(JobDone(msg.job_id, UtteranceResult(transcript, annotations, seconds)))

@@ -75,12 +75,15 @@ def load_for_stream(path: str, *, sample_rate: int = audio_format.DEFAULT_SAMPLE
 
 
 def format_result_line(result: Result) -> str:
-    """``start end : text``, plus ``  [negative 0.912]`` / ``  [unsupported: ko]`` with a sentiment."""
+    """``start end : text``, plus ``  [negative 0.912]`` / ``  [unsupported: ko]`` with a sentiment,
+    and ``  <alice 0.812>`` with a speaker."""
     line = format_result_text(result.start_s, result.end_s, result.text)
     s = result.sentiment
-    if s is None:
-        return line
-    return f"{line}  [{UNSUPPORTED}: {s.language}]" if s.label == UNSUPPORTED else f"{line}  [{s.label} {s.score:.3f}]"
+    if s is not None:
+        line = f"{line}  [{UNSUPPORTED}: {s.language}]" if s.label == UNSUPPORTED else f"{line}  [{s.label} {s.score:.3f}]"
+    if result.speaker is not None:
+        line = f"{line}  <{result.speaker.label} {result.speaker.score:.3f}>"
+    return line
 
 
 def format_partial_line(partial: Partial) -> str:
@@ -250,6 +253,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="send the audio at this sample rate (%%o sample_rate; default: 16000)")
     p.add_argument("--encoding", choices=audio_format.ENCODINGS, default="pcm_s16le",
                    help="send the audio in this encoding (%%o encoding; default: pcm_s16le)")
+    p.add_argument("--enroll", action="append", default=[], metavar="NAME=FILE", type=_enrolment,
+                   help="enrol a speaker from a 3-5 s voice sample before the main file (repeatable); the main file's "
+                        "results then carry the best-matching name (%%o enroll=NAME)")
+    p.add_argument("--speakers", metavar="auto|off|NAMES",
+                   help="label results: auto (S1, S2... by clustering), off, or saved voices alice,bob (%%o speakers)")
     p.add_argument("--language", metavar="CODE",
                    help="transcribe in this language: a Whisper language code (en, ko, ...) or auto to detect it per stream "
                         "(%%o language; default: the server's model.language)")
@@ -289,6 +297,12 @@ async def _run(args: argparse.Namespace, tls: ssl.SSLContext | None) -> int:
         if args.status:
             print(await asyncio.wait_for(client.status(), args.timeout))
             return 0
+        for name, path in args.enroll:  # voice samples first, each a stream of its own
+            await asyncio.wait_for(client.set_options(enroll=name), args.timeout)
+            await stream_file(client, load_for_stream(path, sample_rate=args.rate, encoding=args.encoding), speed=args.speed,
+                              sample_rate=args.rate, encoding=args.encoding)
+            summary = client.last_summary.text if client.last_summary is not None else ""
+            print(summary.replace("\n", ", ") if summary.startswith("enrolled:") else f"warning: {name} not enrolled", file=sys.stderr)
         wanted = _wanted_options(args)
         if wanted:  # one %o for all of them; none at all with the defaults
             accepted = await asyncio.wait_for(client.set_options(**wanted), args.timeout)
@@ -310,6 +324,13 @@ async def _run(args: argparse.Namespace, tls: ssl.SSLContext | None) -> int:
         await client.close()
 
 
+def _enrolment(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError("expected NAME=FILE")
+    return name, path
+
+
 def _wanted_options(args: argparse.Namespace) -> dict[str, object]:
     """The ``%o`` options the arguments ask for, in wire order (empty with the defaults)."""
     wanted: dict[str, object] = {}
@@ -321,6 +342,8 @@ def _wanted_options(args: argparse.Namespace) -> dict[str, object]:
         wanted["language"] = args.language
     if args.partials:
         wanted["partials"] = True
+    if args.speakers is not None:
+        wanted["speakers"] = args.speakers
     return wanted
 
 

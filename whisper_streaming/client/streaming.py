@@ -80,7 +80,8 @@ from whisper_streaming.wire.protocol import (
 )
 from whisper_streaming.wire.protocol import Partial as PartialPacket
 from whisper_streaming.wire.protocol import Result as ResultPacket
-from whisper_streaming.wire.result_fields import sentiment_from_fields
+from whisper_streaming.core.speakers import SpeakerMatch
+from whisper_streaming.wire.result_fields import sentiment_from_fields, speaker_from_fields
 
 __all__ = ["AsyncStreamingClient", "StreamingClient", "Result", "Partial", "StreamEvent", "MAX_AUDIO_PACKET_BYTES"]
 
@@ -95,7 +96,9 @@ class Result:
 
     ``start_s``/``end_s``: seconds since the stream's begin (one decimal on the wire);
     ``sentiment``: the result's sentiment when the stream asked for it (None otherwise);
-    ``fields``: every optional field the server sent, in order (unknown keys included).
+    ``fields``: every optional field the server sent, in order (unknown keys included);
+    ``speaker``: who spoke (an enrolled name, ``unknown``, or ``S1``... with ``speakers="auto"``)
+    when the stream labels speakers (None otherwise).
     """
 
     start_s: float
@@ -103,11 +106,13 @@ class Result:
     text: str
     sentiment: Sentiment | None = None
     fields: ResultFields = ()
+    speaker: SpeakerMatch | None = None
 
     @classmethod
     def from_packet(cls, packet: ResultPacket) -> Result:
-        """Raises: RemoteProtocolError: ``BAD_RESULT`` for a malformed sentiment field."""
-        return cls(packet.start_s, packet.end_s, packet.text, sentiment_from_fields(packet.fields), packet.fields)
+        """Raises: RemoteProtocolError: ``BAD_RESULT`` for a malformed sentiment or speaker field."""
+        return cls(packet.start_s, packet.end_s, packet.text, sentiment_from_fields(packet.fields), packet.fields,
+                   speaker_from_fields(packet.fields))
 
 
 @dataclass(frozen=True)

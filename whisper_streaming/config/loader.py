@@ -49,6 +49,7 @@ from whisper_streaming.config.partials import PartialsConfig
 from whisper_streaming.config.results import ResultsConfig
 from whisper_streaming.config.sentiment import SentimentConfig
 from whisper_streaming.config.server import ServerSectionConfig
+from whisper_streaming.config.speakers import SpeakersConfig
 from whisper_streaming.config.tls import TlsConfig
 from whisper_streaming.config.vad import VadConfig
 from whisper_streaming.errors import ConfigError, UsageError
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 
-_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket", "partials", "tls", "auth", "http", "batch")
+_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket", "partials", "tls", "auth", "http", "batch", "speakers")
 
 
 class ServerConfig(BaseModel):
@@ -83,6 +84,7 @@ class ServerConfig(BaseModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    speakers: SpeakersConfig = Field(default_factory=SpeakersConfig)
 
     @field_validator(*_SECTIONS, mode="before")
     @classmethod

@@ -13,7 +13,9 @@ Known keys (:data:`OPTIONS`): ``sentiment`` (``0``/``1``), ``partials`` (``0``/`
 ``language=EN`` -> ``%O`` ``language=en``) or ``auto`` (detect the language per stream).  A
 session that never sends ``language`` gets the server's default (config ``model.language``);
 there is no wire value for "back to the server's default".  :func:`normalize_language` is the
-same check for other callers (the CLI, config validation).
+same check for other callers (the CLI, config validation).  Speakers (issue 15): ``enroll``
+(a name: the next stream is that speaker's voice sample) and ``speakers`` (``auto``, ``off``, or
+saved voices ``alice,bob``); a bad name ends the session with ``BAD_SPEAKER_NAME``.
 
 ``token`` (:data:`TOKEN_OPTION`) is not a stream option but the session's access token (config
 ``auth``, :mod:`whisper_streaming.core.auth`): the session checks it, it is never applied to
@@ -37,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from whisper_streaming.core.audio_format import DEFAULT_SAMPLE_RATE_HZ, SAMPLE_RATES_HZ
+from whisper_streaming.core.speakers import check_speaker_name
 from whisper_streaming.errors import ErrorReason, RemoteProtocolError
 
 __all__ = [
@@ -81,6 +84,12 @@ class StreamOptions:
     ``model.language``, which may itself be detection).  Wire key ``language``.
     ``partials``: the stream gets ``%P`` partial hypotheses of the utterance in progress (the
     server answers ``partials=0`` when it cannot: partials off in config, or one worker).
+    ``enroll``: the next stream is a sample of this speaker's voice (3-5 s of speech), enrolled
+    under this name when it finishes; applies to one stream only (wire key ``enroll``).
+    ``speakers``: how results are labelled with a speaker: None (the default) with the names
+    enrolled in this session, if any; ``"auto"`` with ``S1``, ``S2``... by clustering within the
+    stream; ``"off"`` never; or saved voices to load by name (``"alice,bob"``, config
+    ``speakers.dir``), then as the default (wire key ``speakers``).
     """
 
     sentiment: bool = False
@@ -88,6 +97,8 @@ class StreamOptions:
     encoding: str = "pcm_s16le"
     language: str | None = None
     partials: bool = False
+    enroll: str | None = None
+    speakers: str | None = None
 
     @property
     def analyses(self) -> frozenset[str]:
@@ -98,6 +109,13 @@ class StreamOptions:
         this layer cannot import the analyzers).
         """
         return frozenset({"sentiment"}) if self.sentiment else frozenset()
+
+    @property
+    def saved_speakers(self) -> tuple[str, ...]:
+        """The saved voices ``speakers`` names (empty for None, ``auto``, ``off``)."""
+        if self.speakers in (None, SPEAKERS_AUTO, SPEAKERS_OFF):
+            return ()
+        return tuple(self.speakers.split(","))
 
 
 def _parse_bool(text: str) -> bool:
@@ -192,6 +210,32 @@ class OptionSpec:
 TOKEN_OPTION = "token"
 """The ``%o`` key of the access token (config ``auth``)."""
 
+SPEAKERS_AUTO = "auto"
+SPEAKERS_OFF = "off"
+MAX_SAVED_SPEAKERS = 16
+"""The most saved voices one ``speakers=`` may load."""
+
+
+def _parse_enroll(text: str) -> str:
+    return check_speaker_name(text)
+
+
+def _format_optional(value: Any) -> str:
+    if value is None:  # nothing asked; a server that cannot do it answers an empty value (negotiate)
+        raise ValueError("None has no wire value")
+    return str(value)
+
+
+def _parse_speakers(text: str) -> str | None:
+    if text == "":  # back to the default (the session's enrolled names, if any)
+        return None
+    if text in (SPEAKERS_AUTO, SPEAKERS_OFF):
+        return text
+    names = [check_speaker_name(n) for n in text.split(",")]
+    if len(set(names)) != len(names) or len(names) > MAX_SAVED_SPEAKERS:
+        raise ValueError(f"names must differ, at most {MAX_SAVED_SPEAKERS}")
+    return ",".join(names)
+
 
 OPTIONS: dict[str, OptionSpec] = {
     "sentiment": OptionSpec("sentiment", "sentiment", _parse_bool, _format_bool),
@@ -199,6 +243,8 @@ OPTIONS: dict[str, OptionSpec] = {
     "encoding": OptionSpec("encoding", "encoding", _parse_encoding, str),
     "language": OptionSpec("language", "language", normalize_language, _format_language),
     "partials": OptionSpec("partials", "partials", _parse_bool, _format_bool),
+    "enroll": OptionSpec("enroll", "enroll", _parse_enroll, _format_optional),
+    "speakers": OptionSpec("speakers", "speakers", _parse_speakers, _format_optional),
     TOKEN_OPTION: OptionSpec(TOKEN_OPTION, None, str, str),
 }
 """Registry of the keys this server understands."""
@@ -262,7 +308,7 @@ def negotiate(current: StreamOptions, pairs: OptionPairs, policy: EffectivePolic
         if policy is not None and key in policy:
             value = policy[key](value)
         changes[spec.field] = value
-        accepted.append((key, spec.format(value)))
+        accepted.append((key, "" if value is None else spec.format(value)))  # None: refused by the server's policy
     return replace(current, **changes), tuple(accepted)
 
 

@@ -7,11 +7,12 @@ no way back to the peer (AudioSocket) just drops the outputs and relies on the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from whisper_streaming.core.options import OptionPairs, redact_pairs
 from whisper_streaming.core.results import FinalResult, PartialHypothesis
+from whisper_streaming.core.speakers import VoicePrint
 from whisper_streaming.errors import ErrorReason
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "StreamFinished",
     "StatusReport",
     "SessionFailed",
+    "SpeakerEnrolled",
     "Output",
 ]
 
@@ -110,4 +112,17 @@ class SessionFailed:
     reason: ErrorReason
 
 
-Output = Union[Welcomed, OptionsSet, FinalResult, PartialHypothesis, StreamFinished, StatusReport, SessionFailed]
+@dataclass(frozen=True)
+class SpeakerEnrolled:
+    """Stream ``stream_index`` was a voice sample: ``name`` is enrolled from ``speech_s`` seconds of
+    speech (sent right before that stream's :class:`StreamFinished`).  ``voice``: the enrolled
+    voiceprint (:class:`~whisper_streaming.core.speakers.VoicePrint`; saved by the runtime when
+    ``speakers.dir`` is set, never sent to the peer)."""
+
+    stream_index: int
+    name: str
+    speech_s: float
+    voice: VoicePrint = field(repr=False, compare=False)
+
+
+Output = Union[Welcomed, OptionsSet, FinalResult, PartialHypothesis, StreamFinished, StatusReport, SessionFailed, SpeakerEnrolled]

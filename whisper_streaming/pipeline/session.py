@@ -60,12 +60,14 @@ import numpy as np
 from whisper_streaming.core import audio_format
 from whisper_streaming.core.auth import TokenSet
 from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, LanguageTracker
-from whisper_streaming.core.options import TOKEN_OPTION, StreamOptions, negotiate
+from whisper_streaming.core.options import SPEAKERS_AUTO, SPEAKERS_OFF, TOKEN_OPTION, StreamOptions, negotiate
+from whisper_streaming.core.speakers import SPEAKER, SpeakerBook, SpeakerMatch, SpeakerPolicy, VoicePrint, merge_voiceprints
 from whisper_streaming.core.results import FinalResult, PartialHypothesis
 from whisper_streaming.core.text import sanitize_text
 from whisper_streaming.core.transcript import Transcript
-from whisper_streaming.errors import ErrorReason, RemoteProtocolError
+from whisper_streaming.errors import EnrollmentError, ErrorReason, RemoteProtocolError
 from whisper_streaming.pipeline.commands import (
+    SpeakerEnrolled,
     AudioChunk,
     BeginStream,
     Command,
@@ -96,6 +98,7 @@ __all__ = [
     "StreamEnded",
     "StatusRequested",
     "Close",
+    "LoadVoices",
     "Action",
     "Session",
 ]
@@ -120,6 +123,7 @@ class SessionOptions:
     None: detect per stream).  ``language_policy``: when a detected language is kept
     (:class:`~whisper_streaming.core.language.LanguageTracker`).
     ``tokens``: the valid access tokens (None: no token needed; see the module docstring).
+    ``speaker_policy``: thresholds of enrolment, identification and auto labels (issue 15).
     """
 
     vad: VadOptions = field(default_factory=VadOptions)
@@ -131,6 +135,7 @@ class SessionOptions:
     language_policy: LanguagePolicy = field(default_factory=LanguagePolicy)
     partial_policy: PartialPolicy = field(default_factory=PartialPolicy)
     tokens: TokenSet | None = None
+    speaker_policy: SpeakerPolicy = field(default_factory=SpeakerPolicy)
 
 
 @dataclass(frozen=True)
@@ -247,7 +252,16 @@ class Close:
     reason: str
 
 
-Action = Union[Deliver, Transcribe, Speculate, DecodePartial, CancelSpeculation, StreamStarted, StreamAudio, StreamEnded, StatusRequested, Close]
+@dataclass(frozen=True)
+class LoadVoices:
+    """Load these saved voices (``%o speakers=alice,bob``; config ``speakers.dir``) and report them
+    with :meth:`Session.voices_loaded`."""
+
+    names: tuple[str, ...]
+
+
+Action = Union[Deliver, Transcribe, Speculate, DecodePartial, CancelSpeculation, StreamStarted, StreamAudio, StreamEnded, StatusRequested,
+               Close, LoadVoices]
 
 
 @dataclass
@@ -261,6 +275,9 @@ class _Slot:
     tracker: LanguageTracker | None = None  # the stream's
     duration_s: float = 0.0  # of the utterance's audio
     clear_if_empty: bool = False  # partials were shown for it: no text ends with an empty partial
+    labeler: SpeakerBook | None = None  # the stream's speaker labels: results get one when delivered, in order
+    auto: bool = False  # labeler clusters (auto labels) rather than identifies enrolled names
+    enroll: str | None = None  # on a stream's StreamFinished slot: the name its voice sample enrols
 
 
 class Session:
@@ -298,6 +315,12 @@ class Session:
         self._partial: DecodePartial | None = None  # outstanding
         self._partial_next = 0  # stream sample from which the next partial may be offered
         self._agreement = StablePrefix()
+        # speakers (issue 15): the session's enrolled and loaded voices; the open stream's labels and sample
+        self.speakers = SpeakerBook(self.options.speaker_policy)
+        self._labeler: SpeakerBook | None = None
+        self._auto = False
+        self._enroll: str | None = None
+        self._samples: dict[int, list[VoicePrint]] = {}  # per enrolment stream: its utterances' voices
         self._agreement_index = -1  # the utterance the agreement (and what was shown) belongs to
         self._shown_index = -1  # the last utterance a partial was delivered for
         self._last_submitted_index = -1  # of the open stream
@@ -369,10 +392,16 @@ class Session:
                 return self._error(ErrorReason.ALREADY_STREAMING, "begin while a stream is open")
             if not self.authenticated:
                 return self._error(ErrorReason.UNAUTHORIZED, "begin without a valid token")
+            opts = self.stream_options
+            if opts.enroll is not None:
+                if opts.enroll in self.speakers.names:
+                    return self._error(ErrorReason.DUPLICATE_SPEAKER, "this name is enrolled already")
+                self.stream_options = replace(opts, enroll=None)  # a voice sample is one stream
             self.state = SessionState.STREAMING
             self.stream_index += 1
             self._stream_samples = 0
-            self._analyses = self.stream_options.analyses
+            self._analyses = opts.analyses
+            self._speakers_for_stream(opts)
             wanted = self.stream_options.language
             fixed = self.options.default_language if wanted is None else (None if wanted == "auto" else wanted)
             self._language = LanguageTracker(fixed, self.options.language_policy)
@@ -438,6 +467,13 @@ class Session:
         text = sanitize_text(text).strip()
         if text:
             kept = {k: v for k, v in (annotations or {}).items() if k in slot.analyses and v is not None}
+            voice = kept.get(SPEAKER)
+            if slot.stream_index in self._samples:  # a voice sample: its voice is enrolled, its results carry no label
+                kept.pop(SPEAKER, None)
+                if isinstance(voice, VoicePrint):
+                    self._samples[slot.stream_index].append(voice)
+            elif slot.labeler is None:
+                kept.pop(SPEAKER, None)
             slot.outputs.append(FinalResult(slot.start_s, slot.end_s, text, slot.stream_index, language, transcript, kept))
         elif slot.clear_if_empty:  # partials were shown, and no %R will replace them
             slot.outputs.append(PartialHypothesis(slot.start_s, slot.end_s, "", "", slot.stream_index))
@@ -505,7 +541,11 @@ class Session:
             self.stream_options, accepted = negotiate(self.stream_options, command.pairs, self.options.option_policy)
         except RemoteProtocolError as exc:
             return self._error(exc.reason, exc.detail)
-        return self._emit(OptionsSet(accepted))
+        actions = self._emit(OptionsSet(accepted))
+        wanted = tuple(n for n in self.stream_options.saved_speakers if n not in self.speakers.names)
+        if wanted and any(key == "speakers" for key, _ in command.pairs):
+            actions.append(LoadVoices(wanted))
+        return actions
 
     def _submit(self, utterance: Utterance) -> list[Action]:
         actions: list[Action] = []
@@ -520,7 +560,8 @@ class Session:
                 actions.append(CancelSpeculation(spec.key))
         ticket = next(self._tickets)
         slot = _Slot([], ticket, utterance.start_s, utterance.end_s, self.stream_index, self._analyses,
-                     tracker=self._language, duration_s=utterance.duration_s, clear_if_empty=self._shown_index == utterance.index)
+                     tracker=self._language, duration_s=utterance.duration_s, clear_if_empty=self._shown_index == utterance.index,
+                     labeler=self._labeler, auto=self._auto)
         self._last_submitted_index = utterance.index
         self._partial_next = 0  # the next utterance's first partial comes after first_after_s
         self._outputs.append(slot)
@@ -578,9 +619,60 @@ class Session:
         self._segmenter = None
         self.state = SessionState.READY
         actions.append(StreamEnded(self.stream_index))
-        self._outputs.append(_Slot([StreamFinished(self.stream_index, self._analyses)], stream_index=self.stream_index))
+        self._outputs.append(_Slot([StreamFinished(self.stream_index, self._analyses)], stream_index=self.stream_index, enroll=self._enroll))
         self._analyses = frozenset()
+        self._enroll, self._labeler, self._auto = None, None, False
         return actions + self._drain()
+
+    # ------------------------------------------------------------------ speakers
+
+    def _speakers_for_stream(self, opts: StreamOptions) -> None:
+        """The open stream's speaker work: a voice sample (``enroll``), auto labels, the
+        session's enrolled names, or nothing; the speaker analysis goes with its utterances."""
+        self._enroll, self._labeler, self._auto = opts.enroll, None, False
+        if opts.enroll is not None:
+            self._samples[self.stream_index] = []
+        elif opts.speakers == SPEAKERS_AUTO:
+            self._labeler, self._auto = SpeakerBook(self.options.speaker_policy), True  # labels within the stream
+        elif opts.speakers != SPEAKERS_OFF and self.speakers.names:
+            self._labeler = self.speakers
+        if self._enroll is not None or self._labeler is not None:
+            self._analyses = self._analyses | {SPEAKER}
+
+    def _labelled(self, result: FinalResult, slot: _Slot) -> FinalResult:
+        """``result`` with its voiceprint replaced by the speaker it matches (in delivery order, so
+        auto labels are numbered as the results go out)."""
+        voice = result.annotations.get(SPEAKER)
+        if not isinstance(voice, VoicePrint) or slot.labeler is None:
+            return result
+        match: SpeakerMatch = slot.labeler.auto(voice) if slot.auto else slot.labeler.identify(voice)
+        return replace(result, annotations={**result.annotations, SPEAKER: match})
+
+    def _enrol(self, stream_index: int, name: str) -> SpeakerEnrolled:
+        """Enrol the voice sample of stream ``stream_index`` under ``name``.
+
+        Raises:
+            EnrollmentError: too little speech (``ENROLL_TOO_SHORT``), or the name was enrolled meanwhile.
+        """
+        voices = self._samples.pop(stream_index, [])
+        if not voices:
+            raise EnrollmentError(ErrorReason.ENROLL_TOO_SHORT, "no speech in the voice sample")
+        voice = merge_voiceprints(voices)
+        self.speakers.enroll(name, voice)
+        return SpeakerEnrolled(stream_index, name, round(voice.speech_s, 2), voice)
+
+    def voices_loaded(self, found: Mapping[str, VoicePrint | None]) -> list[Action]:
+        """The saved voices a :class:`LoadVoices` asked for (None: no such voice): they label the
+        following streams; a missing one ends the session (``UNKNOWN_SPEAKER``)."""
+        if self.state is SessionState.CLOSED:
+            return []
+        missing = sorted(name for name, voice in found.items() if voice is None)
+        if missing:
+            return self._error(ErrorReason.UNKNOWN_SPEAKER, f"no saved voice named {missing[0]!r}")
+        for name, voice in found.items():
+            if voice is not None and name not in self.speakers.names:
+                self.speakers.load(name, voice)
+        return []
 
     def _emit(self, output: Output) -> list[Action]:
         self._outputs.append(_Slot([output]))
@@ -590,9 +682,15 @@ class Session:
         actions: list[Action] = []
         while self._outputs and self._outputs[0].ticket is None:
             slot = self._outputs.popleft()
+            if slot.enroll is not None:  # the end of a voice sample: enrol it before its StreamFinished
+                try:
+                    actions.append(Deliver(self._enrol(slot.stream_index, slot.enroll)))
+                except EnrollmentError as exc:
+                    return actions + self._error(exc.reason, exc.detail)
             for output in slot.outputs:
                 if isinstance(output, FinalResult):
                     self.results_sent += 1
+                    output = self._labelled(output, slot)
                 actions.append(Deliver(output))
         if self._close_when_drained is not None and not self._outputs:
             self.state = SessionState.CLOSED

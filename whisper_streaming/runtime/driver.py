@@ -31,13 +31,14 @@ from whisper_streaming.backends.base import AsrBackend, UtteranceJob, UtteranceR
 from whisper_streaming.core.audio_format import DEFAULT_SAMPLE_RATE_HZ
 from whisper_streaming.core.results import FinalResult, PartialHypothesis
 from whisper_streaming.errors import AsrError, RemoteProtocolError
-from whisper_streaming.pipeline.commands import Command, Identify, Output, SessionFailed, StatusReport
+from whisper_streaming.pipeline.commands import Command, Identify, Output, SessionFailed, SpeakerEnrolled, StatusReport
 from whisper_streaming.pipeline.session import (
     Action,
     CancelSpeculation,
     Close,
     DecodePartial,
     Deliver,
+    LoadVoices,
     Session,
     Speculate,
     StatusRequested,
@@ -47,6 +48,7 @@ from whisper_streaming.pipeline.session import (
     Transcribe,
 )
 from whisper_streaming.runtime.stats import RuntimeStats
+from whisper_streaming.sinks.voices import VoiceStore
 from whisper_streaming.sinks.base import SessionClosed, SessionInfo, Sink, SinkEvent, StreamAudioReceived, StreamClosed, StreamOpened
 
 __all__ = ["Peer", "SessionHost", "ConnectionLog", "SessionDriver"]
@@ -66,6 +68,7 @@ class SessionHost(Protocol):
     backend: AsrBackend
     stats: RuntimeStats
     sinks: Sequence[Sink]
+    voices: VoiceStore | None
 
     def publish(self, event: SinkEvent) -> None: ...
 
@@ -250,8 +253,28 @@ class SessionDriver:
                 future.cancel()  # dropped if still queued; a running job finishes unused
         elif isinstance(action, Close):
             self.request_close(action.reason)
+        elif isinstance(action, LoadVoices):
+            self._load_voices(action)
+
+    def _load_voices(self, action: LoadVoices) -> None:
+        store = self.runtime.voices
+        found = {name: store.load(name) if store is not None else None for name in action.names}
+        self.log.info("saved voices %s: %s", ", ".join(action.names), "loaded" if all(found.values()) else "missing")
+        self.run_sync_actions(self.session.voices_loaded(found))
+
+    def _save_voice(self, enrolled: SpeakerEnrolled) -> None:
+        self.log.info("speaker %r enrolled from %.1f s of speech", enrolled.name, enrolled.speech_s)
+        store = self.runtime.voices
+        if store is None:
+            return
+        try:
+            store.save(enrolled.name, enrolled.voice)
+        except OSError as exc:  # the session keeps its enrolled voice; only the saved copy is missing
+            self.log.error("cannot save the voice of %r: %s", enrolled.name, exc)
 
     def _deliver(self, output: Output) -> None:
+        if isinstance(output, SpeakerEnrolled):
+            self._save_voice(output)
         if isinstance(output, FinalResult):
             self._count_final(output)
             self.runtime.result_delivered(self.info, output)

@@ -32,6 +32,7 @@ from whisper_streaming.errors import ErrorReason
 from whisper_streaming.pipeline.session import Session, SessionOptions
 from whisper_streaming.runtime.driver import ConnectionLog, Peer, SessionDriver
 from whisper_streaming.runtime.stats import RuntimeStats
+from whisper_streaming.sinks.voices import VoiceStore
 from whisper_streaming.sinks.base import ResultPublished, SessionInfo, Sink, SinkEvent
 
 __all__ = ["RuntimeOptions", "Transport", "Connection", "Runtime", "finish_tasks", "SINK_CLOSE_DEADLINE_S", "CLOSE_RESERVE_S", "MIN_SINK_CLOSE_S",
@@ -131,10 +132,11 @@ class Runtime:
     ``await wait_closed()`` returns once stopped.
     """
 
-    def __init__(self, options: RuntimeOptions, backend: AsrBackend, *, sinks: Iterable[Sink] = ()) -> None:
+    def __init__(self, options: RuntimeOptions, backend: AsrBackend, *, sinks: Iterable[Sink] = (), voices: VoiceStore | None = None) -> None:
         self.options = options
         self.backend = backend
         self.sinks: list[Sink] = list(sinks)
+        self.voices = voices  # saved speakers' voices (config speakers.dir), None: none
         self.stats = RuntimeStats()
         self.transports: list[Transport] = []
         self._sessions: set[SessionDriver] = set()

@@ -21,6 +21,7 @@ packet               command / output
 ``%O`` OptionsAcc.   ``OptionsSet``
 ``%R`` Result        :class:`~whisper_streaming.core.results.FinalResult` (+ sentiment field)
 ``%S``, ``%F``       ``StreamFinished`` (``%S`` only for a stream with sentiment on)
+``%S``              ``SpeakerEnrolled`` (``enrolled: NAME`` and ``speech: 4.21 s``, before that stream's ``%F``)
 ``%C`` Status        ``StatusReport``
 ``%E`` Error         ``SessionFailed``
 ===================  ===================================================
@@ -47,6 +48,7 @@ from whisper_streaming.pipeline.commands import (
     SessionFailed,
     SetOptions,
     StatusReport,
+    SpeakerEnrolled,
     StreamFinished,
     Welcomed,
 )
@@ -69,7 +71,8 @@ from whisper_streaming.wire.protocol import (
     UserId,
     Welcome,
 )
-from whisper_streaming.wire.result_fields import sentiment_fields
+from whisper_streaming.core.speakers import SPEAKER, SpeakerMatch
+from whisper_streaming.wire.result_fields import sentiment_fields, speaker_fields
 
 __all__ = ["command_for", "TcpRenderer", "Send", "TcpSession"]
 
@@ -108,7 +111,13 @@ class TcpRenderer:
                 self._tally.add(sentiment)
             else:
                 sentiment = None
-            return [Result(output.start_s, output.end_s, output.text, sentiment_fields(sentiment) if sentiment is not None else ())]
+            fields = sentiment_fields(sentiment) if sentiment is not None else ()
+            speaker = output.annotations.get(SPEAKER)
+            if isinstance(speaker, SpeakerMatch):
+                fields += speaker_fields(speaker)
+            return [Result(output.start_s, output.end_s, output.text, fields)]
+        if isinstance(output, SpeakerEnrolled):  # a voice sample's answer, right before its %F
+            return [Summary(f"enrolled: {output.name}\nspeech: {output.speech_s:.2f} s")]
         if isinstance(output, PartialHypothesis):
             return [Partial(output.start_s, output.end_s, output.stable, output.unstable)]
         if isinstance(output, StreamFinished):
@@ -182,6 +191,9 @@ class TcpSession:
 
     def partial_done(self, *args: Any, **kwargs: Any) -> list[Action | Send]:
         return self.render(self.session.partial_done(*args, **kwargs))
+
+    def voices_loaded(self, *args: Any, **kwargs: Any) -> list[Action | Send]:
+        return self.render(self.session.voices_loaded(*args, **kwargs))
 
     def partial_refused(self, *args: Any, **kwargs: Any) -> list[Action | Send]:
         return self.render(self.session.partial_refused(*args, **kwargs))

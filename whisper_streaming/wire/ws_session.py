@@ -9,6 +9,7 @@ Client -> server (text frames are JSON objects, binary frames are audio):
 message                                    commands
 =========================================  ==================================================
 ``{"type": "start", ...}``                 ``Identify`` (first start only), ``SetOptions``, ``BeginStream``
+``{"type": "enroll", "name": "alice", ...}`` the same for a voice sample: the stream enrols ``name``
 binary frame (any size)                    ``AudioChunk`` (an odd byte of s16le waits for the next frame)
 ``{"type": "finish"}``                     ``FinishStream``
 =========================================  ==================================================
@@ -18,7 +19,9 @@ the connection id; a later start may repeat it or leave it out), ``sample_rate``
 integer in 8000..192000; default 16000), ``encoding`` (``pcm_s16le``, ``mulaw``, ``alaw``;
 G.711 only at 8000 Hz), ``language`` (a Whisper code or ``auto``; null or absent: the server's
 default), ``partials`` and ``sentiment`` (booleans; absent: the server's default), ``token``
-(the access token when the server asks for one, config ``auth``).  Every start describes its
+(the access token when the server asks for one, config ``auth``), ``speakers`` (``"auto"``:
+label results ``S1``, ``S2``...; ``"off"``; a list of saved voices to load, ``["alice", "bob"]``;
+absent: label with the names enrolled in this connection, if any).  Every start describes its
 stream in full: a field left out takes the server's default, not the previous start's value.
 Unknown fields are ignored.  A rate other than 8000 or 16000 Hz (a browser's 44100 or 48000) is
 resampled to 16 kHz on arrival (:class:`~whisper_streaming.core.audio_format.StreamResampler`,
@@ -32,7 +35,9 @@ Server -> client (:meth:`WsAdapter.render`, all text frames)::
                                     "language": "en", "partials": true}}          (effective values)
     {"type": "partial", "start": 1.2, "end": 2.5, "stable": "hello", "unstable": "world"}
     {"type": "final", "start": 1.2, "end": 3.1, "text": "Hello world.", "language": "en",
-     "sentiment": {"label": "positive", "score": 0.912}}                         (sentiment: when asked for)
+     "sentiment": {"label": "positive", "score": 0.912},                         (sentiment: when asked for)
+     "speaker": "alice", "speaker_score": 0.812}                                 (speaker: when labelled)
+    {"type": "enrolled", "name": "alice", "speech": 4.21}                        (an enroll stream, before its summary)
     {"type": "summary", "results": 3, "sentiment": {"positive": 2, "negative": 0, "neutral": 1,
      "unsupported": 0, "mean_score": 0.71}}                                      (sentiment: when asked for)
     {"type": "finished"}
@@ -56,6 +61,7 @@ from typing import Any
 
 from whisper_streaming.analyzers.sentiment import LABELS, SENTIMENT, UNSUPPORTED, Sentiment
 from whisper_streaming.analyzers.sentiment_stats import SentimentTally
+from whisper_streaming.core.speakers import SPEAKER, SpeakerMatch
 from whisper_streaming.core.audio_format import ASR_SAMPLE_RATE_HZ, SAMPLE_RATES_HZ, StreamResampler
 from whisper_streaming.core.options import LANGUAGE_AUTO, TOKEN_OPTION, StreamOptions, decode_accepted, encode_value
 from whisper_streaming.core.results import FinalResult, PartialHypothesis
@@ -71,6 +77,7 @@ from whisper_streaming.pipeline.commands import (
     Output,
     SessionFailed,
     SetOptions,
+    SpeakerEnrolled,
     StatusReport,
     StreamFinished,
     Welcomed,
@@ -107,6 +114,8 @@ class StartMessage:
     partials: bool | None = None
     sentiment: bool | None = None
     token: str | None = field(default=None, repr=False)
+    speakers: str | None = None  # "auto", "off", or saved names joined with ","
+    enroll: str | None = None  # an ``enroll`` message: the name its stream enrols
 
 
 @dataclass(frozen=True)
@@ -149,9 +158,21 @@ def parse_message(text: str) -> ClientMessage:
         raise _bad("no string 'type'")
     if kind == "finish":
         return FinishMessage()
-    if kind != "start":
+    if kind not in ("start", "enroll"):
         raise RemoteProtocolError(ErrorReason.UNKNOWN_MESSAGE, f"unknown message type {kind[:32]!r}")
+    enroll = None
+    if kind == "enroll":
+        enroll = _field(data, "name", str, "a string")
+        if enroll is None:
+            raise _bad("an enroll message needs a string 'name'")
+    speakers = data.get("speakers")
+    if isinstance(speakers, list) and speakers and all(isinstance(n, str) for n in speakers):
+        speakers = ",".join(speakers)
+    elif speakers is not None and not isinstance(speakers, str):
+        raise _bad("speakers must be \"auto\", \"off\" or a list of names")
     return StartMessage(
+        speakers=speakers,
+        enroll=enroll,
         user=_field(data, "user", str, "a string"),
         sample_rate=_field(data, "sample_rate", int, "an integer"),
         encoding=_field(data, "encoding", str, "a string"),
@@ -256,6 +277,9 @@ class WsAdapter:
             ("partials", encode_value("partials", d.partials if message.partials is None else message.partials)),
             ("sentiment", encode_value("sentiment", d.sentiment if message.sentiment is None else message.sentiment)),
         ]
+        pairs.append(("speakers", message.speakers or ""))  # absent: the default, never the previous start's
+        if message.enroll is not None:
+            pairs.append(("enroll", message.enroll))
         token = message.token if message.token is not None else self._query_token
         if token is not None:
             pairs.append((TOKEN_OPTION, token))
@@ -307,7 +331,12 @@ class WsAdapter:
             if isinstance(sentiment, Sentiment):
                 self._tally.add(sentiment)
                 message["sentiment"] = _sentiment(sentiment)
+            speaker = output.annotations.get(SPEAKER)
+            if isinstance(speaker, SpeakerMatch):
+                message["speaker"], message["speaker_score"] = speaker.label, round(speaker.score, 3)
             return [message]
+        if isinstance(output, SpeakerEnrolled):
+            return [{"type": "enrolled", "name": output.name, "speech": round(output.speech_s, 2)}]
         if isinstance(output, PartialHypothesis):
             return [{"type": "partial", "start": round(output.start_s, 3), "end": round(output.end_s, 3),
                      "stable": output.stable, "unstable": output.unstable}]

@@ -153,7 +153,7 @@ def test_start_audio_finish_gives_started_finals_summary_finished_and_start_agai
                 await ws.send(json.dumps({"type": "finish"}))
                 got = await until(ws, "finished")
                 assert got[0] == {"type": "started", "options": {"sample_rate": 16000, "encoding": "pcm_s16le", "language": "auto",
-                                                                 "partials": False, "sentiment": False}}
+                                                                 "partials": False, "sentiment": False, "speakers": None}}
                 assert [m["type"] for m in got] == ["started", "final", "final", "final", "summary", "finished"]
                 assert [m["text"] for m in finals(got)] == [FakeBackend.text(i, job) for i, (_, job) in enumerate(backend.jobs)]
                 assert [m["text"].split()[0] for m in finals(got)] == ["job0", "job1", "job2"]

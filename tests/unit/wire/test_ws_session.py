@@ -82,7 +82,7 @@ def test_first_start_identifies_sets_every_option_and_begins() -> None:
     commands = a.on_text(start(user="ann", partials=True))
     assert commands == [
         Identify("ann"),
-        SetOptions((("sample_rate", "16000"), ("encoding", "pcm_s16le"), ("language", "auto"), ("partials", "1"), ("sentiment", "0"))),
+        SetOptions((("sample_rate", "16000"), ("encoding", "pcm_s16le"), ("language", "auto"), ("partials", "1"), ("sentiment", "0"), ("speakers", ""))),
         BeginStream(),
     ]
 
@@ -91,11 +91,11 @@ def test_absent_fields_take_the_server_defaults_not_the_previous_start() -> None
     a = WsAdapter(StreamOptions(sentiment=True), "en", "w9")
     first = a.on_text(start(language="de", sentiment=False))
     assert first[0] == Identify("w9")  # no user: the connection id
-    assert dict(first[1].pairs) == {"sample_rate": "16000", "encoding": "pcm_s16le", "language": "de", "partials": "0", "sentiment": "0"}
+    assert dict(first[1].pairs) == {"sample_rate": "16000", "encoding": "pcm_s16le", "language": "de", "partials": "0", "sentiment": "0", "speakers": ""}
     a.on_text('{"type": "finish"}')
     second = a.on_text(start())
     assert not any(isinstance(c, Identify) for c in second)
-    assert dict(second[0].pairs) == {"sample_rate": "16000", "encoding": "pcm_s16le", "language": "en", "partials": "0", "sentiment": "1"}
+    assert dict(second[0].pairs) == {"sample_rate": "16000", "encoding": "pcm_s16le", "language": "en", "partials": "0", "sentiment": "1", "speakers": ""}
 
 
 def test_a_later_start_may_not_change_the_user() -> None:
@@ -228,7 +228,7 @@ def test_a_session_driven_by_the_adapter_refuses_a_bad_language_and_accepts_a_go
         outputs += [x.output for x in session.handle(command) if isinstance(x, Deliver)]
     rendered = [m for o in outputs for m in a.render(o)]
     assert rendered == [{"type": "started", "options": {"sample_rate": 16000, "encoding": "pcm_s16le", "language": "en",
-                                                        "partials": False, "sentiment": False}}]
+                                                        "partials": False, "sentiment": False, "speakers": None}}]
     bad = Session(SessionOptions())
     b = adapter()
     actions = [x for c in b.on_text(start(language="klingon")) for x in bad.handle(c)]
