@@ -25,7 +25,14 @@ label mapped one-to-one to their speaker (Hungarian).
 Latency: :class:`SpeakerAnalyzer` (CAM++, torch 1 thread) on 1, 3, 5, 10 s of speech, median of
 ``--repeats`` after a warm-up.
 
+``--embedder resemblyzer`` (measurement only, issue 15): the same analyzer and scoring with
+resemblyzer's GE2E ``VoiceEncoder`` (:class:`ResemblyzerEmbedder`, bundled weights, CPU) instead
+of CAM++; its thresholds are swept over a wider grid (0.20-0.99: its embeddings are non-negative,
+so cosines run high).  resemblyzer is not a project dependency: ``pip install --no-deps
+resemblyzer`` into the venv to run it.
+
     .venv/bin/python bench/speaker_id_bench.py [--threads 2] [--repeats 7] [--json out.json]
+        [--embedder campplus|resemblyzer]
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +52,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.common import machine_info  # noqa: E402
-from whisper_streaming.analyzers.speaker_id import SpeakerAnalyzer, SpeakerAnalyzerOptions  # noqa: E402
+from whisper_streaming.analyzers.speaker_id import (  # noqa: E402
+    SpeakerAnalyzer,
+    SpeakerAnalyzerOptions,
+    VoiceEmbedder,
+    create_speaker_embedder,
+)
 from whisper_streaming.client.audio_files import load_pcm16  # noqa: E402
 from whisper_streaming.core.speakers import UNKNOWN, SpeakerBook, SpeakerPolicy, VoicePrint, merge_voiceprints  # noqa: E402
 from whisper_streaming.core.transcript import Transcript  # noqa: E402
@@ -56,6 +69,43 @@ PIECE_S = 2.0
 KO_PIECE_S = 1.0
 MAX_ENROL_S = 5.0
 EMPTY = Transcript("", "", 0.0, (), 1.0)
+
+
+class ResemblyzerEmbedder:
+    """resemblyzer's GE2E speaker encoder (Wan et al. 2018, "Generalized end-to-end loss for
+    speaker verification"; 3-layer LSTM, 256-d, weights bundled in the wheel, ~17 MB) behind the
+    :class:`VoiceEmbedder` interface.  ``embed``: ``preprocess_wav`` (volume normalisation to
+    -30 dBFS, webrtcvad removal of long silences), then ``embed_utterance`` (mean of 1.6 s
+    partials, unit norm); float32 ``(256,)``.  When the preprocessing leaves under 0.1 s (noise
+    the VAD rejects), the volume-normalised audio is embedded instead (counted in ``fallbacks``).
+    Sets torch's intra-op threads for the process (the analyzer does so only for CAM++).
+    """
+
+    def __init__(self, threads: int) -> None:
+        import torch
+        from resemblyzer import VoiceEncoder
+
+        torch.set_num_threads(threads)
+        self._encoder = VoiceEncoder("cpu", verbose=False)
+        self.fallbacks = 0
+
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        from resemblyzer import preprocess_wav
+        from resemblyzer.audio import normalize_volume
+
+        wav = preprocess_wav(np.asarray(audio, dtype=np.float32), RATE)
+        if len(wav) < RATE // 10:
+            self.fallbacks += 1
+            wav = normalize_volume(np.asarray(audio, dtype=np.float32), -30, increase_only=True)
+        return np.asarray(self._encoder.embed_utterance(wav), dtype=np.float32)
+
+
+def resemblyzer_factory(options: SpeakerAnalyzerOptions) -> VoiceEmbedder:
+    """A :class:`ResemblyzerEmbedder` at ``options.threads`` torch threads (the analyzer's embedder_factory)."""
+    return ResemblyzerEmbedder(options.threads)
+
+
+EMBEDDERS = {"campplus": create_speaker_embedder, "resemblyzer": resemblyzer_factory}
 
 
 @dataclass(frozen=True)
@@ -303,12 +353,12 @@ def run_auto(prints: dict[str, VoicePrint | None], by_spk: dict[str, list[Utt]],
     return out
 
 
-def latency(repeats: int) -> dict:
+def latency(repeats: int, embedder_factory: Callable[[SpeakerAnalyzerOptions], VoiceEmbedder] = create_speaker_embedder) -> dict:
     audio = f32(load_pcm16(SPEECH / "en" / "jfk_inaugural_1961.wav"))
     lib = f32(load_pcm16(SPEECH / "en" / "librispeech_dev-clean_2412-153948-0000.flac"))
     long = np.concatenate([audio, lib])
     t0 = time.perf_counter()
-    analyzer = SpeakerAnalyzer(SpeakerAnalyzerOptions(threads=1))
+    analyzer = SpeakerAnalyzer(SpeakerAnalyzerOptions(threads=1), embedder_factory=embedder_factory)
     analyzer.warm_up()
     first = time.perf_counter() - t0
     noise = np.random.default_rng(1).normal(0, 0.01, RATE).astype(np.float32)
@@ -333,17 +383,25 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--embedder", choices=sorted(EMBEDDERS), default="campplus",
+                    help="campplus (the package's CAM++) or resemblyzer (GE2E; measurement only)")
     args = ap.parse_args()
+    factory = EMBEDDERS[args.embedder]
     utts = load_en() + load_multi() + load_ko()
-    grid = np.round(np.arange(0.20, 0.81, 0.01), 2)
+    top = 0.81 if args.embedder == "campplus" else 1.0
+    grid = np.round(np.arange(0.20, top, 0.01), 2)
     report: dict = {"machine": machine_info(), "utterances": len(utts)}
+    if args.embedder != "campplus":
+        report["embedder"] = args.embedder
     for label, trim in (("whole", False), ("trimmed", True)):
-        analyzer = SpeakerAnalyzer(SpeakerAnalyzerOptions(threads=args.threads, embed_trimmed=trim))
+        analyzer = SpeakerAnalyzer(SpeakerAnalyzerOptions(threads=args.threads, embed_trimmed=trim), embedder_factory=factory)
         acc = run_accuracy(analyzer, utts, grid)
         auto = run_auto(acc["prints"], acc["by_spk"], utts, grid)
         report[label] = {"accuracy": acc["res"], "auto": auto}
         r = acc["res"]
         print(f"== {label}")
+        if args.embedder != "campplus":
+            print(f"preprocessing fallbacks (under 0.1 s left): {getattr(analyzer._embedder, 'fallbacks', None)}")
         for ds, p in r["pairs"].items():
             print(f"pairs {ds:9s} utts {p['utts']:3d} spk {p['speakers']:2d} EER {100 * p['eer']:5.1f} % at {p['eer_threshold']:.3f} "
                   f"target mean {p['target_mean']:.2f} min {p['target_min']:.2f} non mean {p['nontarget_mean']:.2f} max {p['nontarget_max']:.2f}")
@@ -360,7 +418,7 @@ def main() -> None:
             print(f"{t:.2f} {100 * np.mean(accs):6.1f} {100 * np.mean(fars):6.1f} {100 * np.mean(fds):6.1f}   "
                   f"| {100 * np.mean(aacc):6.1f} {alab}  acc {[round(100 * a, 0) for a in aacc]} FAR {[round(100 * f, 1) for f in fars]} acc {[round(100 * a, 0) for a in accs]}")
     if not args.skip_latency:
-        lat = latency(args.repeats)
+        lat = latency(args.repeats, factory)
         report["latency"] = lat
         print(f"latency: first call (load + warm-up) {lat['first_call_s']:.2f} s, 1 s noise after {lat['noise_1s_after_ms']:.1f} ms")
         for secs, v in lat["by_length"].items():
