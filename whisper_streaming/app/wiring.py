@@ -134,7 +134,7 @@ def voice_store_from_config(config: ServerConfig) -> VoiceStore | None:
         OSError: the directory cannot be created.
     """
     sp = config.speakers
-    return VoiceStore(sp.dir) if sp.enabled and sp.dir else None
+    return VoiceStore(sp.dir, replace=sp.replace_saved) if sp.enabled and sp.dir else None
 
 
 def _option_policy(config: ServerConfig) -> dict[str, Any]:

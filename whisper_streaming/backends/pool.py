@@ -252,6 +252,7 @@ class ProcessPool(AsrBackend):
     def cancel_session(self, session_key: Hashable) -> None:
         for job in self._queue.remove_key(session_key) + self._batch.remove_key(session_key):
             job.future.cancel()
+        self._wake_batch_getters()  # the streams' queue may be empty now: an idle worker may take a chunk
         if self._throttle is not None:
             self._throttle.forget(session_key)
 

@@ -27,6 +27,10 @@ class SpeakersConfig(BaseModel):
     """Directory of saved voices: every enrolment is saved there by name, and ``%o speakers=alice,bob``
     loads saved voices into a later session (None: voices live only as long as their session)."""
 
+    replace_saved: StrictBool = False
+    """Whether an enrolment may replace a saved voice of the same name (any peer may enrol any name:
+    off, the first saved voice of a name is kept, and the new one lives only in its session)."""
+
     identify_threshold: Annotated[FiniteFloat, Field(ge=-1.0, le=1.0)] | None = None
     """Cosine similarity an utterance needs to its nearest enrolled voice to get its name, else
     ``unknown`` (None: the calibrated default, ``docs/benchmarks.md`` "Speaker identification")."""

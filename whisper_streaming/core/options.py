@@ -336,6 +336,6 @@ def decode_accepted(pairs: OptionPairs) -> dict[str, Any]:
         spec = OPTIONS.get(key)
         try:
             out[key] = spec.parse(text) if spec is not None else text
-        except ValueError:
+        except (ValueError, RemoteProtocolError):  # e.g. ``enroll=`` (refused): check_speaker_name raises EnrollmentError
             out[key] = text
     return out

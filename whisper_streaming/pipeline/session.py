@@ -65,7 +65,7 @@ from whisper_streaming.core.speakers import SPEAKER, SpeakerBook, SpeakerMatch, 
 from whisper_streaming.core.results import FinalResult, PartialHypothesis
 from whisper_streaming.core.text import sanitize_text
 from whisper_streaming.core.transcript import Transcript
-from whisper_streaming.errors import EnrollmentError, ErrorReason, RemoteProtocolError
+from whisper_streaming.errors import EnrollmentError, ErrorReason, RemoteProtocolError, UsageError
 from whisper_streaming.pipeline.commands import (
     SpeakerEnrolled,
     AudioChunk,
@@ -645,7 +645,10 @@ class Session:
         voice = result.annotations.get(SPEAKER)
         if not isinstance(voice, VoicePrint) or slot.labeler is None:
             return result
-        match: SpeakerMatch = slot.labeler.auto(voice) if slot.auto else slot.labeler.identify(voice)
+        try:
+            match: SpeakerMatch = slot.labeler.auto(voice) if slot.auto else slot.labeler.identify(voice)
+        except UsageError:  # a saved voice of another length (another embedding model): no label, not a crash
+            return replace(result, annotations={k: v for k, v in result.annotations.items() if k != SPEAKER})
         return replace(result, annotations={**result.annotations, SPEAKER: match})
 
     def _enrol(self, stream_index: int, name: str) -> SpeakerEnrolled:
@@ -671,7 +674,10 @@ class Session:
             return self._error(ErrorReason.UNKNOWN_SPEAKER, f"no saved voice named {missing[0]!r}")
         for name, voice in found.items():
             if voice is not None and name not in self.speakers.names:
-                self.speakers.load(name, voice)
+                try:
+                    self.speakers.load(name, voice)
+                except UsageError:  # saved by another embedding model (another vector length)
+                    return self._error(ErrorReason.UNKNOWN_SPEAKER, f"the saved voice {name!r} does not fit this server's speaker model")
         return []
 
     def _emit(self, output: Output) -> list[Action]:

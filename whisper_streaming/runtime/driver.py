@@ -268,7 +268,8 @@ class SessionDriver:
         if store is None:
             return
         try:
-            store.save(enrolled.name, enrolled.voice)
+            if store.save(enrolled.name, enrolled.voice) is None:
+                self.log.warning("a voice named %r is saved already; kept (speakers.replace_saved is off)", enrolled.name)
         except OSError as exc:  # the session keeps its enrolled voice; only the saved copy is missing
             self.log.error("cannot save the voice of %r: %s", enrolled.name, exc)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Union, runtime_checkable
 
 from whisper_streaming.analyzers.sentiment import SENTIMENT, Sentiment
+from whisper_streaming.core.speakers import SPEAKER, SpeakerMatch
 from whisper_streaming.core.results import FinalResult
 
 __all__ = ["result_json", "SessionInfo", "ResultPublished", "StreamOpened", "StreamAudioReceived", "StreamClosed", "SessionClosed", "SinkEvent", "Sink"]
@@ -94,11 +95,12 @@ class Sink(Protocol):
 def result_json(result: FinalResult) -> dict[str, Any]:
     """The JSON fields every sink gives a result: ``start_s``/``end_s`` (2 decimals), ``text``,
     ``language`` (null when unknown), ``sentiment`` (the label, null when the stream asked for
-    none) and ``score`` (4 decimals; null for none or ``unsupported``)."""
+    none) and ``score`` (4 decimals; null for none or ``unsupported``); with a speaker label
+    (issue 15) also ``speaker`` and ``speaker_score`` (3 decimals), absent otherwise."""
     s = result.annotations.get(SENTIMENT)
     if not isinstance(s, Sentiment):
         s = None
-    return {
+    body: dict[str, Any] = {
         "start_s": round(result.start_s, 2),
         "end_s": round(result.end_s, 2),
         "text": result.text,
@@ -106,3 +108,7 @@ def result_json(result: FinalResult) -> dict[str, Any]:
         "sentiment": None if s is None else s.label,
         "score": None if s is None or s.score is None else round(s.score, 4),
     }
+    speaker = result.annotations.get(SPEAKER)
+    if isinstance(speaker, SpeakerMatch):
+        body["speaker"], body["speaker_score"] = speaker.label, round(speaker.score, 3)
+    return body

@@ -5,7 +5,9 @@ The file name is the name made safe (:func:`~whisper_streaming.sinks.pcm.sanitiz
 ``[A-Za-z0-9._-]`` only, never hidden, never ``..``) plus a hash of the exact name, so two names
 that sanitize alike (``José``, ``Jos_``) never share a file, and every path is checked to lie in
 the directory before it is opened, as PCM saving does.  Writes are atomic (a temporary file, then
-``os.replace``); a new enrolment of a name replaces its saved voice.  The files are tiny (a 192-d
+``os.replace``).  A new enrolment of a saved name does not replace its voice unless the store
+was made with ``replace=True`` (config ``speakers.replace_saved``): peers are not authenticated
+per name, and one must not overwrite another's voice with their own.  The files are tiny (a 192-d
 vector): reading and writing them on the event loop is fine.
 """
 
@@ -36,10 +38,11 @@ class VoiceStore:
         OSError: the directory cannot be created.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, replace: bool = False) -> None:
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         self.directory = path.resolve()
+        self.replace = replace  # whether an enrolment may replace a saved voice of the same name
 
     def path_for(self, name: str) -> Path:
         """The file of ``name`` (inside :attr:`directory`).
@@ -54,13 +57,17 @@ class VoiceStore:
             raise UsageError(f"refusing a voice file outside {self.directory}: {candidate.name!r}")
         return resolved
 
-    def save(self, name: str, voice: VoicePrint) -> Path:
-        """Save (or replace) ``name``'s voice; returns its file.
+    def save(self, name: str, voice: VoicePrint) -> Path | None:
+        """Save ``name``'s voice; returns its file, or None when a voice of that name is saved
+        already and :attr:`replace` is off (any peer may enrol any name: by default nobody can
+        overwrite a saved voice with their own).
 
         Raises:
             OSError: the file cannot be written.
         """
         path = self.path_for(name)
+        if not self.replace and path.exists():
+            return None
         body = {"name": name, "vector": [round(float(x), 7) for x in voice.vector], "speech_s": round(voice.speech_s, 3),
                 "saved_at": round(time.time(), 3)}
         fd, tmp = tempfile.mkstemp(prefix=".voice-", suffix=".tmp", dir=self.directory)

@@ -16,13 +16,15 @@ def voice(seed: int) -> VoicePrint:
     return VoicePrint.from_array(np.random.default_rng(seed).standard_normal(192), 4.2)
 
 
-def test_a_saved_voice_loads_back_and_a_new_enrolment_replaces_it(tmp_path: Path) -> None:
+def test_a_saved_voice_loads_back_and_is_replaced_only_when_allowed(tmp_path: Path) -> None:
     store = VoiceStore(tmp_path / "voices")
     path = store.save("alice", voice(1))
     assert path.parent == (tmp_path / "voices").resolve() and path.stat().st_mode & 0o777 == 0o640
     got = store.load("alice")
     assert got is not None and got.speech_s == 4.2 and np.allclose(got.array(), voice(1).array(), atol=1e-6)
-    store.save("alice", voice(2))
+    assert store.save("alice", voice(2)) is None  # a saved voice is kept: nobody overwrites it by enrolling its name
+    assert np.allclose(store.load("alice").array(), voice(1).array(), atol=1e-6)  # type: ignore[union-attr]
+    VoiceStore(tmp_path / "voices", replace=True).save("alice", voice(2))  # speakers.replace_saved
     assert np.allclose(store.load("alice").array(), voice(2).array(), atol=1e-6)  # type: ignore[union-attr]
     assert store.load("bob") is None
     assert [p.name for p in store.directory.iterdir()] == [path.name]  # no temporary file left behind

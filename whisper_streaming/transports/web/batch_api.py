@@ -195,6 +195,9 @@ def batch_router(store: JobStore, options: BatchApiOptions, guard: Any = None) -
     router = APIRouter(dependencies=[guard] if guard is not None else [])
 
     async def decoded(file: UploadFile) -> Any:
+        if store.active >= store.max_queued:  # 429 before the decode: a full store must not cost a decode's CPU and memory
+            return _error(429, f"{store.active} jobs are queued or running (the limit is {store.max_queued}); retry later",
+                          kind="rate_limit_error", code="SERVER_TOO_BUSY")
         data = await file.read()
         try:
             return await asyncio.to_thread(decode_media, data, max_duration_s=options.max_duration_s)
