@@ -202,3 +202,14 @@ def make_sentiment_engine(options: SentimentOptions) -> FakeSentimentEngine:
 
 def failing_sentiment_factory(options: SentimentOptions) -> FakeSentimentEngine:
     raise RuntimeError("cannot load fake sentiment model")
+
+
+def slow_analysis(task: object) -> object:
+    """An analysis (``batch.analysis.AnalysisProcess(fn=...)``) that takes 30 s; returns its pid first in a file."""
+    import os as _os
+    import time as _time
+
+    with open(_os.environ.get("FAKE_ANALYSIS_PID_FILE", "/dev/null"), "w") as f:
+        f.write(str(_os.getpid()))
+    _time.sleep(30)
+    return None

@@ -17,19 +17,27 @@ import multiprocessing
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from whisper_streaming.core.batch import AcousticFeatures, SpeakerTurn
 from whisper_streaming.errors import AsrError
 
-__all__ = ["AnalysisTask", "AnalysisOutput", "AnalysisProcess", "run_analysis", "warm_up", "ANALYSIS_NICE"]
+__all__ = ["AnalysisTask", "AnalysisOutput", "AnalysisProcess", "run_analysis", "warm_up", "ANALYSIS_NICE", "ANALYSIS_TIMEOUT_BASE_S",
+           "ANALYSIS_TIMEOUT_PER_AUDIO_S"]
 
 log = logging.getLogger(__name__)
 
 ANALYSIS_NICE = 10
 """How much the analysis process lowers its CPU priority (``os.nice``): live streams first."""
+
+ANALYSIS_TIMEOUT_BASE_S = 120.0
+ANALYSIS_TIMEOUT_PER_AUDIO_S = 0.5
+"""An analysis is stopped (its process killed, the job failed) after ``BASE + PER_AUDIO * audio
+seconds``: 420 s for a 10-minute file, whose diarization and features take ~30 s on 2 cores
+(``docs/benchmarks.md``).  A cancelled job's analysis is stopped the same way, so the next job
+never waits behind a file nobody wants."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,8 @@ class AnalysisProcess:
     """The analysis process (see the module docstring); :meth:`run` is safe to call concurrently
     (requests queue for the one process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fn: Callable[[AnalysisTask], AnalysisOutput] | None = None) -> None:
+        self._fn = fn if fn is not None else run_analysis  # picklable, module-level (tests inject fakes)
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._closed = False
 
@@ -148,8 +157,16 @@ class AnalysisProcess:
         if self._closed:
             raise AsrError("the analysis process is closed")
         executor = self._ensure()
+        audio_s = len(task.samples) / task.sample_rate_hz
+        timeout_s = ANALYSIS_TIMEOUT_BASE_S + ANALYSIS_TIMEOUT_PER_AUDIO_S * audio_s
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, run_analysis, task)
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(executor, self._fn, task), timeout_s)
+        except asyncio.CancelledError:  # the job was cancelled: the process must not go on with its file
+            self._kill(executor)
+            raise
+        except asyncio.TimeoutError:
+            self._kill(executor)
+            raise AsrError(f"the analysis took longer than {timeout_s:.0f} s; stopped") from None
         except concurrent.futures.process.BrokenProcessPool as exc:
             if self._executor is executor:
                 self._executor = None
@@ -161,12 +178,17 @@ class AnalysisProcess:
             log.warning("analysis failed: %s: %s", type(exc).__name__, exc)
             raise AsrError(f"analysis failed: {type(exc).__name__}: {exc}") from exc
 
+    def _kill(self, executor: concurrent.futures.ProcessPoolExecutor) -> None:
+        """Kill the process of ``executor`` (the next request starts a new one)."""
+        if self._executor is executor:
+            self._executor = None
+        for proc in list(getattr(executor, "_processes", {}).values()):
+            if proc.is_alive():
+                proc.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
+
     def close(self) -> None:
         """Stop the process (idempotent); a running analysis is abandoned."""
         self._closed = True
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            for proc in list(getattr(executor, "_processes", {}).values()):
-                if proc.is_alive():
-                    proc.kill()
-            executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._kill(self._executor)
