@@ -146,10 +146,12 @@ class JobStore:
             from whisper_streaming.sinks.webhook import parse_url
 
             parse_url(callback_url)  # UsageError for a bad URL, before anything is queued
+        # held as int16 while it waits (half the memory of float32; Whisper's input is 16-bit audio anyway)
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
         job_id = f"job_{next(self._seq)}_{secrets.token_hex(8)}"
         view = JobView(job_id, JobState.QUEUED, 0.0, "queued", request, filename, len(samples) / 16000.0, self._clock(),
                        callback_url=callback_url)
-        job = _Job(view, samples)
+        job = _Job(view, pcm)
         self._jobs[job_id] = job
         job.task = asyncio.get_running_loop().create_task(self._run(job), name=f"batch-{job_id}")
         log.info("job %s queued: %s, %.1f s of audio", job_id, filename or "(no name)", view.duration_s)
@@ -205,7 +207,8 @@ class JobStore:
                     return
                 self._update(job, state=JobState.PROCESSING, stage="starting")
                 assert job.samples is not None
-                result = await self.transcriber.transcribe(job.samples, job.view.request, key=("batch", job.view.id),
+                samples = job.samples.astype(np.float32) / 32768.0
+                result = await self.transcriber.transcribe(samples, job.view.request, key=("batch", job.view.id),
                                                            on_progress=lambda pct, stage: self._progress(job, pct, stage))
             self._finish(job, JobState.COMPLETED, result=result)
         except asyncio.CancelledError:

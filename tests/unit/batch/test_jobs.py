@@ -455,3 +455,22 @@ def test_a_bad_callback_url_is_a_usage_error_at_submit_and_nothing_is_queued(url
         await store.close()
 
     asyncio.run(main())
+
+
+def test_waiting_audio_is_held_as_16_bit_and_reaches_the_transcriber_as_float32() -> None:
+    got: list[np.ndarray] = []
+
+    class Recording(FakeTranscriber):
+        async def transcribe(self, samples: np.ndarray, request: BatchRequest, **kwargs: Any) -> BatchResult:  # type: ignore[override]
+            got.append(samples)
+            return await super().transcribe(samples, request, **kwargs)
+
+    async def main() -> None:
+        store = store_for(Recording())
+        audio = (0.5 * np.sin(np.arange(16000) / 10.0)).astype(np.float32)
+        view = store.submit(audio, BatchRequest())
+        assert store._jobs[view.id].samples.dtype == np.int16  # half the memory of float32 while it waits
+        await store.wait(view.id)
+        assert got[0].dtype == np.float32 and np.max(np.abs(got[0] - audio)) < 1e-4
+
+    asyncio.run(main())

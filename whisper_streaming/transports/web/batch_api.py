@@ -48,6 +48,9 @@ __all__ = ["BatchApiOptions", "batch_router", "job_json", "BodyLimit", "BATCH_PA
 
 log = logging.getLogger(__name__)
 
+MAX_CONCURRENT_DECODES = 2
+"""Uploads decoded at once (each holds its whole file's audio while it decodes); the others wait."""
+
 BATCH_PATHS = ("/v1/audio/transcriptions", "/v1/jobs")
 """Upload endpoints whose request bodies :class:`BodyLimit` bounds."""
 
@@ -194,13 +197,16 @@ def batch_router(store: JobStore, options: BatchApiOptions, guard: Any = None) -
     """The routes of the module docstring; ``guard``: a FastAPI dependency (tokens) for every route."""
     router = APIRouter(dependencies=[guard] if guard is not None else [])
 
+    decoding = asyncio.Semaphore(MAX_CONCURRENT_DECODES)
+
     async def decoded(file: UploadFile) -> Any:
         if store.active >= store.max_queued:  # 429 before the decode: a full store must not cost a decode's CPU and memory
             return _error(429, f"{store.active} jobs are queued or running (the limit is {store.max_queued}); retry later",
                           kind="rate_limit_error", code="SERVER_TOO_BUSY")
         data = await file.read()
         try:
-            return await asyncio.to_thread(decode_media, data, max_duration_s=options.max_duration_s)
+            async with decoding:  # each decode holds a whole file's audio: a few at a time
+                return await asyncio.to_thread(decode_media, data, max_duration_s=options.max_duration_s)
         except MediaError as exc:
             return _error(exc.reason.http_status, exc.detail, param="file", code=exc.reason.value)
 
