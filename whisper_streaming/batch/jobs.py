@@ -26,6 +26,7 @@ import numpy as np
 
 from whisper_streaming.batch.request import BatchRequest
 from whisper_streaming.batch.service import BatchTranscriber
+from whisper_streaming.core.audio_format import ASR_SAMPLE_RATE_HZ
 from whisper_streaming.core.batch import BatchResult
 from whisper_streaming.errors import AsrError, UsageError, WhisperStreamingError
 from whisper_streaming.sinks.webhook import WebhookSink
@@ -149,7 +150,7 @@ class JobStore:
         # held as int16 while it waits (half the memory of float32; Whisper's input is 16-bit audio anyway)
         pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
         job_id = f"job_{next(self._seq)}_{secrets.token_hex(8)}"
-        view = JobView(job_id, JobState.QUEUED, 0.0, "queued", request, filename, len(samples) / 16000.0, self._clock(),
+        view = JobView(job_id, JobState.QUEUED, 0.0, "queued", request, filename, len(samples) / ASR_SAMPLE_RATE_HZ, self._clock(),
                        callback_url=callback_url)
         job = _Job(view, pcm)
         self._jobs[job_id] = job

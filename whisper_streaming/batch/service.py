@@ -200,7 +200,10 @@ class BatchTranscriber:
 
 
 def _chunk_segments(chunk: Chunk, result: UtteranceResult, start_id: int) -> list[BatchSegment]:
-    """The chunk's segments in file time (clipped to the chunk), empty ones left out."""
+    """The chunk's segments in file time (clipped to the chunk), empty ones left out; none when the
+    engine emptied the transcript (a fragment judged no speech, or every decode looped)."""
+    if not result.transcript.text:
+        return []
     out = []
     off, end = chunk.start_s, chunk.end_s
     for seg in result.transcript.segments:
@@ -211,8 +214,6 @@ def _chunk_segments(chunk: Chunk, result: UtteranceResult, start_id: int) -> lis
                       for w in seg.words)
         out.append(BatchSegment(start_id + len(out), round(min(off + seg.start_s, end), 3), round(min(off + seg.end_s, end), 3), text,
                                 seg.avg_logprob, seg.no_speech_prob, seg.compression_ratio, words))
-    if result.transcript.loop_cut and out and not result.transcript.text:
-        return []
     return out
 
 

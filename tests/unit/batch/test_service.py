@@ -25,7 +25,8 @@ RATE = 16000
 class FakeBackend(AsrBackend):
     """Each chunk: one segment over the chunk's audio with two words; language 'en' (or the fixed one)."""
 
-    def __init__(self, delay_s: float = 0.01, fail_at: int | None = None) -> None:
+    def __init__(self, delay_s: float = 0.01, fail_at: int | None = None, emptied_at: int | None = None) -> None:
+        self.emptied_at = emptied_at  # this chunk's transcript text is emptied (judged no speech), its segment kept
         self.jobs: list[UtteranceJob] = []
         self.in_flight = self.max_in_flight = 0
         self.cancelled: list[Hashable] = []
@@ -51,7 +52,8 @@ class FakeBackend(AsrBackend):
             words = (TranscriptWord(0.1, 0.5, " hello", 0.9), TranscriptWord(0.6, d - 0.1, f" chunk{index}", 0.8))
             seg = TranscriptSegment(0.0, d, f" hello chunk{index}", -0.2, 0.01, 1.1, words)
             language = job.language.fixed if job.language is not None and job.language.fixed else "en"
-            fut.set_result(UtteranceResult(Transcript(f"hello chunk{index}", language, 0.97, (seg,), d)))
+            text = "" if index == self.emptied_at else f"hello chunk{index}"
+            fut.set_result(UtteranceResult(Transcript(text, language, 0.97, (seg,), d)))
 
         asyncio.get_running_loop().create_task(work())
         return fut
@@ -186,3 +188,15 @@ def test_speaker_of_a_word_is_the_turn_overlapping_it_most_else_the_nearest():
     assert no_words.speaker == "B"
     summaries = speaker_summaries(turns, [labelled, no_words])
     assert [(s.id, s.total_speech_s, s.segments) for s in summaries] == [("A", 3.0, 1), ("B", 2.0, 1)]
+
+
+def test_the_requests_prompt_and_temperature_reach_every_chunk() -> None:
+    backend = FakeBackend()
+    run(transcriber(backend).transcribe(speech(count=2), BatchRequest(language="en", prompt="Acme Corp.", temperature=0.2), key="f"))
+    assert [(j.batch.initial_prompt, j.batch.temperature, j.batch.word_timestamps) for j in backend.jobs] == [("Acme Corp.", 0.2, False)] * 2
+
+
+def test_a_chunk_the_engine_judged_no_speech_gives_no_segments() -> None:
+    result = run(transcriber(FakeBackend(emptied_at=1)).transcribe(speech(count=3), BatchRequest(language="en"), key="f"))
+    assert [s.text for s in result.segments] == ["hello chunk0", "hello chunk2"]
+    assert "chunk1" not in result.text
