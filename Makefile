@@ -17,11 +17,15 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-openai-whisper.txt 
 	$(PY) -m whisper_streaming.models assemble
 	touch $(STAMP)
 
-# Debian packages the tests need: chromium for the browser test (tests/e2e/test_browser_page.py).
+# Debian packages the tests need: chromium for the browser test (tests/e2e/test_browser_page.py),
+# redis-server for the Redis backend's tests (bench/redis_process.py starts its own on a free port).
 system-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@MISSING=""; \
+	[ -x /usr/bin/chromium ] || MISSING="$$MISSING chromium"; \
+	[ -x /usr/bin/redis-server ] || MISSING="$$MISSING redis-server"; \
+	if [ -n "$$MISSING" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium; \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$MISSING; \
 	fi
 
 demo: install

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real server process on a free loopback port."""
+"""Shared fixtures: the real server process on a free loopback port; a redis-server of our own (bench/redis_process.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from speech import E2E_CONFIG
+from bench.redis_process import RedisProcess
 from bench.server_process import ServerProcess
 
 
@@ -27,3 +28,10 @@ def server(e2e_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield proc
     if os.environ.get("WS_SHOW_SERVER_LOG"):
         print(log.read_text())
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    """A fresh ``redis-server`` of our own on a free loopback port (persistence off), stopped after the test."""
+    with RedisProcess() as proc:
+        yield proc

@@ -39,6 +39,7 @@ __all__ = [
     "ConfigError",
     "ModelError",
     "AsrError",
+    "BackendUnavailableError",
     "SentimentError",
     "EnrollmentError",
     "ServerError",
@@ -105,6 +106,9 @@ class ErrorReason(str, enum.Enum):
     DUPLICATE_SPEAKER = "DUPLICATE_SPEAKER"
     BAD_SPEAKER_NAME = "BAD_SPEAKER_NAME"
     UNKNOWN_SPEAKER = "UNKNOWN_SPEAKER"  # %o speakers= names a voice not saved (speakers.dir)
+    # the redis backend (whisper_streaming.backends.redis_backend): Redis unreachable, or no worker
+    # host alive, for longer than backend.unavailable_grace_s; ours, close 1013, HTTP 503
+    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
 
     def __str__(self) -> str:
         return self.value
@@ -128,12 +132,13 @@ class ErrorReason(str, enum.Enum):
 
 
 _NOT_PEER_FAULT = frozenset({ErrorReason.SERVER_TOO_BUSY, ErrorReason.TOO_MANY_CONNECTIONS, ErrorReason.ASR_FAILED, ErrorReason.TIMEOUT,
-                             ErrorReason.SHUTTING_DOWN})
+                             ErrorReason.SHUTTING_DOWN, ErrorReason.BACKEND_UNAVAILABLE})
 _WS_CLOSE = {
     ErrorReason.SHUTTING_DOWN: 1001,
     ErrorReason.SERVER_TOO_BUSY: 1013,
     ErrorReason.TOO_MANY_CONNECTIONS: 1013,
     ErrorReason.ASR_FAILED: 1011,
+    ErrorReason.BACKEND_UNAVAILABLE: 1013,
     ErrorReason.TIMEOUT: 1001,
     ErrorReason.STREAM_TOO_LONG: 1009,
     ErrorReason.BAD_LENGTH: 1009,
@@ -145,6 +150,7 @@ _HTTP_STATUS = {
     ErrorReason.SERVER_TOO_BUSY: 503,
     ErrorReason.TOO_MANY_CONNECTIONS: 429,
     ErrorReason.ASR_FAILED: 500,
+    ErrorReason.BACKEND_UNAVAILABLE: 503,
     ErrorReason.TIMEOUT: 408,
     ErrorReason.STREAM_TOO_LONG: 413,
     ErrorReason.BAD_LENGTH: 413,
@@ -253,7 +259,20 @@ class ModelError(WhisperStreamingError):
 
 
 class AsrError(WhisperStreamingError):
-    """Transcription failed (engine exception, worker crash after retry, overload)."""
+    """Transcription failed (engine exception, worker crash after retry, overload).
+
+    ``reason``: what the session that needed it ends with (``%E``).
+    """
+
+    reason: ClassVar[ErrorReason] = ErrorReason.ASR_FAILED
+
+
+class BackendUnavailableError(AsrError):
+    """The backend cannot reach its workers (Redis down, or no worker host alive) for longer
+    than it waits for them to return; the sessions that needed it end with
+    ``BACKEND_UNAVAILABLE``."""
+
+    reason: ClassVar[ErrorReason] = ErrorReason.BACKEND_UNAVAILABLE
 
 
 class SentimentError(WhisperStreamingError):

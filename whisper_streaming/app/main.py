@@ -1,4 +1,4 @@
-"""The server: configuration -> model resolution -> worker pool -> sinks -> runtime and its doors; the CLI.
+"""The server: configuration -> model resolution -> worker pool (or Redis worker hosts) -> sinks -> runtime and its doors; the CLI.
 
 ``python tcp_server.py [--config config_vad.yaml] [--host H] [--port P]`` runs
 :func:`server_main`.  SIGINT/SIGTERM stop gracefully: stop accepting, transcribe pending
@@ -16,15 +16,14 @@ from typing import Sequence
 
 from whisper_streaming.app.wiring import (
     audiosocket_options_from_config,
+    backend_from_config,
     batch_from_config,
     voice_store_from_config,
     engine_options_from_config,
-    pool_options_from_config,
     runtime_options_from_config,
     tcp_options_from_config,
     web_options_from_config,
 )
-from whisper_streaming.backends.pool import ProcessPool
 from whisper_streaming.config.schema import ServerConfig, load_config, with_overrides
 from whisper_streaming.errors import ConfigError, ModelError, WhisperStreamingError
 from whisper_streaming.runtime.runtime import Runtime, RuntimeOptions
@@ -43,8 +42,11 @@ log = logging.getLogger("whisper_streaming")
 
 async def run_server(config: ServerConfig) -> None:
     """Start the pool, the sinks, the runtime and its doors; serve until SIGINT/SIGTERM, then stop gracefully."""
-    engine = engine_options_from_config(config)
-    log.info("model %s (%s, %s, %s), %d worker(s)", engine.model, engine.engine, engine.device, engine.compute_type, config.model.channel)
+    if config.backend.kind == "local":
+        engine = engine_options_from_config(config)
+        log.info("model %s (%s, %s, %s), %d worker(s)", engine.model, engine.engine, engine.device, engine.compute_type, config.model.channel)
+    else:
+        log.info("backend: worker hosts through redis (prefix %s, group %s)", config.backend.prefix, config.backend.group)
     s = config.sentiment
     log.info("sentiment: engine %s%s, %s by default", s.engine, f" ({s.model})" if s.engine == "transformers" else "", "on" if s.enabled else "off")
     # before the workers start: these load the TLS certificate and the token file (a bad one fails at once)
@@ -53,7 +55,7 @@ async def run_server(config: ServerConfig) -> None:
     web_options = web_options_from_config(config) if config.http.enabled else None
     _log_security(config, runtime_options)
     sinks = _build_sinks(config)
-    pool = ProcessPool(pool_options_from_config(config, engine))
+    pool = backend_from_config(config)
     try:
         await pool.start()
     except BaseException:

@@ -10,6 +10,7 @@ Only the app layer reads the configuration; every lower layer takes its own froz
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -19,7 +20,10 @@ from whisper_streaming.analyzers.sentiment_registry import sentiment_analyzer_sp
 from whisper_streaming.analyzers.speaker_id import SpeakerAnalyzerOptions, speaker_analyzer_spec
 from whisper_streaming.app.security import build_ssl_context, token_set_from_config
 from whisper_streaming.backends.base import AsrBackend
-from whisper_streaming.backends.pool import PoolOptions
+from whisper_streaming.backends.pool import PoolOptions, ProcessPool
+from whisper_streaming.backends.redis_backend import RedisBackend, RedisBackendOptions
+from whisper_streaming.backends.redis_protocol import RedisOptions
+from whisper_streaming.backends.redis_worker import WorkerHostOptions
 from whisper_streaming.batch.jobs import JobStore
 from whisper_streaming.batch.service import BatchTranscriber
 from whisper_streaming.config.schema import ServerConfig
@@ -56,6 +60,9 @@ __all__ = [
     "sentiment_options_from_config",
     "analyzer_specs_from_config",
     "pool_options_from_config",
+    "redis_options_from_config",
+    "backend_from_config",
+    "worker_host_options_from_config",
 ]
 
 
@@ -315,3 +322,43 @@ def analyzer_specs_from_config(config: ServerConfig) -> tuple[AnalyzerSpec, ...]
     if config.speakers.enabled:
         specs += (speaker_analyzer_spec(SpeakerAnalyzerOptions(preload=config.speakers.preload)),)
     return specs
+
+
+def redis_options_from_config(config: ServerConfig) -> RedisOptions:
+    """Section ``backend``: the broker's address and recovery timings (front end and worker hosts)."""
+    b = config.backend
+    return RedisOptions(url=b.redis_url, prefix=b.prefix, group=b.group, heartbeat_s=b.heartbeat_s, worker_ttl_s=b.worker_ttl_s,
+                        claim_after_s=b.claim_after_s, max_attempts=b.max_attempts, connect_timeout_s=b.connect_timeout_s)
+
+
+def backend_from_config(config: ServerConfig) -> AsrBackend:
+    """The server's backend (``backend.kind``): its own :class:`ProcessPool` (resolves the model:
+    may raise :class:`~whisper_streaming.errors.ModelError`), or a :class:`RedisBackend` (no model
+    here: the worker hosts load it)."""
+    if config.backend.kind == "redis":
+        b, s = config.backend, config.server
+        return RedisBackend(RedisBackendOptions(
+            redis=redis_options_from_config(config),
+            max_queued=s.max_queued_utterances,
+            max_queued_per_session=s.max_queued_per_session,
+            max_in_flight=b.max_in_flight,
+            result_timeout_s=b.result_timeout_s,
+            unavailable_grace_s=b.unavailable_grace_s,
+            throttle_worker_s_per_s=s.throttle_worker_s_per_s or None,
+            throttle_burst_s=s.throttle_burst_s,
+        ))
+    return ProcessPool(pool_options_from_config(config, engine_options_from_config(config)))
+
+
+def worker_host_options_from_config(config: ServerConfig, *, workers: int | None = None) -> WorkerHostOptions:
+    """A worker host's options (``whisper-streaming-worker``): ``workers`` (default ``model.channel``)
+    engine processes with the model and analyzers of the config; fairness and the cost throttle
+    are the front end's, so the host's own queue has neither.
+
+    Raises:
+        ModelError: the model cannot be resolved.
+    """
+    pool = pool_options_from_config(config, engine_options_from_config(config))
+    pool = dataclasses.replace(pool, workers=workers or config.model.channel, throttle_worker_s_per_s=None, partial_workers=0,
+                               max_queued_per_session=max(pool.max_queued_per_session, workers or config.model.channel))
+    return WorkerHostOptions(redis=redis_options_from_config(config), pool=pool)

@@ -19,7 +19,7 @@ from whisper_streaming.core.language import LanguageRequest
 from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.engines.base import BatchDecode
 
-__all__ = ["EngineState", "GuardCounts", "BackendStatus", "Capacity", "UtteranceJob", "UtteranceResult", "AsrBackend"]
+__all__ = ["EngineState", "GuardCounts", "RemoteStatus", "BackendStatus", "Capacity", "UtteranceJob", "UtteranceResult", "AsrBackend"]
 
 
 class EngineState(enum.Enum):
@@ -55,6 +55,31 @@ class GuardCounts:
 
 
 @dataclass(frozen=True)
+class RemoteStatus:
+    """The workers of a backend that runs them on other hosts (``%C``, ``/health``).
+
+    ``broker``: its kind (``"redis"``); ``connected``: the broker answers now;
+    ``workers_live``: worker hosts whose heartbeat is recent, with ``slots_live`` engines in all,
+    ``slots_busy`` of them busy (as the hosts last told); ``jobs_in_flight``: utterances this
+    front end has handed to the broker and not yet got back; ``jobs_redelivered``: utterances the
+    live hosts took over from a host that stopped sending heartbeats; ``duplicates_dropped``:
+    results that came for an utterance already answered (at-least-once delivery: a job
+    redelivered while its first worker was only late); ``jobs_resubmitted``: utterances handed to
+    the broker again because it restarted and lost them.
+    """
+
+    broker: str
+    connected: bool
+    workers_live: int
+    slots_live: int
+    slots_busy: int
+    jobs_in_flight: int
+    jobs_redelivered: int = 0
+    duplicates_dropped: int = 0
+    jobs_resubmitted: int = 0
+
+
+@dataclass(frozen=True)
 class BackendStatus:
     """The ``%C`` counters of a backend.
 
@@ -64,6 +89,7 @@ class BackendStatus:
     episode; see :class:`~whisper_streaming.backends.scheduler.CostThrottle`).
     ``worker_s``: seconds workers spent on jobs (final, speculative and partial decodes, retries
     included; the real-time factor's numerator); 0 when the backend cannot tell.
+    ``remote``: the remote workers, for a backend that has them (None: local processes).
     """
 
     engines: tuple[EngineState, ...]
@@ -75,6 +101,7 @@ class BackendStatus:
     worker_timeouts: int = 0
     sessions_throttled: int = 0
     worker_s: float = field(default=0.0, compare=False)  # a measurement: two statuses with equal counters are equal
+    remote: RemoteStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +117,8 @@ class Capacity:
     share the engines of the finals); ``partial_worker_ready``: one of them would start a
     partial now (idle, or not yet started, and not held back for the finals); ``batch_slots``:
     engines busy with a chunk of a file (low priority: paused while streaming finals decode).
+    ``available``: false while the backend cannot reach its workers (a remote backend with Redis
+    down or no worker host alive): the runtime then refuses new sessions (``SERVER_TOO_BUSY``).
     """
 
     idle_slots: int
@@ -100,6 +129,7 @@ class Capacity:
     partial_workers: int = 0
     partial_worker_ready: bool = False
     batch_slots: int = 0
+    available: bool = True
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,15 @@ class FairQueue(Generic[K, T]):
             # 1 ms late rather than early: a timer that fires a hair before the key's time
             # would only find it still held back and set another.
             await self._wait(self._getters, None if wait_s is None else wait_s + 0.001)
+        return self._pop(key)
+
+    def get_nowait(self) -> tuple[K, T] | None:
+        """What :meth:`get` would return now, or None instead of waiting (for a caller that
+        waits on other things too; it counts as one idle getter)."""
+        key, _ = self._next_key()
+        return None if key is None else self._pop(key)
+
+    def _pop(self, key: K) -> tuple[K, T]:
         q = self._queues[key]
         item = q.popleft()
         self._size -= 1

@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from whisper_streaming.config.audio import AudioConfig
 from whisper_streaming.config.audiosocket import AudioSocketConfig
 from whisper_streaming.config.auth import AuthConfig
+from whisper_streaming.config.backend import BackendConfig
 from whisper_streaming.config.batch import BatchConfig
 from whisper_streaming.config.fields import STRICT_MODEL_CONFIG
 from whisper_streaming.config.http import HttpConfig
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 
-_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket", "partials", "tls", "auth", "http", "batch", "speakers")
+_SECTIONS = ("audio", "network", "model", "vad", "server", "pcm_save", "sentiment", "results", "audiosocket", "partials", "tls", "auth", "http", "batch", "speakers", "backend")
 
 
 class ServerConfig(BaseModel):
@@ -85,6 +86,7 @@ class ServerConfig(BaseModel):
     http: HttpConfig = Field(default_factory=HttpConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     speakers: SpeakersConfig = Field(default_factory=SpeakersConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
 
     @field_validator(*_SECTIONS, mode="before")
     @classmethod

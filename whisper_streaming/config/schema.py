@@ -7,8 +7,8 @@ This module gathers the configuration's public names in one place; they are defi
   :mod:`~whisper_streaming.config.vad`, :mod:`~whisper_streaming.config.server`,
   :mod:`~whisper_streaming.config.pcm_save`, :mod:`~whisper_streaming.config.sentiment`,
   :mod:`~whisper_streaming.config.results`, :mod:`~whisper_streaming.config.audiosocket`,
-  :mod:`~whisper_streaming.config.tls`, :mod:`~whisper_streaming.config.auth` and
-  :mod:`~whisper_streaming.config.http`;
+  :mod:`~whisper_streaming.config.tls`, :mod:`~whisper_streaming.config.auth`,
+  :mod:`~whisper_streaming.config.http` and :mod:`~whisper_streaming.config.backend`;
 * :mod:`~whisper_streaming.config.loader`: :class:`ServerConfig` (all sections together),
   :func:`load_config`, :func:`parse_config` and :func:`with_overrides`, and the validation
   policy (strict types, unknown keys are errors, every problem reported at once in a
@@ -23,6 +23,7 @@ from __future__ import annotations
 from whisper_streaming.config.audio import PROTOCOL_SAMPLE_RATE_HZ, AudioConfig
 from whisper_streaming.config.audiosocket import AudioSocketConfig
 from whisper_streaming.config.auth import AuthConfig
+from whisper_streaming.config.backend import BackendConfig
 from whisper_streaming.config.http import HttpConfig
 from whisper_streaming.config.loader import ServerConfig, load_config, parse_config, with_overrides
 from whisper_streaming.config.model import ModelConfig
@@ -48,6 +49,7 @@ __all__ = [
     "AudioSocketConfig",
     "TlsConfig",
     "AuthConfig",
+    "BackendConfig",
     "HttpConfig",
     "ServerConfig",
     "PROTOCOL_SAMPLE_RATE_HZ",

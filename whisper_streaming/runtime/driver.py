@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from whisper_streaming.backends.base import AsrBackend, UtteranceJob, UtteranceResult
 from whisper_streaming.core.audio_format import DEFAULT_SAMPLE_RATE_HZ
 from whisper_streaming.core.results import FinalResult, PartialHypothesis
-from whisper_streaming.errors import AsrError, RemoteProtocolError
+from whisper_streaming.errors import AsrError, ErrorReason, RemoteProtocolError
 from whisper_streaming.pipeline.commands import Command, Identify, Output, SessionFailed, SpeakerEnrolled, StatusReport
 from whisper_streaming.pipeline.session import (
     Action,
@@ -358,7 +358,7 @@ class SessionDriver:
                 future = await self.runtime.backend.submit(self.info.session_id, job)
             except AsrError as exc:
                 self.log.error("cannot queue utterance: %s", exc)
-                self.run_sync_actions(self.session.transcription_failed(action.ticket))
+                self.run_sync_actions(self.session.transcription_failed(action.ticket, exc.reason))
                 return
         ticket = action.ticket
         self._in_flight.add(future)
@@ -371,7 +371,8 @@ class SessionDriver:
                 exc = fut.exception()
                 if exc is not None:
                     self.log.error("utterance %d failed: %s", ticket, exc)
-                    self.run_sync_actions(self.session.transcription_failed(ticket))
+                    reason = exc.reason if isinstance(exc, AsrError) else ErrorReason.ASR_FAILED
+                    self.run_sync_actions(self.session.transcription_failed(ticket, reason))
                 else:
                     got = fut.result()
                     t = got.transcript

@@ -92,6 +92,13 @@ class RuntimeCollector(Collector):
         yield CounterMetricFamily(p + "worker_seconds", "Seconds workers spent on jobs.", value=status.worker_s)
         rtf = status.worker_s / stats.audio_in_s if stats.audio_in_s > 0 else 0.0
         yield GaugeMetricFamily(p + "real_time_factor", "Worker seconds per second of audio received, since start.", value=rtf)
+        r = status.remote
+        if r is not None:
+            yield GaugeMetricFamily(p + "broker_connected", "1 while the Redis backend's broker answers.", value=int(r.connected))
+            yield GaugeMetricFamily(p + "worker_hosts", "Live worker hosts of the Redis backend.", value=r.workers_live)
+            yield GaugeMetricFamily(p + "jobs_in_flight", "Utterances handed to the broker and not yet answered.", value=r.jobs_in_flight)
+            yield CounterMetricFamily(p + "jobs_redelivered", "Utterances taken over from a worker host that stopped.", value=r.jobs_redelivered)
+            yield CounterMetricFamily(p + "duplicate_results", "Second answers to an utterance, dropped.", value=r.duplicates_dropped)
 
 
 def _le(bound_s: float) -> str:

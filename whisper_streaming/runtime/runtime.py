@@ -207,7 +207,8 @@ class Runtime:
         reason = None
         if self._stopping or len(self._sessions) >= limits.max_sessions:
             reason = ErrorReason.SERVER_TOO_BUSY
-        elif self.backend.capacity().queue_depth > limits.overload_queue_fraction * limits.max_queued_utterances:
+        elif (not (capacity := self.backend.capacity()).available
+              or capacity.queue_depth > limits.overload_queue_fraction * limits.max_queued_utterances):
             reason = ErrorReason.SERVER_TOO_BUSY
         elif limits.max_sessions_per_ip and sum(d.peer_ip == peer_ip for d in self._sessions) >= limits.max_sessions_per_ip:
             reason = ErrorReason.TOO_MANY_CONNECTIONS
@@ -327,6 +328,12 @@ class Runtime:
         g = st.guards
         lines.append(f"decoding guards: loops {g.loops}, loops cut {g.loop_cuts}, time limited {g.time_limited}, "
                      f"no-speech fragments dropped {g.no_speech_dropped}")
+        r = st.remote
+        if r is not None:
+            lines.append(f"{r.broker}: {'connected' if r.connected else 'UNREACHABLE'}; worker hosts live {r.workers_live} "
+                         f"(engines {r.slots_live}, busy {r.slots_busy})")
+            lines.append(f"jobs in flight: {r.jobs_in_flight}, redelivered {r.jobs_redelivered}, duplicates dropped {r.duplicates_dropped}, "
+                         f"resubmitted {r.jobs_resubmitted}")
         for transport in self.transports:
             lines.extend(transport.status_lines())
         lines.append(f"tasks: {len(asyncio.all_tasks())}")

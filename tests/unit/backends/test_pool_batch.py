@@ -32,8 +32,8 @@ def calls(tmp_path: Path, log: str = "calls.log") -> list[int]:
 
 def test_a_file_uses_every_worker_when_no_stream_is_live(tmp_path):
     async def body(pool: ProcessPool) -> None:
-        futures = [await pool.submit("file", batch(i, 800)) for i in range(2)]
-        deadline = time.monotonic() + 0.7
+        futures = [await pool.submit("file", batch(i, 2000)) for i in range(2)]  # long enough to tell side by side from in turn on a loaded machine
+        deadline = time.monotonic() + 1.8
         while pool.capacity().batch_slots < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         assert pool.capacity().batch_slots == 2  # side by side, not one after the other

@@ -5,9 +5,13 @@ route                   what
 ======================  =====================================================================
 ``GET /``               the live-caption page (``static/index.html``; a placeholder without it)
 ``GET /static/*``       the page's files (package data, served offline: no CDN)
-``GET /health``         JSON: ``status`` (``ok``, ``starting``: no engine ready, ``stopping``),
+``GET /health``         JSON: ``status`` (``ok``, ``starting``: no engine ready, ``stopping``,
+                        ``unavailable``: Redis backend without Redis or live worker host),
                         ``engines_ready``, ``engines``, ``sessions``, ``sessions_by_transport``,
-                        ``max_sessions``, ``queue_depth``; HTTP 200, or 503 while stopping
+                        ``max_sessions``, ``queue_depth``, and with the Redis backend ``workers``
+                        (``connected``, ``live``, ``slots``, ``busy``, ``jobs_in_flight``,
+                        ``redelivered``, ``duplicates_dropped``, ``resubmitted``); HTTP 200, or 503
+                        while stopping
 ``GET /metrics``        Prometheus text (:mod:`whisper_streaming.runtime.metrics`); with tokens on
                         (config ``auth``) only with ``Authorization: Bearer <token>``, else 401
                         (:mod:`~whisper_streaming.transports.web.auth`)
@@ -58,8 +62,11 @@ def health(runtime: Runtime) -> tuple[int, dict[str, Any]]:
     """The ``/health`` status code and body (see the module docstring)."""
     status = runtime.backend.status()
     ready = sum(state in _READY for state in status.engines)
+    remote = status.remote
     if runtime.stopping:
         state = "stopping"
+    elif remote is not None and not (remote.connected and remote.workers_live):
+        state = "unavailable"  # Redis down or no worker host: new sessions are refused
     elif status.engines and not ready:
         state = "starting"
     else:
@@ -73,6 +80,10 @@ def health(runtime: Runtime) -> tuple[int, dict[str, Any]]:
         "max_sessions": runtime.options.max_sessions,
         "queue_depth": runtime.backend.capacity().queue_depth,
     }
+    if remote is not None:
+        body["workers"] = {"broker": remote.broker, "connected": remote.connected, "live": remote.workers_live, "slots": remote.slots_live,
+                           "busy": remote.slots_busy, "jobs_in_flight": remote.jobs_in_flight, "redelivered": remote.jobs_redelivered,
+                           "duplicates_dropped": remote.duplicates_dropped, "resubmitted": remote.jobs_resubmitted}
     return (503 if runtime.stopping else 200), body
 
 
