@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test clean server
+.PHONY: install system-deps demo test clean server cluster
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ demo: install
 
 server: install
 	$(PY) tcp_server.py --config config_vad.yaml
+
+# Redis backend on one machine: our own redis-server, two worker hosts and a front end (bench/cluster.py).
+cluster: install system-deps
+	$(PY) -m bench.cluster --config config_vad.yaml --workers 2 --engines 1
 
 test: install system-deps
 	$(PY) -m pytest

@@ -169,7 +169,9 @@ class WorkerHost:
                     with contextlib.suppress(RedisError, OSError):
                         await ensure_groups(self._client, self.keys, group)
                     continue
-                raise
+                log.error("worker host %s: reading jobs failed: %s; retrying", self.worker_id, exc)  # e.g. an ACL that forbids it
+                await asyncio.sleep(self.options.redis.heartbeat_s)
+                continue
             except (RedisError, OSError) as exc:
                 self._lost(exc)
                 continue
