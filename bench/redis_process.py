@@ -33,6 +33,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from bench.child_process import terminate
 from whisper_streaming.errors import UsageError, WhisperStreamingError
 
 __all__ = ["RedisProcess", "free_port"]
@@ -233,13 +234,7 @@ class RedisProcess:
         exit code (None if never started). :meth:`restart` starts it again."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, sig, timeout_s)
         self._reap()
         if self._log_file is not None:
             self._log_file.close()

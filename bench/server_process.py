@@ -19,6 +19,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from bench.child_process import terminate
 from whisper_streaming.errors import WhisperStreamingError
 
 __all__ = ["ServerProcess", "REPO_ROOT"]
@@ -83,13 +84,7 @@ class ServerProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
         """Send ``sig`` and wait; kill if still running after ``timeout_s``. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, sig, timeout_s)
         self._pump.join(timeout=5)
         if self._log_file is not None:
             self._log_file.close()

@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 import struct
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
 import pytest
@@ -110,6 +111,21 @@ async def text(fut: asyncio.Future[UtteranceResult]) -> str:
     return (await asyncio.wait_for(asyncio.shield(fut), WAIT_S)).transcript.text
 
 
+@contextlib.asynccontextmanager
+async def running(fe: RedisBackend, *hosts: WorkerHost) -> AsyncIterator[None]:
+    """Start the front end and the hosts, wait until the front end sees a live host; stop them all after."""
+    await fe.start()
+    for h in hosts:
+        await h.start()
+    try:
+        await until(lambda: fe.capacity().available, "a live host")
+        yield
+    finally:
+        for h in hosts:
+            await h.stop()
+        await fe.close()
+
+
 def run(body: Callable[[], Awaitable[None]]) -> None:
     FakeEngines.instances.clear()
     asyncio.run(asyncio.wait_for(body(), 60))
@@ -140,10 +156,7 @@ def test_broker_messages_round_trip_and_foreign_pickles_are_refused():
 def test_utterances_go_round_trip_through_a_worker_host(redis_server):
     async def body() -> None:
         fe, wh = front(redis_server), host(redis_server, slots=2, name="host-a")
-        await fe.start()
-        await wh.start()
-        try:
-            await until(lambda: fe.capacity().available, "the host to be seen live")
+        async with running(fe, wh):
             assert fe.capacity().slots == 2
             futures = [await fe.submit(f"s{i}", UtteranceJob(pcm(i, 20))) for i in range(5)]
             assert [await text(f) for f in futures] == [text_for(i) for i in range(5)]
@@ -154,9 +167,6 @@ def test_utterances_go_round_trip_through_a_worker_host(redis_server):
             plain = redis.Redis.from_url(redis_server.url)
             assert plain.xlen(keys.jobs) == 0  # answered jobs are deleted from the stream
             assert plain.xpending(keys.jobs, "asr-workers")["pending"] == 0
-        finally:
-            await wh.stop()
-            await fe.close()
 
     run(body)
 
@@ -164,16 +174,10 @@ def test_utterances_go_round_trip_through_a_worker_host(redis_server):
 def test_an_engine_failure_reaches_the_caller_as_asr_error(redis_server):
     async def body() -> None:
         fe, wh = front(redis_server), host(redis_server)
-        await fe.start()
-        await wh.start()
-        try:
-            await until(lambda: fe.capacity().available, "a live host")
+        async with running(fe, wh):
             with pytest.raises(AsrError, match="fake engine failure"):
                 await text(await fe.submit("s", UtteranceJob(pcm(RAISE))))
             assert await text(await fe.submit("s", UtteranceJob(pcm(1)))) == text_for(1)
-        finally:
-            await wh.stop()
-            await fe.close()
 
     run(body)
 
@@ -184,11 +188,8 @@ def test_at_most_live_slots_are_in_redis_and_sessions_take_turns(redis_server):
 
     async def body() -> None:
         fe, wh = front(redis_server), host(redis_server, slots=1)
-        await fe.start()
-        await wh.start()
         plain = redis.Redis.from_url(redis_server.url)
-        try:
-            await until(lambda: fe.capacity().available, "a live host")
+        async with running(fe, wh):
             chatty = [await fe.submit("chatty", UtteranceJob(pcm(i, 60))) for i in range(5)]
             await asyncio.sleep(0.01)
             other = await fe.submit("other", UtteranceJob(pcm(99, 10)))
@@ -199,9 +200,6 @@ def test_at_most_live_slots_are_in_redis_and_sessions_take_turns(redis_server):
             assert most == 1
             order = FakeEngines.instances[0].calls
             assert order.index(99) <= 2, order
-        finally:
-            await wh.stop()
-            await fe.close()
 
     run(body)
 
@@ -209,10 +207,7 @@ def test_at_most_live_slots_are_in_redis_and_sessions_take_turns(redis_server):
 def test_partials_and_chunks_wait_for_streaming_utterances(redis_server):
     async def body() -> None:
         fe, wh = front(redis_server), host(redis_server, slots=1)
-        await fe.start()
-        await wh.start()
-        try:
-            await until(lambda: fe.capacity().available, "a live host")
+        async with running(fe, wh):
             first = await fe.submit("a", UtteranceJob(pcm(1, 100)))
             await asyncio.sleep(0.05)
             low = await fe.submit("b", UtteranceJob(pcm(2, 10), partial=True))
@@ -220,9 +215,6 @@ def test_partials_and_chunks_wait_for_streaming_utterances(redis_server):
             for f in (first, low, final):
                 await text(f)
             assert FakeEngines.instances[0].calls == [1, 3, 2]
-        finally:
-            await wh.stop()
-            await fe.close()
 
     run(body)
 
@@ -303,11 +295,8 @@ def test_a_job_delivered_max_attempts_times_fails_instead_of_going_round(redis_s
 def test_a_second_answer_to_the_same_job_is_dropped(redis_server):
     async def body() -> None:
         fe, wh = front(redis_server), host(redis_server)
-        await fe.start()
-        await wh.start()
         plain = redis.Redis.from_url(redis_server.url)
-        try:
-            await until(lambda: fe.capacity().available, "a live host")
+        async with running(fe, wh):
             fut = await fe.submit("s", UtteranceJob(pcm(5)))
             assert await text(fut) == text_for(5)
             job_id = f"{fe.frontend_id}:0"
@@ -316,9 +305,6 @@ def test_a_second_answer_to_the_same_job_is_dropped(redis_server):
             await until(lambda: fe.status().remote.duplicates_dropped == 1, "the duplicate to be dropped")  # type: ignore[union-attr]
             assert fut.result().transcript.text == text_for(5)
             assert fe.status().utterances_done == 1
-        finally:
-            await wh.stop()
-            await fe.close()
 
     run(body)
 
@@ -352,10 +338,7 @@ def test_redis_restart_loses_no_utterance(redis_server):
 
     async def body() -> None:
         fe, wh = front(redis_server, unavailable_grace_s=15.0), host(redis_server, slots=1)
-        await fe.start()
-        await wh.start()
-        try:
-            await until(lambda: fe.capacity().available, "a live host")
+        async with running(fe, wh):
             futures = [await fe.submit(f"s{i % 2}", UtteranceJob(pcm(i, 300))) for i in range(4)]
             await until(lambda: wh.jobs_in_hand == 1, "a job in hand")
             redis_server.kill()
@@ -368,9 +351,6 @@ def test_redis_restart_loses_no_utterance(redis_server):
             st = fe.status().remote
             assert st is not None and st.connected and st.jobs_in_flight == 0
             assert st.jobs_resubmitted >= 1  # the job lost with redis was handed over again
-        finally:
-            await wh.stop()
-            await fe.close()
 
     run(body)
 
