@@ -259,6 +259,9 @@ class RedisBackend(AsrBackend):
         for item in self._queue.remove_all() + self._low.remove_all() + list(self._in_flight.values()):
             item.future.cancel()
         self._in_flight.clear()
+        if self._client is not None and self._connected:  # nobody will read our result stream again
+            with contextlib.suppress(RedisError, OSError):
+                await asyncio.wait_for(self._client.delete(self.results_key), self.options.redis.connect_timeout_s)
         for client in (self._client, self._reader_client):
             if client is not None:
                 with contextlib.suppress(Exception):

@@ -59,6 +59,12 @@ RESULT_STREAM_MAXLEN = 10_000
 deletes them, so only one gone for good lets them pile up (until ``result_ttl_s``)."""
 
 
+CONSUMER_SWEEP_BEATS = 60
+"""Every this many heartbeats a host deletes the group's dead consumers."""
+DEAD_CONSUMER_TTLS = 20
+"""A consumer that is not live and was idle this many ``worker_ttl_s`` with nothing pending is deleted."""
+
+
 @dataclass(frozen=True)
 class WorkerHostOptions:
     """``pool``: the local engines (``workers`` of them: the host's slots); ``worker_id``: the
@@ -244,11 +250,34 @@ class WorkerHost:
         self._connected = False
 
     async def _heartbeat_loop(self) -> None:
+        beats = 0
         while self._tasks_wanted:  # not ``while True``: redis-py may turn a cancellation mid-command into a ConnectionError
             await self._heartbeat()
             if not self._draining:
                 await self._claim_stale()
+                if beats % CONSUMER_SWEEP_BEATS == 0:
+                    await self._forget_dead_consumers()
+            beats += 1
             await asyncio.sleep(self.options.redis.heartbeat_s)
+
+    async def _forget_dead_consumers(self) -> None:
+        """Delete the group's consumers that hold nothing, are not live and were idle for
+        :data:`DEAD_CONSUMER_TTLS` worker TTLs (every host restart adds a consumer name;
+        ``XGROUP DELCONSUMER`` of one that still held jobs would lose them, so never those)."""
+        r = self.options.redis
+        try:
+            live = {_text(m) for m in await self._client.smembers(self.keys.workers)} | {self.worker_id}
+            for stream in (self.keys.jobs, self.keys.jobs_low):
+                for c in await self._client.xinfo_consumers(stream, r.group):
+                    name = _text(c["name"])
+                    if name not in live and int(c["pending"]) == 0 and int(c["idle"]) > DEAD_CONSUMER_TTLS * r.worker_ttl_s * 1000:
+                        await self._client.xgroup_delconsumer(stream, r.group, name)
+                        log.info("worker host %s: forgot consumer %s (gone, nothing pending)", self.worker_id, name)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                log.warning("sweeping dead consumers failed: %s", exc)
+        except (RedisError, OSError) as exc:
+            self._lost(exc)
 
     async def _heartbeat(self) -> None:
         """Refresh our record and the idle time of our jobs (reconnecting if needed)."""

@@ -444,3 +444,33 @@ def test_a_poison_utterance_that_kills_every_engine_fails_after_max_attempts(red
             await fe.close()
 
     run(body)
+
+
+def test_dead_consumers_with_nothing_pending_are_forgotten_and_those_holding_jobs_are_not(redis_server, monkeypatch):
+    import whisper_streaming.backends.redis_worker as rw
+
+    monkeypatch.setattr(rw, "CONSUMER_SWEEP_BEATS", 1)
+    monkeypatch.setattr(rw, "DEAD_CONSUMER_TTLS", 0.5)  # idle > 0.4 s with the test's 0.8 s TTL
+
+    async def body() -> None:
+        plain = redis.Redis.from_url(redis_server.url)
+        fe, wh = front(redis_server), host(redis_server, name="live")
+        async with running(fe, wh):
+            await wh.stop()  # no live host: the job below stays with the consumer that read it
+            plain.xgroup_createconsumer("whisper_streaming:jobs", "asr-workers", "gone-empty")
+            plain.xadd("whisper_streaming:jobs", {"id": "x", "body": b"junk"})
+            plain.xreadgroup("asr-workers", "gone-holding", {"whisper_streaming:jobs": ">"}, count=1)
+            await asyncio.sleep(0.6)
+            sweeper = host(redis_server, name="sweeper", claim_after_s=30.0)  # it must not take the job over meanwhile
+            await sweeper.start()
+            try:
+                def names() -> set[str]:
+                    return {c["name"].decode() for c in plain.xinfo_consumers("whisper_streaming:jobs", "asr-workers")}
+
+                await until(lambda: "gone-empty" not in names(), "the empty dead consumer to be deleted")
+                assert "gone-holding" in names()  # its pending job is not lost
+                assert plain.xpending("whisper_streaming:jobs", "asr-workers")["pending"] == 1
+            finally:
+                await sweeper.stop()
+
+    run(body)
