@@ -21,6 +21,7 @@ def test_wire_text_is_the_value_and_formats_as_it() -> None:
         (ErrorReason.SHUTTING_DOWN, 1001, 503, False),
         (ErrorReason.TOO_MANY_CONNECTIONS, 1013, 429, False),
         (ErrorReason.ASR_FAILED, 1011, 500, False),
+        (ErrorReason.BACKEND_UNAVAILABLE, 1013, 503, False),
         (ErrorReason.STREAM_TOO_LONG, 1009, 413, True),
         (ErrorReason.BAD_LENGTH, 1009, 413, True),
         (ErrorReason.AUDIO_BEFORE_BEGIN, 1008, 400, True),

@@ -20,6 +20,7 @@ from whisper_streaming.app.wiring import (
     batch_from_config,
     voice_store_from_config,
     engine_options_from_config,
+    redis_url_override,
     runtime_options_from_config,
     tcp_options_from_config,
     web_options_from_config,
@@ -147,6 +148,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default=None, help="listen address (overrides network.ip)")
     p.add_argument("--port", type=int, default=None, help="listen port (overrides network.port; 0 = any free port)")
     p.add_argument("--http-port", type=int, default=None, help="HTTP/WebSocket port (overrides http.port; 0 = any free port)")
+    p.add_argument("--redis-url", default=None, help="Redis of backend.kind redis (overrides backend.redis_url and $WHISPER_STREAMING_REDIS_URL)")
     return p.parse_args(argv)
 
 
@@ -156,6 +158,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         overrides = {k: v for k, v in {"network.ip": args.host, "network.port": args.port, "http.port": args.http_port}.items() if v is not None}
+        overrides |= redis_url_override(args.redis_url)
         if overrides:
             config = with_overrides(config, **overrides)
     except ConfigError as exc:

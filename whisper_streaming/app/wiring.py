@@ -61,6 +61,8 @@ __all__ = [
     "analyzer_specs_from_config",
     "pool_options_from_config",
     "redis_options_from_config",
+    "REDIS_URL_ENV",
+    "redis_url_override",
     "backend_from_config",
     "worker_host_options_from_config",
 ]
@@ -328,7 +330,19 @@ def redis_options_from_config(config: ServerConfig) -> RedisOptions:
     """Section ``backend``: the broker's address and recovery timings (front end and worker hosts)."""
     b = config.backend
     return RedisOptions(url=b.redis_url, prefix=b.prefix, group=b.group, heartbeat_s=b.heartbeat_s, worker_ttl_s=b.worker_ttl_s,
-                        claim_after_s=b.claim_after_s, max_attempts=b.max_attempts, connect_timeout_s=b.connect_timeout_s)
+                        claim_after_s=b.claim_after_s, max_attempts=b.max_attempts, result_ttl_s=b.result_ttl_s,
+                        connect_timeout_s=b.connect_timeout_s)
+
+
+REDIS_URL_ENV = "WHISPER_STREAMING_REDIS_URL"
+"""Environment variable that overrides ``backend.redis_url`` (``--redis-url`` overrides both)."""
+
+
+def redis_url_override(option: str | None) -> dict[str, str]:
+    """The ``with_overrides`` pair for ``backend.redis_url``: the command-line ``option``, else
+    :data:`REDIS_URL_ENV` if set, else nothing."""
+    url = option or os.environ.get(REDIS_URL_ENV) or None
+    return {"backend.redis_url": url} if url else {}
 
 
 def backend_from_config(config: ServerConfig) -> AsrBackend:

@@ -18,7 +18,7 @@ import signal
 import sys
 from typing import Sequence
 
-from whisper_streaming.app.wiring import worker_host_options_from_config
+from whisper_streaming.app.wiring import redis_url_override, worker_host_options_from_config
 from whisper_streaming.backends.redis_worker import WorkerHost
 from whisper_streaming.config.schema import ServerConfig, load_config, with_overrides
 from whisper_streaming.errors import ConfigError, ModelError, WhisperStreamingError
@@ -53,7 +53,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="whisper-streaming-worker",
                                 description="A worker host of the Redis backend: transcribes utterances for the front ends of backend.redis_url.")
     p.add_argument("--config", default=None, help="YAML config (the front ends' file: model, analyzers and the backend section)")
-    p.add_argument("--redis-url", default=None, help="overrides backend.redis_url")
+    p.add_argument("--redis-url", default=None, help="overrides backend.redis_url and $WHISPER_STREAMING_REDIS_URL")
     p.add_argument("--workers", type=int, default=None, help="engine processes (overrides model.channel)")
     return p.parse_args(argv)
 
@@ -63,7 +63,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         config = load_config(args.config)
-        overrides = {k: v for k, v in {"backend.redis_url": args.redis_url, "model.channel": args.workers}.items() if v is not None}
+        overrides = {k: v for k, v in {"model.channel": args.workers}.items() if v is not None} | redis_url_override(args.redis_url)
         if overrides:
             config = with_overrides(config, **overrides)
     except ConfigError as exc:

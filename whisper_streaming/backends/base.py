@@ -109,7 +109,8 @@ class Capacity:
     """What a backend can take now: the runtime's speculation and admission policy reads this.
 
     ``idle_slots``: engines free to start a job at once; ``queue_depth``: utterances waiting;
-    ``slots``: engines in all (0 when the backend cannot tell, e.g. remote workers);
+    ``slots``: engines in all (0 when the backend cannot tell; the Redis backend counts the live
+    worker hosts' engines);
     ``held``: of ``queue_depth``, utterances of throttled sessions, which wait for time to
     pass rather than for an engine; ``partial_slots``: engines busy with a partial hypothesis
     (low priority: soon free, and worth less than a speculation of a final).

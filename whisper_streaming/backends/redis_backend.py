@@ -67,7 +67,7 @@ from whisper_streaming.backends.scheduler import CostThrottle, FairQueue
 from whisper_streaming.core.audio_format import ASR_SAMPLE_RATE_HZ
 from whisper_streaming.errors import AsrError, BackendUnavailableError, ConfigError
 
-__all__ = ["RedisBackend", "RedisBackendOptions", "connect", "ensure_groups", "read_workers"]
+__all__ = ["RedisBackend", "RedisBackendOptions", "connect", "ensure_groups", "read_workers", "safe_url"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,13 @@ class _Job:
     future: asyncio.Future[UtteranceResult]
     queue: FairQueue[Hashable, _Job]
     handed_at: float | None = None  # monotonic time it went to Redis
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its credentials (for logs): ``redis://***@host:6379/0``."""
+    scheme, sep, rest = url.partition("://")
+    _creds, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{'***@' if at else ''}{host}"
 
 
 def connect(options: RedisOptions, *, blocking: bool = False) -> aioredis.Redis:
@@ -182,6 +189,8 @@ class RedisBackend(AsrBackend):
         self._guards = GuardCounts()
         self._worker_s = 0.0
         self._last_error_log = 0.0
+        self._gone_redelivered = 0  # counters of worker hosts no longer live
+        self._gone_restarts = 0
 
     # ------------------------------------------------------------------ AsrBackend
 
@@ -242,10 +251,12 @@ class RedisBackend(AsrBackend):
             engines += [EngineState.BUSY] * busy + [EngineState.IDLE] * (w.slots - busy)
         remote = RemoteStatus(broker="redis", connected=self._connected, workers_live=len(live), slots_live=self._live_slots(),
                               slots_busy=sum(min(w.busy, w.slots) for w in live), jobs_in_flight=len(self._in_flight),
-                              jobs_redelivered=sum(w.redelivered for w in self._workers), duplicates_dropped=self._duplicates,
+                              jobs_redelivered=self._gone_redelivered + sum(w.redelivered for w in self._workers),
+                              duplicates_dropped=self._duplicates,
                               jobs_resubmitted=self._resubmitted)
         throttled = 0 if self._throttle is None else self._throttle.keys_throttled
-        return BackendStatus(tuple(engines), len(self._queue), 0, self._done, self._failed, self._guards,
+        restarts = self._gone_restarts + sum(w.engine_restarts for w in self._workers)
+        return BackendStatus(tuple(engines), len(self._queue), restarts, self._done, self._failed, self._guards,
                              sessions_throttled=throttled, worker_s=self._worker_s, remote=remote)
 
     async def close(self) -> None:
@@ -279,11 +290,7 @@ class RedisBackend(AsrBackend):
         return self._connected and self._live_slots() > 0
 
     def _safe_url(self) -> str:
-        """The URL without its password (for logs)."""
-        url = self.options.redis.url
-        scheme, sep, rest = url.partition("://")
-        creds, at, host = rest.rpartition("@")
-        return f"{scheme}{sep}{'***@' if at else ''}{host}"
+        return safe_url(self.options.redis.url)
 
     def _lost(self, exc: BaseException) -> None:
         if self._connected:
@@ -420,7 +427,7 @@ class RedisBackend(AsrBackend):
         try:
             if not self._connected:
                 await self._connect()
-            self._workers = await read_workers(self._client, self.keys)
+            self._note_workers(await read_workers(self._client, self.keys))
         except AuthenticationError as exc:
             self._lost(exc)
         except (RedisError, OSError) as exc:
@@ -447,6 +454,15 @@ class RedisBackend(AsrBackend):
             self._failed += 1
             if not item.future.done():
                 item.future.set_exception(AsrError(f"no worker answered within {timeout_s:g} s"))
+
+    def _note_workers(self, records: list[WorkerRecord]) -> None:
+        """Take the live hosts; keep the counters of those that left (the status's totals never go down)."""
+        now = {w.worker_id for w in records}
+        for w in self._workers:
+            if w.worker_id not in now:
+                self._gone_redelivered += w.redelivered
+                self._gone_restarts += w.engine_restarts
+        self._workers = records
 
     def _fail_all(self, exc: AsrError) -> None:
         waiting = self._queue.remove_all() + self._low.remove_all()

@@ -141,7 +141,7 @@ class WireResult:
 class WorkerRecord:
     """A worker host as its heartbeat describes it: ``slots`` engines, ``busy`` of them with a job,
     ``redelivered``: jobs it took over from hosts that stopped; ``draining``: it is stopping and
-    takes no new job."""
+    takes no new job; ``engine_restarts``: its engine processes restarted (crash or hang)."""
 
     worker_id: str
     host: str
@@ -150,6 +150,7 @@ class WorkerRecord:
     busy: int
     redelivered: int = 0
     draining: bool = False
+    engine_restarts: int = 0
 
 
 class MessageError(AsrError):

@@ -37,7 +37,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from whisper_streaming.backends.base import AsrBackend
 from whisper_streaming.backends.pool import PoolOptions, ProcessPool
-from whisper_streaming.backends.redis_backend import READ_BLOCK_MS, connect, ensure_groups
+from whisper_streaming.backends.redis_backend import READ_BLOCK_MS, connect, ensure_groups, safe_url
 from whisper_streaming.backends.redis_protocol import (
     MessageError,
     RedisKeys,
@@ -59,6 +59,8 @@ RESULT_STREAM_MAXLEN = 10_000
 deletes them, so only one gone for good lets them pile up (until ``result_ttl_s``)."""
 
 
+UNREACHABLE_LOG_EVERY_S = 10.0
+"""A host that cannot reach Redis says so at once, then at most this often (s)."""
 CONSUMER_SWEEP_BEATS = 60
 """Every this many heartbeats a host deletes the group's dead consumers."""
 DEAD_CONSUMER_TTLS = 20
@@ -107,6 +109,7 @@ class WorkerHost:
         self._connected = False
         self._tasks: list[asyncio.Task[None]] = []
         self._tasks_wanted = True
+        self._last_error_log = -UNREACHABLE_LOG_EVERY_S
         self.redelivered = 0  # jobs taken over from hosts that stopped
         self.answered = 0
         self.failed_for_good = 0  # delivered more than max_attempts times
@@ -283,7 +286,7 @@ class WorkerHost:
         """Refresh our record and the idle time of our jobs (reconnecting if needed)."""
         r = self.options.redis
         record = WorkerRecord(self.worker_id, socket.gethostname(), os.getpid(), self.slots, len(self._in_hand),
-                              self.redelivered, self._draining)
+                              self.redelivered, self._draining, self._engines.status().worker_restarts)
         try:
             if not self._connected:
                 await ensure_groups(self._client, self.keys, r.group)
@@ -301,6 +304,11 @@ class WorkerHost:
             await pipe.execute()
         except (RedisError, OSError) as exc:
             self._lost(exc)
+            now = time.monotonic()
+            if now - self._last_error_log >= UNREACHABLE_LOG_EVERY_S:  # a host that never connects must say why
+                self._last_error_log = now
+                log.warning("worker host %s: redis %s unreachable: %s: %s; retrying every %g s", self.worker_id, safe_url(r.url),
+                            type(exc).__name__, exc, r.heartbeat_s)
 
     async def _claim_stale(self) -> None:
         """Take over jobs idle for ``claim_after_s`` (their host stopped), as many as we have free slots."""
@@ -310,8 +318,8 @@ class WorkerHost:
             if free <= 0 or not self._connected:
                 return
             try:
-                _next, entries, _deleted = await self._client.xautoclaim(stream, r.group, self.worker_id, int(r.claim_after_s * 1000),
-                                                                         "0-0", count=free)
+                # [next, entries] on Redis 6.2, [next, entries, deleted ids] since 7.0
+                entries = (await self._client.xautoclaim(stream, r.group, self.worker_id, int(r.claim_after_s * 1000), "0-0", count=free))[1]
                 for entry_id, fields in entries:
                     entry = _text(entry_id)
                     if entry in self._in_hand:  # ours already (a late heartbeat)

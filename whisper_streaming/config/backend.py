@@ -27,7 +27,9 @@ class BackendConfig(BaseModel):
 
     redis_url: NonEmptyStr = "redis://127.0.0.1:6379/0"
     """``redis://[[user]:password@]host:port/db``; ``rediss://`` for TLS (the system's CA store,
-    or ``?ssl_ca_certs=/path/ca.pem``; redis-py's URL options)."""
+    or ``?ssl_ca_certs=/path/ca.pem``; redis-py's URL options).  The environment variable
+    ``WHISPER_STREAMING_REDIS_URL`` and the ``--redis-url`` option override it (to keep a
+    password out of the file)."""
 
     prefix: Annotated[NonEmptyStr, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = "whisper_streaming"
     """Prefix of every key (several deployments can share one Redis with different prefixes)."""
@@ -62,6 +64,11 @@ class BackendConfig(BaseModel):
     """While Redis is unreachable or no host is live, new sessions are refused at once
     (``SERVER_TOO_BUSY``); open sessions wait this long for it to return (a restart within it
     loses nothing), then end with ``%E BACKEND_UNAVAILABLE``."""
+
+    result_ttl_s: Annotated[FiniteFloat, Field(ge=10.0, le=86400.0)] = 600.0
+    """A front end's result stream expires this long after its last answer (a front end that
+    died leaves nothing behind); also how long a worker host keeps retrying an answer while Redis
+    is down."""
 
     connect_timeout_s: Annotated[FiniteFloat, Field(gt=0.0, le=60.0)] = 2.0
     """Per connection attempt and per Redis command."""

@@ -27,6 +27,11 @@ name                                   type       what
 ``audio_seconds``                      counter    seconds of stream audio received
 ``worker_seconds``                     counter    seconds workers spent on jobs
 ``real_time_factor``                   gauge      ``worker_seconds / audio_seconds`` since start (0 before any audio)
+``broker_connected``                   gauge      Redis backend only: 1 while Redis answers
+``worker_hosts``                       gauge      Redis backend only: live worker hosts
+``jobs_in_flight``                     gauge      Redis backend only: utterances handed to Redis, not yet answered
+``jobs_redelivered``                   counter    Redis backend only: jobs taken over from hosts that stopped (sum over the live hosts)
+``duplicate_results``                  counter    Redis backend only: second answers to an utterance, dropped
 =====================================  =========  ==================================================
 """
 

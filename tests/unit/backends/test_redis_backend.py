@@ -254,6 +254,8 @@ def test_a_job_whose_worker_stopped_is_taken_over_and_answered_once(redis_server
             assert fe.status().remote.duplicates_dropped == 0  # type: ignore[union-attr]
             assert plain.xpending("whisper_streaming:jobs", "asr-workers")["pending"] == 0
             await rescuer.stop()
+            await until(lambda: fe.status().remote.workers_live == 0, "the rescuer to leave")  # type: ignore[union-attr]
+            assert fe.status().remote.jobs_redelivered == 1  # type: ignore[union-attr]  # a total: it outlives the host
         finally:
             await fe.close()
 
@@ -438,6 +440,7 @@ def test_a_poison_utterance_that_kills_every_engine_fails_after_max_attempts(red
             assert [tag for _, tag in calls(tmp_path)] == [CRASH, CRASH]
             assert sum(h.redelivered for h in hosts) == 0
             assert await text(await fe.submit("s", UtteranceJob(pcm(3)))) == text_for(3)
+            await until(lambda: fe.status().worker_restarts == 2, "the hosts' engine restarts to reach the front end's status")
         finally:
             for h in hosts:
                 await h.stop()
@@ -472,5 +475,22 @@ def test_dead_consumers_with_nothing_pending_are_forgotten_and_those_holding_job
                 assert plain.xpending("whisper_streaming:jobs", "asr-workers")["pending"] == 1
             finally:
                 await sweeper.stop()
+
+    run(body)
+
+
+def test_a_worker_host_that_cannot_reach_redis_says_so(caplog):
+    from bench.redis_process import free_port
+
+    async def body() -> None:
+        options = RedisOptions(url=f"redis://127.0.0.1:{free_port()}/0", heartbeat_s=0.2, worker_ttl_s=0.8, claim_after_s=0.8,
+                               connect_timeout_s=0.5)
+        pool = PoolOptions(EngineOptions(engine="fake", model="unused"), workers=1)
+        wh = WorkerHost(WorkerHostOptions(options, pool, worker_id="lonely"), backend_factory=FakeEngines)
+        with caplog.at_level("WARNING", logger="whisper_streaming.backends.redis_worker"):
+            await wh.start()
+            await until(lambda: "unreachable" in caplog.text, "the warning")
+            await wh.stop(timeout_s=1.0)
+        assert "lonely" in caplog.text and "retrying" in caplog.text
 
     run(body)

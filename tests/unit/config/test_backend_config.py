@@ -47,3 +47,13 @@ def test_worker_host_options_take_the_model_and_drop_the_front_ends_throttle():
 def test_bad_values_are_config_errors(section, message):
     with pytest.raises(ConfigError, match=message):
         parse_config({"backend": section})
+
+
+def test_the_redis_url_comes_from_the_option_then_the_environment_then_the_file(monkeypatch):
+    from whisper_streaming.app.wiring import REDIS_URL_ENV, redis_url_override
+
+    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+    assert redis_url_override(None) == {}
+    monkeypatch.setenv(REDIS_URL_ENV, "redis://:fromenv@h:1/0")
+    assert redis_url_override(None) == {"backend.redis_url": "redis://:fromenv@h:1/0"}
+    assert redis_url_override("redis://opt:2/0") == {"backend.redis_url": "redis://opt:2/0"}

@@ -11,7 +11,7 @@ import pytest
 from whisper_streaming.backends.base import Capacity, UtteranceJob, UtteranceResult
 from whisper_streaming.core.results import FinalResult
 from whisper_streaming.core.transcript import Transcript
-from whisper_streaming.errors import AsrError
+from whisper_streaming.errors import AsrError, BackendUnavailableError, ErrorReason
 from whisper_streaming.pipeline.commands import AudioChunk, BeginStream, FinishStream, Identify, SessionFailed
 from whisper_streaming.pipeline.session import Session
 from whisper_streaming.pipeline.vad import VadSegmenter
@@ -149,6 +149,20 @@ def test_a_failure_while_connected_is_counted_and_sent() -> None:
         assert host.stats.errors["ASR_FAILED"] == 1
         assert isinstance(peer.outputs[-1], SessionFailed) and d.closing is not None
         await d.handle(FinishStream())  # closed: ignored
+
+    asyncio.run(run())
+
+
+def test_a_backend_that_cannot_reach_its_workers_ends_the_session_with_backend_unavailable() -> None:
+    async def run() -> None:
+        host, peer = Host(), Peer()
+        d = driver(host, peer)
+        await one_utterance(d)
+        host.backend.futures[0].set_exception(BackendUnavailableError("redis unreachable for more than 5 s"))
+        await asyncio.sleep(0)
+        assert host.stats.errors["BACKEND_UNAVAILABLE"] == 1 and "ASR_FAILED" not in host.stats.errors
+        last = peer.outputs[-1]
+        assert isinstance(last, SessionFailed) and last.reason is ErrorReason.BACKEND_UNAVAILABLE
 
     asyncio.run(run())
 

@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from test_inprocess_doors import JFK_PCM, JFK_UTTERANCES, Client, FakeBackend, RecordingSink, eventually
-from whisper_streaming.backends.base import UtteranceJob, UtteranceResult
+from whisper_streaming.backends.base import BackendStatus, Capacity, EngineState, RemoteStatus, UtteranceJob, UtteranceResult
 from whisper_streaming.runtime.runtime import Runtime, RuntimeOptions
 from whisper_streaming.sinks.base import SessionClosed
 from whisper_streaming.transports.tcp import TcpOptions, TcpTransport
@@ -450,6 +450,51 @@ def test_health_reports_engines_sessions_and_queue() -> None:
             await srv.runtime.shutdown()
             code, stopping = health(srv.runtime)
             assert code == 503 and stopping["status"] == "stopping"
+
+    asyncio.run(main())
+
+
+class RemoteFakeBackend(FakeBackend):
+    """A backend with remote workers (the Redis backend's status), reachable or not."""
+
+    def __init__(self, *, connected: bool) -> None:
+        super().__init__()
+        self.connected = connected
+
+    def capacity(self) -> Capacity:
+        return Capacity(idle_slots=1 if self.connected else 0, queue_depth=0, slots=2 if self.connected else 0, available=self.connected)
+
+    def status(self) -> BackendStatus:
+        engines = (EngineState.IDLE, EngineState.BUSY) if self.connected else ()
+        remote = RemoteStatus("redis", self.connected, 1 if self.connected else 0, len(engines), 1 if self.connected else 0, 1,
+                              jobs_redelivered=3, duplicates_dropped=1, jobs_resubmitted=2)
+        return BackendStatus(engines, 0, 0, 0, 0, remote=remote)
+
+
+def test_a_remote_backend_shows_its_workers_and_while_unreachable_refuses_sessions() -> None:
+    async def main() -> None:
+        backend = RemoteFakeBackend(connected=True)
+        async with web_serving(backend) as srv:
+            code, body = health(srv.runtime)
+            assert code == 200 and body["status"] == "ok"
+            assert body["workers"] == {"broker": "redis", "connected": True, "live": 1, "slots": 2, "busy": 1, "jobs_in_flight": 1,
+                                       "redelivered": 3, "duplicates_dropped": 1, "resubmitted": 2}
+            lines = srv.runtime.status_text().splitlines()
+            assert "redis: connected; worker hosts live 1 (engines 2, busy 1)" in lines
+            assert "jobs in flight: 1, redelivered 3, duplicates dropped 1, resubmitted 2" in lines
+            got = metrics((await get(srv.http("/metrics")))[2])
+            assert got[("whisper_streaming_broker_connected", ())] == 1 and got[("whisper_streaming_worker_hosts", ())] == 1
+            assert got[("whisper_streaming_jobs_redelivered_total", ())] == 3
+            assert got[("whisper_streaming_duplicate_results_total", ())] == 1
+
+            backend.connected = False  # Redis gone: new sessions are refused, /health says so
+            assert health(srv.runtime)[1]["status"] == "unavailable"
+            assert "redis: UNREACHABLE; worker hosts live 0 (engines 0, busy 0)" in srv.runtime.status_text().splitlines()
+            async with connect(srv.url) as ws:
+                await ws.send(json.dumps({"type": "start"}))
+                got_msgs, close_code = await to_close(ws)
+            assert got_msgs == [{"type": "error", "reason": "SERVER_TOO_BUSY"}] and close_code == 1013
+            assert metrics((await get(srv.http("/metrics")))[2])[("whisper_streaming_broker_connected", ())] == 0
 
     asyncio.run(main())
 

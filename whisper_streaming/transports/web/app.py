@@ -9,7 +9,7 @@ route                   what
                         ``unavailable``: Redis backend without Redis or live worker host),
                         ``engines_ready``, ``engines``, ``sessions``, ``sessions_by_transport``,
                         ``max_sessions``, ``queue_depth``, and with the Redis backend ``workers``
-                        (``connected``, ``live``, ``slots``, ``busy``, ``jobs_in_flight``,
+                        (``broker``, ``connected``, ``live``, ``slots``, ``busy``, ``jobs_in_flight``,
                         ``redelivered``, ``duplicates_dropped``, ``resubmitted``); HTTP 200, or 503
                         while stopping
 ``GET /metrics``        Prometheus text (:mod:`whisper_streaming.runtime.metrics`); with tokens on
