@@ -494,3 +494,33 @@ def test_a_worker_host_that_cannot_reach_redis_says_so(caplog):
         assert "lonely" in caplog.text and "retrying" in caplog.text
 
     run(body)
+
+
+def test_rediss_with_a_private_ca_and_a_password(tmp_path):
+    """``rediss://`` (TLS) with the CA given in the URL, as docs/deployment.md shows: a front end
+    and a host get through; without the CA the front end cannot connect and refuses sessions."""
+    from urllib.parse import quote
+
+    from tls_certs import make_server_files
+
+    files = make_server_files(tmp_path, "127.0.0.1")
+    with RedisProcess(tls_cert=files.cert_file, tls_key=files.key_file, tls_ca=files.ca_file, password="s3cret") as server:
+        assert server.url.startswith("rediss://")
+        url = f"{server.url}?ssl_ca_certs={quote(str(files.ca_file))}"
+
+        async def body() -> None:
+            fe = RedisBackend(RedisBackendOptions(RedisOptions(url=url, heartbeat_s=0.2, worker_ttl_s=0.8, claim_after_s=0.8)))
+            pool = PoolOptions(EngineOptions(engine="fake", model="unused"), workers=1, throttle_worker_s_per_s=None)
+            wh = WorkerHost(WorkerHostOptions(RedisOptions(url=url, heartbeat_s=0.2, worker_ttl_s=0.8, claim_after_s=0.8), pool),
+                            backend_factory=FakeEngines)
+            async with running(fe, wh):
+                assert await text(await fe.submit("s", UtteranceJob(pcm(6)))) == text_for(6)
+            untrusted = RedisBackend(RedisBackendOptions(RedisOptions(url=server.url, connect_timeout_s=1.0)))
+            await untrusted.start()  # the certificate is not trusted: not connected, sessions refused
+            try:
+                await asyncio.sleep(0.3)
+                assert not untrusted.capacity().available and not untrusted.status().remote.connected  # type: ignore[union-attr]
+            finally:
+                await untrusted.close()
+
+        run(body)
