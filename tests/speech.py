@@ -33,6 +33,8 @@ server:
   max_connections: 4
   max_connections_per_ip: 0
   shutdown_timeout_s: 30
+batch:
+  callback_targets: any  # the callback test's receiver is on loopback
 """
 
 

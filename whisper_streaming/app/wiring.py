@@ -229,7 +229,7 @@ def batch_from_config(config: ServerConfig, backend: AsrBackend) -> tuple[JobSto
                                    max_speakers=b.max_speakers)
     store = JobStore(transcriber, max_queued=b.max_queued_jobs, max_running=b.max_running_jobs, retention_s=float(b.retention_s),
                      callback_body=job_json)
-    return store, BatchApiOptions(max_duration_s=float(b.max_duration_s), callbacks=b.callbacks)
+    return store, BatchApiOptions(max_duration_s=float(b.max_duration_s), callbacks=b.callbacks, callback_targets=b.callback_targets)
 
 
 def engine_options_from_config(config: ServerConfig) -> EngineOptions:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
@@ -38,6 +38,14 @@ class BatchConfig(BaseModel):
     callbacks: StrictBool = True
     """Accept a job's ``callback_url`` (the server then POSTs to a URL a client chose: turn it off
     where the server can reach hosts its clients must not)."""
+
+    callback_targets: Literal["public", "private", "any"] = "private"
+    """Where a ``callback_url`` may point (checked when the job is submitted, on every address its
+    host resolves to): ``public`` only global addresses; ``private`` those and private networks
+    (RFC 1918, RFC 4193: the usual internal services); ``any`` no check.  Loopback, link-local
+    (169.254.0.0/16, where clouds serve instance credentials), unspecified, multicast and
+    reserved addresses are refused unless ``any``: a client must not make the server POST to its
+    own ports or its cloud's metadata service (server-side request forgery)."""
 
     max_speakers: Annotated[StrictInt, Field(ge=1, le=16)] = 8
     """The most speakers diarization looks for when a request does not give ``num_speakers``."""

@@ -35,7 +35,8 @@ from whisper_streaming.pipeline.session import SessionOptions
 from whisper_streaming.runtime.metrics import metrics_registry
 from whisper_streaming.runtime.runtime import Runtime, RuntimeOptions
 from whisper_streaming.transports.web.app import build_app
-from whisper_streaming.transports.web.batch_api import BatchApiOptions, BodyLimit, job_json
+from whisper_streaming.transports.web.auth import BearerBeforeBody
+from whisper_streaming.transports.web.batch_api import BATCH_PATHS, BatchApiOptions, BodyLimit, callback_refusal, job_json
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -428,7 +429,123 @@ def test_callback_url_is_refused_when_callbacks_are_off_and_checked_when_on() ->
         assert a.fake.calls == [] and a.store.active == 0
 
 
+@pytest.mark.parametrize("targets, url, allowed", [
+    ("private", "http://127.0.0.1:9/hook", False),  # the server's own ports
+    ("private", "http://localhost:9/hook", False),
+    ("private", "http://[::1]:9/hook", False),
+    ("private", "http://[::ffff:127.0.0.1]:9/hook", False),  # IPv4-mapped loopback
+    ("private", "http://169.254.169.254/latest/meta-data/", False),  # a cloud's metadata service
+    ("private", "http://0.0.0.0:9/hook", False),
+    ("private", "http://10.1.2.3/hook", True),  # an internal service
+    ("private", "https://8.8.8.8/hook", True),
+    ("public", "http://10.1.2.3/hook", False),
+    ("public", "http://192.168.1.5/hook", False),
+    ("public", "https://8.8.8.8/hook", True),
+    ("any", "http://127.0.0.1:9/hook", True),
+    ("private", "http://no-such-host.invalid/hook", False),
+])
+def test_callback_url_targets(targets: str, url: str, allowed: bool) -> None:
+    why = asyncio.run(callback_refusal(url, targets))
+    assert (why is None) == allowed, why
+
+
+def test_a_callback_to_a_refused_target_is_400_before_anything_is_queued() -> None:
+    with api() as a:
+        r = a.client.post(JOBS, files=upload(), data={"callback_url": "http://169.254.169.254/latest/meta-data/"})
+        assert r.status_code == 400 and error_of(r)["param"] == "callback_url" and "link-local" in error_of(r)["message"]
+        assert a.fake.calls == [] and a.store.active == 0
+    with api(options=BatchApiOptions(callback_targets="any")) as a:
+        assert a.client.post(JOBS, files=upload(), data={"callback_url": "http://127.0.0.1:9/hook"}).status_code == 202
+
+
 # --------------------------------------------------------------------------- tokens, OpenAPI, openai client
+
+
+def test_an_upload_without_a_token_is_refused_before_its_body_is_read() -> None:
+    """FastAPI parses a multipart form before the route's guard runs: the door's middleware
+    answers 401 first, without reading the body (the app and ``receive`` are never called)."""
+    received = 0
+    app_called = False
+
+    async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal app_called
+        app_called = True
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        received += 1
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    refusals: list[Any] = []
+    gate = BearerBeforeBody(inner, TokenSet((GOOD,)), paths=BATCH_PATHS, on_refused=refusals.append)
+    for headers in ([], [(b"authorization", b"Bearer Wrong-token_0123456789")]):
+        sent.clear()
+        asyncio.run(gate({"type": "http", "method": "POST", "path": JOBS, "headers": headers}, receive, send))
+        assert sent[0]["status"] == 401 and (b"www-authenticate", b'Bearer realm="whisper_streaming"') in sent[0]["headers"]
+        assert json.loads(sent[1]["body"]) == {"detail": "UNAUTHORIZED"}
+    assert received == 0 and not app_called and len(refusals) == 2
+    asyncio.run(gate({"type": "http", "method": "POST", "path": JOBS, "headers": [(b"authorization", f"Bearer {GOOD}".encode())]},
+                     receive, send))
+    assert app_called and sent[-1]["body"] == b"ok"  # a valid token passes
+    app_called = False
+    asyncio.run(gate({"type": "http", "method": "GET", "path": "/health", "headers": []}, receive, send))
+    assert app_called  # other routes are the routes' own business
+    app_called = False
+    asyncio.run(BearerBeforeBody(inner, None, paths=BATCH_PATHS)({"type": "http", "method": "POST", "path": JOBS, "headers": []},
+                                                                  receive, send))
+    assert app_called  # tokens off
+
+
+def test_a_client_that_disconnects_from_a_synchronous_transcription_cancels_its_job() -> None:
+    """On a real uvicorn: the client sends the whole upload, then goes away while the job runs."""
+    import socket as socket_mod
+
+    import uvicorn
+
+    async def main() -> None:
+        runtime = Runtime(RuntimeOptions(), FakeBackend())
+        fake = FakeTranscriber()
+        fake.auto_release = False
+        store = JobStore(fake, callback_body=job_json)  # type: ignore[arg-type]
+        app = build_app(runtime, metrics_registry(runtime), _no_stream, jobs=store)
+        sock = socket_mod.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off", timeout_graceful_shutdown=1))
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                await asyncio.sleep(0.01)
+            parts, headers = _multipart(WAV)
+            body = b"".join(parts)
+            head = (f"POST {TRANSCRIPTIONS} HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['content-type']}\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(head + body)
+            await writer.drain()
+            deadline = time.monotonic() + 5
+            while not fake.calls:  # the job is running (held by the fake)
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            writer.close()
+            deadline = time.monotonic() + 5
+            while fake.cancelled == 0:
+                assert time.monotonic() < deadline, "the job kept running after its client left"
+                await asyncio.sleep(0.01)
+            assert store.active == 0
+        finally:
+            server.should_exit = True
+            await serving
+            await store.close()
+
+    asyncio.run(main())
 
 
 def test_with_tokens_on_the_batch_routes_want_a_bearer_token() -> None:

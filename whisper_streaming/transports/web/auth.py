@@ -6,6 +6,10 @@ no token in uvicorn's log lines.
   WebSocket): without ``Authorization: Bearer <valid token>`` the answer is 401
   (``{"detail": "UNAUTHORIZED"}``, ``WWW-Authenticate: Bearer``), counted with the errors as
   ``UNAUTHORIZED``.  Tokens off (None): it lets everything through.
+* :class:`BearerBeforeBody` is an ASGI middleware that gives the same 401 to an upload route
+  before its body is read: FastAPI parses a multipart form before it runs the route's
+  dependencies, so without it a client with no token could still make the server read and
+  spool a 200 MB upload.
 * The WebSocket ``/v1/stream`` needs nothing here: its ``?token=`` or ``start`` ``token`` goes to
   the session as the ``token`` option, which the session checks
   (:mod:`whisper_streaming.pipeline.session`; ``error UNAUTHORIZED``, close 1008).
@@ -17,16 +21,18 @@ no token in uvicorn's log lines.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import HTTPException, Request
 
 from whisper_streaming.core.auth import TokenSet, bearer_token
 from whisper_streaming.errors import ErrorReason
 
-__all__ = ["bearer_guard", "RedactTokens", "install_log_redaction", "UVICORN_LOGGERS"]
+__all__ = ["bearer_guard", "BearerBeforeBody", "RedactTokens", "install_log_redaction", "UVICORN_LOGGERS"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,40 @@ def bearer_guard(tokens: TokenSet | None, on_refused: Callable[[ErrorReason], No
                             headers={"WWW-Authenticate": 'Bearer realm="whisper_streaming"'})
 
     return guard
+
+
+class BearerBeforeBody:
+    """ASGI middleware: a request to one of ``paths`` (method ``POST``) without ``Authorization:
+    Bearer <one of tokens>`` gets :func:`bearer_guard`'s 401 before a byte of its body is read
+    (the route's own guard still checks every request).  ``tokens`` None: everything passes.
+    ``on_refused``: called with ``UNAUTHORIZED`` for each refusal."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], tokens: TokenSet | None, *, paths: tuple[str, ...],
+                 on_refused: Callable[[ErrorReason], None] | None = None) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.paths = paths
+        self.on_refused = on_refused
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if (self.tokens is None or scope["type"] != "http" or scope.get("method") != "POST"
+                or not scope.get("path", "").startswith(self.paths)):
+            await self.app(scope, receive, send)
+            return
+        header = next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)
+        if self.tokens.verify(bearer_token(header.decode("latin-1") if header is not None else None)):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        log.info("POST %s from %s: no valid bearer token (401 before the body)", scope.get("path"), client[0] if client else "?")
+        if self.on_refused is not None:
+            self.on_refused(ErrorReason.UNAUTHORIZED)
+        body = json.dumps({"detail": ErrorReason.UNAUTHORIZED.value}).encode()
+        await send({"type": "http.response.start", "status": ErrorReason.UNAUTHORIZED.http_status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"www-authenticate", b'Bearer realm="whisper_streaming"'), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class RedactTokens(logging.Filter):

@@ -15,6 +15,12 @@ route                               what
 ``DELETE /v1/jobs/{id}``            cancels; the job's view
 ==================================  ==============================================================
 
+A client that disconnects while ``POST /v1/audio/transcriptions`` waits for its result has its job
+cancelled (its workers go back to other work).  With tokens on, an upload without a valid bearer
+token is refused before its body is read (:class:`~whisper_streaming.transports.web.auth.BearerBeforeBody`
+in the door).  A ``callback_url`` must point where ``batch.callback_targets`` allows
+(:func:`callback_refusal`).
+
 Errors are OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 400 a bad field,
 413 an upload over ``batch.max_upload_bytes`` (refused from ``Content-Length`` before the body
 is read, or as soon as a chunked body passes it) or audio over ``batch.max_duration_s``, 415/422
@@ -27,11 +33,14 @@ nowhere, as speaches does for an unknown model it cannot load).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -44,23 +53,62 @@ from whisper_streaming.batch.request import MAX_SPEAKERS, BatchRequest
 from whisper_streaming.errors import MediaError, UsageError
 from whisper_streaming.media.decode import decode_media
 
-__all__ = ["BatchApiOptions", "batch_router", "job_json", "BodyLimit", "BATCH_PATHS", "validation_error"]
+__all__ = ["BatchApiOptions", "callback_refusal", "batch_router", "job_json", "BodyLimit", "BATCH_PATHS", "validation_error"]
 
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_DECODES = 2
 """Uploads decoded at once (each holds its whole file's audio while it decodes); the others wait."""
 
-BATCH_PATHS = ("/v1/audio/transcriptions", "/v1/jobs")
+TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+BATCH_PATHS = (TRANSCRIPTIONS_PATH, "/v1/jobs")
 """Upload endpoints whose request bodies :class:`BodyLimit` bounds."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class BatchApiOptions:
-    """``max_duration_s``: longest decoded audio; ``callbacks``: accept ``callback_url``."""
+    """``max_duration_s``: longest decoded audio; ``callbacks``: accept ``callback_url``;
+    ``callback_targets``: where it may point (``public``, ``private`` or ``any``: see
+    :func:`callback_refusal`)."""
 
     max_duration_s: float = 4 * 3600.0
     callbacks: bool = True
+    callback_targets: str = "private"
+
+
+async def callback_refusal(url: str, targets: str) -> str | None:
+    """Why ``url`` may not receive a callback, or None.
+
+    Every address its host resolves to must be allowed by ``targets``: ``any`` allows all;
+    otherwise loopback, link-local (169.254.0.0/16 and fe80::/10: cloud metadata services),
+    unspecified, multicast and reserved addresses are refused (server-side request forgery,
+    OWASP's SSRF prevention cheat sheet), and ``public`` refuses private networks too (Python's
+    :attr:`ipaddress.IPv4Address.is_global`).  An IPv4-mapped IPv6 address counts as its IPv4
+    address.  Checked once, at submission: a name that later resolves elsewhere (DNS rebinding)
+    is not caught; use ``public`` or turn callbacks off where that matters.
+    """
+    if targets == "any":
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        return "must be an http:// or https:// URL"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        return f"its host cannot be resolved ({exc})"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address.is_loopback or address.is_link_local or address.is_unspecified or address.is_multicast or address.is_reserved:
+            return f"its host resolves to {address}, a loopback, link-local or reserved address (batch.callback_targets: any to allow)"
+        if targets == "public" and not address.is_global:
+            return f"its host resolves to {address}, not a public address (batch.callback_targets: {targets})"
+    return None
 
 
 def _error(status: int, message: str, *, kind: str = "invalid_request_error", param: str | None = None,
@@ -193,6 +241,25 @@ def _request_from(language: str | None, prompt: str | None, temperature: float |
         return _error(400, str(exc))
 
 
+async def _unless_disconnected(request: Request, wait: Awaitable[T]) -> T | None:
+    """``await wait``, or None as soon as the client disconnects (its body already read, the next
+    ASGI message is ``http.disconnect``; Starlette does not cancel a route whose client left)."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    waiting = asyncio.ensure_future(wait)
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({waiting, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not waiting.done():
+            waiting.cancel()
+    return waiting.result() if waiting.done() and not waiting.cancelled() else None
+
+
 def batch_router(store: JobStore, options: BatchApiOptions, guard: Any = None) -> APIRouter:
     """The routes of the module docstring; ``guard``: a FastAPI dependency (tokens) for every route."""
     router = APIRouter(dependencies=[guard] if guard is not None else [])
@@ -218,8 +285,9 @@ def batch_router(store: JobStore, options: BatchApiOptions, guard: Any = None) -
         except UsageError as exc:
             return _error(400 if callback_url else 503, str(exc), param="callback_url" if callback_url else None)
 
-    @router.post("/v1/audio/transcriptions", summary="Transcribe a file (OpenAI-compatible)")
+    @router.post(TRANSCRIPTIONS_PATH, summary="Transcribe a file (OpenAI-compatible)")
     async def transcriptions(
+        http: Request,
         file: Annotated[UploadFile, File(description="audio or video: WAV, FLAC, MP3, M4A/AAC, OGG/Opus, MP4, WebM ...")],
         model: Annotated[str | None, Form(description="accepted and ignored: the server has one model")] = None,
         language: Annotated[str | None, Form(description="ISO 639-1 code; detected when absent")] = None,
@@ -241,10 +309,14 @@ def batch_router(store: JobStore, options: BatchApiOptions, guard: Any = None) -
         if isinstance(view, JSONResponse):
             return view
         try:
-            final = await store.wait(view.id)
-        except asyncio.CancelledError:  # the client went away: its job goes too
+            final = await _unless_disconnected(http, store.wait(view.id))
+        except asyncio.CancelledError:  # the task was cancelled (shutdown): its job goes too
             store.cancel(view.id)
             raise
+        if final is None:  # the client went away: nobody wants the result, so its workers are freed
+            store.cancel(view.id)
+            log.info("POST %s: the client disconnected; job %s cancelled", TRANSCRIPTIONS_PATH, view.id)
+            return Response(status_code=499)
         if final.state is not JobState.COMPLETED or final.result is None:
             message = final.error.message if final.error else final.state.value
             return _error(500 if final.state is JobState.FAILED else 503, message, kind="server_error",
@@ -273,6 +345,8 @@ def batch_router(store: JobStore, options: BatchApiOptions, guard: Any = None) -
             return request
         if callback_url and not options.callbacks:
             return _error(400, "callbacks are turned off on this server (batch.callbacks)", param="callback_url")
+        if callback_url and (why := await callback_refusal(callback_url, options.callback_targets)) is not None:
+            return _error(400, f"callback_url: {why}", param="callback_url")
         media = await decoded(file)
         if isinstance(media, JSONResponse):
             return media

@@ -27,8 +27,8 @@ from whisper_streaming.batch.jobs import JobStore
 from whisper_streaming.runtime.metrics import metrics_registry
 from whisper_streaming.runtime.runtime import Runtime, finish_tasks
 from whisper_streaming.transports.web.app import build_app
-from whisper_streaming.transports.web.auth import install_log_redaction
-from whisper_streaming.transports.web.batch_api import BatchApiOptions, BodyLimit
+from whisper_streaming.transports.web.auth import BearerBeforeBody, install_log_redaction
+from whisper_streaming.transports.web.batch_api import BATCH_PATHS, BatchApiOptions, BodyLimit
 from whisper_streaming.transports.web.stream import WsConnection, WsLimits
 
 __all__ = ["WebOptions", "WebTransport", "START_TIMEOUT_S", "HTTP_CLOSE_TIMEOUT_S"]
@@ -116,7 +116,9 @@ class WebTransport:
 
     def _uvicorn_config(self) -> uvicorn.Config:
         config = uvicorn.Config(
-            BodyLimit(self.app, max_bytes=self.options.max_upload_bytes),  # type: ignore[arg-type]
+            # a token first (before the body is read), then the size (before it is buffered)
+            BearerBeforeBody(BodyLimit(self.app, max_bytes=self.options.max_upload_bytes), self.runtime.options.session.tokens,  # type: ignore[arg-type]
+                             paths=BATCH_PATHS, on_refused=self.runtime.record_refusal),
             log_config=None,  # the server's logging as configured; uvicorn logs under "uvicorn.*"
             access_log=False,
             lifespan="off",
