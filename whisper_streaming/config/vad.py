@@ -42,6 +42,11 @@ class VadConfig(BaseModel):
     used).  Once that much silence is in, the utterance can be transcribed speculatively while
     the endpoint is awaited (``VadOptions.trailing_ms``)."""
 
+    sentence_end_silence_frames: Optional[Annotated[StrictInt, Field(ge=1, le=1000)]] = None
+    """Semantic endpointing: once the speculative text of an utterance ends a sentence (``. ? !``),
+    this many unvoiced frames end it instead of ``silence_frames`` (never fewer than the frames of
+    ``trailing_ms``); ``None`` = off (``VadOptions``)."""
+
     silence_floor_dbfs: Optional[Annotated[FiniteFloat, Field(ge=-120.0, le=0.0)]] = None
     """Frames quieter than this RMS level (dBFS) are never speech, whatever WebRTC VAD says;
     ``None`` = off (the default: quiet lines carry speech at -50 to -70 dBFS; the digital

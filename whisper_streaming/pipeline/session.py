@@ -86,6 +86,7 @@ from whisper_streaming.pipeline.partials import PartialPolicy, StablePrefix
 from whisper_streaming.pipeline.vad import Utterance, VadOptions, VadSegmenter
 
 __all__ = [
+    "ends_sentence",
     "SessionState",
     "SessionOptions",
     "Deliver",
@@ -102,6 +103,17 @@ __all__ = [
     "Action",
     "Session",
 ]
+
+
+SENTENCE_END = (".", "?", "!", "\u3002", "\uff1f", "\uff01")
+"""What ends a sentence in Whisper's text: ``. ? !`` and their CJK full-width forms."""
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether ``text`` ends a sentence: its last character (quotes and brackets aside) is in
+    :data:`SENTENCE_END`, and it is not an ellipsis (``...``, a speaker trailing off)."""
+    t = text.rstrip().rstrip("\"')]\u201d\u2019")
+    return bool(t) and t.endswith(SENTENCE_END) and not t.endswith(("...", "\u2026"))
 
 
 class SessionState(enum.Enum):
@@ -479,6 +491,21 @@ class Session:
             slot.outputs.append(PartialHypothesis(slot.start_s, slot.end_s, "", "", slot.stream_index))
         slot.ticket = None
         return self._drain()
+
+    def speculation_done(self, key: int, text: str) -> list[Action]:
+        """The speculative decode ``key`` gave ``text``.  When it ends a sentence
+        (:func:`ends_sentence`) and the segmenter has ``sentence_end_silence_frames``, the
+        utterance ends after that shorter pause (semantic endpointing, as voice systems close a
+        turn sooner after a complete sentence); if the pause is that long already, the
+        :class:`Transcribe` that claims the speculation is returned now.  Otherwise nothing."""
+        spec = self._speculation
+        if (self.state is not SessionState.STREAMING or spec is None or spec.key != key or self._segmenter is None
+                or self._close_when_drained is not None or not ends_sentence(text)):
+            return []
+        actions: list[Action] = []
+        for u in self._segmenter.end_early(spec.utterance):
+            actions += self._submit(u)
+        return actions
 
     def partial_done(self, key: int, text: str, decode_s: float) -> list[Action]:
         """The partial decode ``key`` gave ``text`` in ``decode_s`` seconds: deliver a

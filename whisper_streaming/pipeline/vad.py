@@ -97,6 +97,10 @@ class VadOptions:
             :attr:`VadSegmenter.tentative` can offer it for transcription before the endpoint
             is reached (speculative decoding); WebRTC VAD already counts up to 7 frames of
             hangover as voiced (``kOverHangMax2`` in ``vad_core.c``), so the words' ends are in.
+        sentence_end_silence_frames: unvoiced frames that end an utterance once the session
+            has said its speculative text ends a sentence (:meth:`VadSegmenter.end_early`;
+            semantic endpointing); None: off, ``silence_frames`` always.  Never fewer than the
+            frames of ``trailing_ms`` (the speculation's audio must be complete).
         silence_floor_dbfs: a frame whose RMS level is below this (dBFS, -120..0; full scale
             = RMS 32768) is unvoiced whatever the detector says; ``None`` trusts the detector.
             Why: after some utterances WebRTC VAD keeps reporting speech through exact
@@ -177,6 +181,7 @@ class VadOptions:
     agc_max_gain_db: float = 45.0
     agc_window_ms: int = 10000
     min_dynamic_range_db: float | None = 2.0
+    sentence_end_silence_frames: int | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -205,6 +210,9 @@ class VadOptions:
             problems.append(f"min_speech_ms must be an int >= 0, got {self.min_speech_ms!r}")
         if not _is_int(self.trailing_ms) or self.trailing_ms < 0:
             problems.append(f"trailing_ms must be an int >= 0, got {self.trailing_ms!r}")
+        early = self.sentence_end_silence_frames
+        if early is not None and (not _is_int(early) or early < 1):
+            problems.append(f"sentence_end_silence_frames must be None or an int >= 1, got {early!r}")
         floor = self.silence_floor_dbfs
         if floor is not None and (
             not isinstance(floor, (int, float)) or isinstance(floor, bool) or not math.isfinite(floor) or not -120.0 <= floor <= 0.0
@@ -433,8 +441,34 @@ class VadSegmenter:
         self._silence_run = 0
         self._voiced_end = 0  # absolute end of the last voiced frame of the utterance
         self._tentative_cache: tuple[tuple[int, int, int], Utterance] | None = None
+        self._early = False  # the session said the tentative utterance's text ends a sentence
+        self._early_frames = None if options.sentence_end_silence_frames is None else max(
+            options.sentence_end_silence_frames, self._trailing_frames, 1)
+        self.ended_early = 0
+        """Utterances ended by :meth:`end_early` before ``silence_frames``."""
 
     # ------------------------------------------------------------------ public API
+
+    def end_early(self, tentative: Utterance) -> list[Utterance]:
+        """The session's speculative text for ``tentative`` ends a sentence: from now on the
+        utterance ends after ``sentence_end_silence_frames`` of silence instead of
+        ``silence_frames``, and at once if that much has passed (returned, as :meth:`feed` would
+        return it).  Nothing happens when the option is off, or when ``tentative`` is no longer
+        the utterance the endpoint would emit (speech resumed, or it was emitted already); a
+        voiced frame before the endpoint cancels it (the utterance goes on)."""
+        if self._early_frames is None or self._closed:
+            return []
+        current = self.tentative
+        if (current is None or current.index != tentative.index or current.audio_start_sample != tentative.audio_start_sample
+                or len(current.samples) != len(tentative.samples)):
+            return []
+        self._early = True
+        out: list[Utterance] = []
+        if self._silence_run >= self._required_silence():
+            self._emit(self._trail_end(), EndReason.SILENCE, out)
+            self._reset_idle()
+            self.ended_early += len(out)
+        return out
 
     @property
     def options(self) -> VadOptions:
@@ -589,8 +623,12 @@ class VadSegmenter:
         if self._triggered:
             self._append(frame, voiced)
             self._silence_run = 0 if voiced else self._silence_run + 1
+            if voiced:
+                self._early = False  # speech resumed: the sentence was not over
             self._cut_to_max(out)
             if self._silence_run >= self._required_silence():
+                if self._early and self._silence_run < self._base_silence():
+                    self.ended_early += 1
                 self._emit(self._trail_end(), EndReason.SILENCE, out)
                 self._reset_idle()
             return
@@ -633,6 +671,7 @@ class VadSegmenter:
 
     def _reset_idle(self) -> None:
         self._triggered = False
+        self._early = False
         self._frames, self._flags = [], []
         self._silence_run = 0
 
@@ -704,11 +743,18 @@ class VadSegmenter:
                 best, cut = energy, (s + e) // 2
         return cut
 
-    def _required_silence(self) -> int:
-        """Unvoiced frames that end the current utterance: fewer once its speech is long."""
+    def _base_silence(self) -> int:
+        """Unvoiced frames that end the current utterance without :meth:`end_early`: fewer once its speech is long."""
         if self._voiced_end - self._audio_start >= self._long_samples:
             return self._long_silence_frames
         return self._silence_frames
+
+    def _required_silence(self) -> int:
+        """Unvoiced frames that end the current utterance (:meth:`_base_silence`, or fewer after :meth:`end_early`)."""
+        base = self._base_silence()
+        if self._early and self._early_frames is not None:
+            return min(base, self._early_frames)
+        return base
 
     def _trail_end(self) -> int:
         """End of the audio of an utterance that ends now in silence: ``trailing_ms`` after its last voiced frame."""

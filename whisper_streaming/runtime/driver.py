@@ -310,10 +310,18 @@ class SessionDriver:
             return
         job = UtteranceJob(action.asr_samples().astype("<i2").tobytes(), action.language, action.analyses)
         try:
-            self._speculations[action.key] = await self.runtime.backend.submit(self.info.session_id, job)
+            future = self._speculations[action.key] = await self.runtime.backend.submit(self.info.session_id, job)
         except AsrError:
             return  # the confirmed utterance will be submitted (and fail) normally
         self.runtime.stats.speculations_started += 1
+
+        def done(fut: asyncio.Future[UtteranceResult]) -> None:
+            """Tell the session the text: one that ends a sentence may end the utterance sooner."""
+            if self._closed or fut.cancelled() or fut.exception() is not None or self._speculations.get(action.key) is not fut:
+                return
+            self.run_sync_actions(self.session.speculation_done(action.key, fut.result().transcript.text))
+
+        future.add_done_callback(done)
 
     async def _decode_partial(self, action: DecodePartial) -> None:
         """Run a partial decode only when it delays nothing (nothing queued, two engines idle), as a

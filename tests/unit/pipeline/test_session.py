@@ -28,6 +28,7 @@ from whisper_streaming.wire.protocol import (
 )
 from whisper_streaming.pipeline.session import (
     CancelSpeculation,
+    ends_sentence,
     Speculate,
     Close,
     Session,
@@ -954,6 +955,56 @@ def test_real_segmenter_speculation_matches_the_cut() -> None:
     assert t.claims == specs[0].key
     np.testing.assert_array_equal(specs[0].utterance.samples, t.utterance.samples)
     assert actions.index(specs[0]) < actions.index(t)
+
+
+@pytest.mark.parametrize("text, early", [("Ask what you can do for your country.", True), ("what your country can do", False),
+                                          ("Well...", False)])
+def test_a_speculation_that_ends_a_sentence_ends_the_utterance_at_the_shorter_pause(text: str, early: bool) -> None:
+    """Semantic endpointing (``vad.sentence_end_silence_frames``): the speculation's text ends a
+    sentence, so 8 silent frames end the utterance instead of 16; the Transcribe claims it."""
+    def is_speech(frame: bytes, rate: int) -> bool:
+        return bool(np.frombuffer(frame, dtype=np.int16).any())
+
+    options = SessionOptions(vad=VadOptions(sentence_end_silence_frames=8))
+    s = TcpSession(Session(options, segmenter_factory=lambda opts: VadSegmenter(opts, is_speech=is_speech)))
+    s.receive_packet(UserId("alice"))
+    s.receive_packet(Begin())
+    actions = s.receive_packet(Audio(speech_pcm(40, silent_frames_before=30, silent_frames_after=6)))
+    (spec,) = [a for a in actions if isinstance(a, Speculate)]
+    assert s.speculation_done(spec.key, text) == []  # 6 silent frames so far: not yet
+    assert s.speculation_done(spec.key + 100, text) == []  # not the open speculation: ignored
+    actions = s.receive_packet(Audio(speech_pcm(0, silent_frames_after=2)))  # 8 silent frames
+    transcribes = [a for a in actions if isinstance(a, Transcribe)]
+    if early:
+        (t,) = transcribes
+        assert t.claims == spec.key
+        np.testing.assert_array_equal(t.utterance.samples, spec.utterance.samples)
+    else:
+        assert transcribes == []
+        actions = s.receive_packet(Audio(speech_pcm(0, silent_frames_after=8)))  # 16: the usual endpoint
+        (t,) = [a for a in actions if isinstance(a, Transcribe)]
+        assert t.claims == spec.key
+
+
+def test_a_sentence_end_after_the_shorter_pause_ends_the_utterance_at_once() -> None:
+    def is_speech(frame: bytes, rate: int) -> bool:
+        return bool(np.frombuffer(frame, dtype=np.int16).any())
+
+    s = TcpSession(Session(SessionOptions(vad=VadOptions(sentence_end_silence_frames=8)),
+                           segmenter_factory=lambda opts: VadSegmenter(opts, is_speech=is_speech)))
+    s.receive_packet(UserId("alice"))
+    s.receive_packet(Begin())
+    actions = s.receive_packet(Audio(speech_pcm(40, silent_frames_before=30, silent_frames_after=10)))
+    (spec,) = [a for a in actions if isinstance(a, Speculate)]
+    (t,) = [a for a in s.speculation_done(spec.key, "Done.") if isinstance(a, Transcribe)]
+    assert t.claims == spec.key
+    assert not [a for a in s.receive_packet(Audio(speech_pcm(0, silent_frames_after=10))) if isinstance(a, Transcribe)]  # once
+
+
+@pytest.mark.parametrize("text, ends", [("Hello.", True), ("Really?", True), ("Stop!", True), ('He said "go."', True),
+                                        ("今日は。", True), ("Hello", False), ("Well...", False), ("Well\u2026", False), ("", False)])
+def test_ends_sentence(text: str, ends: bool) -> None:
+    assert ends_sentence(text) is ends
 
 
 # ---------------------------------------------------------------------------- language per stream

@@ -818,3 +818,55 @@ def test_min_dynamic_range_validation() -> None:
         VadOptions(min_dynamic_range_db=-1.0)
     with pytest.raises(UsageError, match="min_dynamic_range_db"):
         VadOptions(min_dynamic_range_db=float("nan"))
+
+
+# --------------------------------------------------------------------------- semantic endpointing (end_early)
+
+
+def test_end_early_ends_the_utterance_after_the_shorter_pause_with_the_same_audio() -> None:
+    opts = VadOptions(sentence_end_silence_frames=8)
+    sig = from_pattern(_LEAD + "#" * 40 + "." * 30)
+    speech_end = (len(_LEAD) + 40) * FS
+    plain = VadSegmenter(VadOptions(), is_speech=energy_vad)
+    (normal,) = [u for _, _, e in _feed_frames(plain, sig) for u in e]
+    seg = VadSegmenter(opts, is_speech=energy_vad)
+    emitted: list[Utterance] = []
+    told = False
+    for i in range(0, len(sig), FS):
+        emitted += seg.feed(sig[i : i + FS])
+        if not told and seg.tentative is not None:  # the speculation's text ends a sentence
+            assert seg.end_early(seg.tentative) == []  # 6 frames of silence so far: not yet
+            told = True
+        if emitted:
+            ended_at = i + FS
+            break
+    (early,) = emitted
+    assert ended_at == speech_end + 8 * FS  # 240 ms instead of 480
+    np.testing.assert_array_equal(early.samples, normal.samples)  # the speculation's audio, exactly
+    assert seg.ended_early == 1 and seg.tentative is None
+
+
+def test_end_early_emits_at_once_when_the_pause_is_long_enough_already() -> None:
+    seg = VadSegmenter(VadOptions(sentence_end_silence_frames=8), is_speech=energy_vad)
+    seg.feed(from_pattern(_LEAD + "#" * 40 + "." * 10))  # 300 ms of silence: past 240 ms, before the endpoint
+    tentative = seg.tentative
+    assert tentative is not None
+    (u,) = seg.end_early(tentative)
+    assert u.index == tentative.index and len(u.samples) == len(tentative.samples)
+    assert seg.tentative is None and not seg.in_speech
+    assert seg.end_early(tentative) == []  # once
+
+
+def test_end_early_is_cancelled_by_speech_and_ignored_when_off_or_stale() -> None:
+    seg = VadSegmenter(VadOptions(sentence_end_silence_frames=8), is_speech=energy_vad)
+    seg.feed(from_pattern(_LEAD + "#" * 20 + "." * 6))
+    tentative = seg.tentative
+    assert tentative is not None and seg.end_early(tentative) == []
+    out = seg.feed(from_pattern("#" * 20 + "." * 10, seed=1))  # the speaker went on: one utterance, the normal pause
+    assert out == []  # 10 frames of silence after the new speech: 240 ms passed, but the early end was cancelled
+    assert seg.end_early(tentative) == []  # stale: the utterance has grown
+    (u,) = seg.feed(from_pattern("." * 6, seed=2))
+    assert u.speech_end_sample == (len(_LEAD) + 46) * FS
+    off = VadSegmenter(VadOptions(), is_speech=energy_vad)
+    off.feed(from_pattern(_LEAD + "#" * 40 + "." * 10))
+    assert off.tentative is not None and off.end_early(off.tentative) == []  # option off: nothing

@@ -167,6 +167,37 @@ def test_a_backend_that_cannot_reach_its_workers_ends_the_session_with_backend_u
     asyncio.run(run())
 
 
+def test_a_speculation_whose_text_ends_a_sentence_ends_the_utterance_sooner_and_is_claimed() -> None:
+    """Semantic endpointing end to end in the driver: the speculation answers ``Done.`` during the
+    pause; the next silent frames past ``sentence_end_silence_frames`` end the utterance, whose
+    final result is the speculation's (no second decode)."""
+    from whisper_streaming.pipeline.session import SessionOptions
+    from whisper_streaming.pipeline.vad import VadOptions
+
+    async def run() -> None:
+        host, peer = Host(), Peer()
+        host.room_for_speculation = lambda: True  # type: ignore[method-assign]
+        session = Session(SessionOptions(vad=VadOptions(sentence_end_silence_frames=8)),
+                          segmenter_factory=lambda opts: VadSegmenter(opts, is_speech=lambda frame, rate: any(frame)))
+        d = SessionDriver(host, session, SessionInfo("c1", "tcp"), peer, logging.LoggerAdapter(logging.getLogger("t"), {}))  # type: ignore[arg-type]
+        d.admitted = True
+        await d.handle(Identify("alice"))
+        await d.handle(BeginStream())
+        for chunk in [LOUD] * 20 + [QUIET] * 7:  # 7 quiet 30 ms packets: the trailing audio is in, a speculation starts
+            await d.handle(AudioChunk(chunk))
+        (spec,) = host.backend.futures
+        spec.set_result(transcript("Done."))
+        await asyncio.sleep(0)
+        await d.handle(AudioChunk(QUIET))  # the 8th silent frame: the utterance ends (16 without the sentence end)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(host.backend.futures) == 1  # claimed: no second decode
+        results = [o for o in peer.outputs if isinstance(o, FinalResult)]
+        assert [r.text for r in results] == ["Done."]
+
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize("with_sinks", [True, False])
 def test_audio_events_are_built_only_for_sinks(with_sinks: bool) -> None:
     async def run() -> None:
