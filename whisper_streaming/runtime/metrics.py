@@ -30,7 +30,7 @@ name                                   type       what
 ``broker_connected``                   gauge      Redis backend only: 1 while Redis answers
 ``worker_hosts``                       gauge      Redis backend only: live worker hosts
 ``jobs_in_flight``                     gauge      Redis backend only: utterances handed to Redis, not yet answered
-``jobs_redelivered``                   counter    Redis backend only: jobs taken over from hosts that stopped (sum over the live hosts)
+``jobs_redelivered``                   counter    Redis backend only: jobs taken over from hosts that stopped (hosts that left included)
 ``duplicate_results``                  counter    Redis backend only: second answers to an utterance, dropped
 =====================================  =========  ==================================================
 """
