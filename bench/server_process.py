@@ -11,16 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
-import threading
-import time
-from collections import deque
 from pathlib import Path
 
-from bench.child_process import terminate
-from whisper_streaming.errors import WhisperStreamingError
+from bench.child_process import LoggedChild
 
 __all__ = ["ServerProcess", "REPO_ROOT"]
 
@@ -30,8 +24,10 @@ _HTTP_LISTENING = re.compile(r"http listening on (\S+):(\d+)")
 _AUDIOSOCKET_LISTENING = re.compile(r"audiosocket listening on (\S+):(\d+)")
 
 
-class ServerProcess:
+class ServerProcess(LoggedChild):
     """A running server child process. Use as a context manager, or call :meth:`stop`."""
+
+    what = "server"
 
     def __init__(self, *, config: str | os.PathLike[str] | None = None, host: str = "127.0.0.1", port: int = 0,
                  start_timeout_s: float = 120.0, log_path: str | os.PathLike[str] | None = None, extra_args: tuple[str, ...] = (),
@@ -45,54 +41,19 @@ class ServerProcess:
             cmd += ["--http-port", str(http_port)]
         if config is not None:
             cmd += ["--config", str(config)]
-        self.log_lines: deque[str] = deque(maxlen=5000)
-        self._log_file = open(log_path, "w", encoding="utf-8") if log_path else None  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd or REPO_ROOT, env=env)
-        self._ready = threading.Event()
         self.host, self.port = host, port
         self.audiosocket_port: int | None = None  # when the config enables AudioSocket (its listener starts right after)
         self.http_port: int | None = None  # when the config enables HTTP (its listener starts before the ready line)
-        self._pump = threading.Thread(target=self._read_log, daemon=True)
-        self._pump.start()
-        deadline = time.monotonic() + start_timeout_s
-        while not self._ready.wait(0.1):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise WhisperStreamingError("server did not start:\n" + "\n".join(list(self.log_lines)[-30:]))
+        super().__init__(cmd, start_timeout_s=start_timeout_s, log_path=log_path, cwd=cwd or REPO_ROOT, env=env)
 
-    def _read_log(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log_lines.append(line.rstrip("\n"))
-            if self._log_file is not None:
-                self._log_file.write(line)
-                self._log_file.flush()
-            if self.audiosocket_port is None and (m := _AUDIOSOCKET_LISTENING.search(line)):
-                self.audiosocket_port = int(m.group(2))
-            elif self.http_port is None and (m := _HTTP_LISTENING.search(line)):
-                self.http_port = int(m.group(2))
-            elif not self._ready.is_set() and (m := _LISTENING.search(line)):
-                self.host, self.port = m.group(1), int(m.group(2))
-                self._ready.set()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_text(self) -> str:
-        return "\n".join(self.log_lines)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
-        """Send ``sig`` and wait; kill if still running after ``timeout_s``. Returns the exit code."""
-        terminate(self.proc, sig, timeout_s)
-        self._pump.join(timeout=5)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        return self.proc.returncode
+    def _on_line(self, line: str) -> None:
+        if self.audiosocket_port is None and (m := _AUDIOSOCKET_LISTENING.search(line)):
+            self.audiosocket_port = int(m.group(2))
+        elif self.http_port is None and (m := _HTTP_LISTENING.search(line)):
+            self.http_port = int(m.group(2))
+        elif not self.ready and (m := _LISTENING.search(line)):
+            self.host, self.port = m.group(1), int(m.group(2))
+            self._mark_ready()
 
     def __enter__(self) -> ServerProcess:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

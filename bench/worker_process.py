@@ -10,23 +10,20 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
-import time
-from collections import deque
 
 from bench.server_process import REPO_ROOT
-from bench.child_process import terminate
-from whisper_streaming.errors import WhisperStreamingError
+from bench.child_process import LoggedChild
 
 __all__ = ["WorkerProcess"]
 
 _READY = re.compile(r"worker host (\S+) ready: (\d+) engine")
 
 
-class WorkerProcess:
+class WorkerProcess(LoggedChild):
     """A running worker host. Use as a context manager, or call :meth:`stop` / :meth:`kill`."""
+
+    what = "worker host"
 
     def __init__(self, *, config: str | os.PathLike[str] | None = None, redis_url: str | None = None, workers: int | None = None,
                  start_timeout_s: float = 180.0, log_path: str | os.PathLike[str] | None = None) -> None:
@@ -37,46 +34,14 @@ class WorkerProcess:
             cmd += ["--redis-url", redis_url]
         if workers is not None:
             cmd += ["--workers", str(workers)]
-        self.log_lines: deque[str] = deque(maxlen=5000)
-        self._log_file = open(log_path, "w", encoding="utf-8") if log_path else None  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=REPO_ROOT)
         self.worker_id: str | None = None
         self.engines = 0
-        self._ready = threading.Event()
-        self._pump = threading.Thread(target=self._read_log, daemon=True)
-        self._pump.start()
-        deadline = time.monotonic() + start_timeout_s
-        while not self._ready.wait(0.1):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise WhisperStreamingError("worker host did not start:\n" + "\n".join(list(self.log_lines)[-30:]))
+        super().__init__(cmd, start_timeout_s=start_timeout_s, log_path=log_path, cwd=REPO_ROOT)
 
-    def _read_log(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log_lines.append(line.rstrip("\n"))
-            if self._log_file is not None:
-                self._log_file.write(line)
-                self._log_file.flush()
-            if not self._ready.is_set() and (m := _READY.search(line)):
-                self.worker_id, self.engines = m.group(1), int(m.group(2))
-                self._ready.set()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_text(self) -> str:
-        return "\n".join(self.log_lines)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
-        """Send ``sig`` and wait; kill if still running after ``timeout_s``. Returns the exit code."""
-        terminate(self.proc, sig, timeout_s)
-        self._pump.join(timeout=5)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        return self.proc.returncode
+    def _on_line(self, line: str) -> None:
+        if not self.ready and (m := _READY.search(line)):
+            self.worker_id, self.engines = m.group(1), int(m.group(2))
+            self._mark_ready()
 
     def kill(self) -> int:
         """SIGKILL the host (its engine processes die with it: ``PR_SET_PDEATHSIG``)."""
@@ -84,6 +49,3 @@ class WorkerProcess:
 
     def __enter__(self) -> WorkerProcess:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
