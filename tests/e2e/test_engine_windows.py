@@ -58,3 +58,39 @@ def test_minimal_decode_of_speech_cut_mid_word_stays_on_the_trimmed_window(engin
     window = (seconds + int(MINIMAL_WINDOW_PAD_S)) * 100
     assert spy.frames and max(spy.frames) <= window, spy.frames
     assert transcript.text.lower().startswith("it was the first great sorrow")
+
+
+class _CountingExtractor:
+    """Wraps faster-whisper's FeatureExtractor; counts the log-mel computations."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self._inner(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_one_log_mel_per_utterance_and_the_same_text(engine: FasterWhisperEngine) -> None:
+    """The engine computes an utterance's log-mel once; faster-whisper's own call is answered from memory."""
+    audio, _ = sf.read(DATA / "librispeech_test-clean_1995-1837-0001.wav", dtype="float32")
+    cut = np.ascontiguousarray(audio[: 5 * 16000])
+    remembered = engine._model.feature_extractor
+    counting = _CountingExtractor(remembered._inner)
+    remembered._inner = counting
+    try:
+        transcript = engine.transcribe(cut, language=LanguageRequest(fixed="en"))
+        assert counting.calls == 1
+        assert remembered._remembered is None  # nothing held after the call
+        remembered.remember = lambda *args: None  # type: ignore[method-assign]  # as before: computed again by faster-whisper
+        plain = engine.transcribe(cut, language=LanguageRequest(fixed="en"))
+        assert counting.calls == 3
+    finally:
+        remembered._inner = counting._inner
+        del remembered.remember
+    assert transcript.text == plain.text and transcript.text.lower().startswith("it was the first great sorrow")
+    assert [s.avg_logprob for s in transcript.segments] == [s.avg_logprob for s in plain.segments]
