@@ -65,9 +65,9 @@ class _RememberedFeatures:
     ``WhisperModel.transcribe`` computes the log-mel of its whole input; the engine has already
     computed it to encode the (trimmed) window, and each decode attempt would compute it once
     more (numpy STFT: each computation about 1.5 % of an engine call on one thread, measured with
-    cProfile over 12 files).  Only an identical
-    call is answered from memory: the same array object, faster-whisper's default ``padding``
-    (160 samples) and no ``chunk_length``; every attribute is the wrapped extractor's.
+    cProfile over 12 files).  Only an identical call is answered from memory: the same array
+    object, faster-whisper's default ``padding`` (160 samples) and no ``chunk_length``; every
+    attribute is the wrapped extractor's.
     """
 
     def __init__(self, inner: object) -> None:
