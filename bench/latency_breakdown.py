@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -62,6 +61,7 @@ from whisper_streaming.app.wiring import engine_options_from_config, language_po
 from whisper_streaming.config.schema import load_config  # noqa: E402
 from whisper_streaming.core.language import LanguageTracker  # noqa: E402
 from whisper_streaming.engines.registry import create_engine  # noqa: E402
+from whisper_streaming.pipeline.session import ends_sentence  # noqa: E402
 from whisper_streaming.pipeline.vad import EndReason, Utterance, VadSegmenter  # noqa: E402
 
 __all__ = ["Offer", "VadTimeline", "EngineTiming", "UtteranceTiming", "Modelled", "vad_timeline", "TimedEngine", "simulate", "SEND_S"]
@@ -70,7 +70,6 @@ SEND_S = 0.001
 """Assumed time to send a result over loopback (s); not measured."""
 PACKET_SAMPLES = 480
 """Samples per packet fed to the VAD (30 ms at 16 kHz, as ``bench/stream_bench.py`` sends)."""
-SENTENCE_END = re.compile(r"[.?!][\"')\]]*$")
 WARMUP_UTTERANCES = 3
 
 
@@ -129,8 +128,8 @@ class EngineTiming:
         encode_s: the engine's ``_encode`` calls (log-mel + encoder pass + language detection), all windows.
         encoder_s: of which the encoder passes proper (``WhisperModel.encode`` not primed).
         encodes: number of ``_encode`` calls (2 when the wider-window retry encoded again).
-        decode_s: ``total_s - encode_s``: the decode attempts (beam search, faster-whisper's own
-            log-mel, the encoder pass of a follow-on window).
+        decode_s: ``total_s - encode_s``: the decode attempts (beam search, the encoder pass of a
+            follow-on window; faster-whisper's own log-mel too, before the engine remembered it).
         attempts: decode attempts (1 = first decode kept).
         wider_retry: the wider-window retry ran (``full_window_retries`` went up).
         text: the chosen text.
@@ -351,7 +350,7 @@ def what_ifs(rows: list[UtteranceTiming], withdrawn: list[tuple[float, float]], 
     """Computed (not measured) variants of the model from the same per-utterance times."""
 
     def early(r: UtteranceTiming) -> float:
-        if r.end_reason == EndReason.SILENCE.value and SENTENCE_END.search(r.engine.text.strip()):
+        if r.end_reason == EndReason.SILENCE.value and ends_sentence(r.engine.text):
             return min(r.endpoint_s, r.speech_end_s + 0.240)
         return r.endpoint_s
 
