@@ -89,6 +89,7 @@ def vad_options_from_config(config: ServerConfig) -> VadOptions:
         agc_window_ms=v.agc_window_ms,
         min_dynamic_range_db=v.min_dynamic_range_db,
         sentence_end_silence_frames=v.sentence_end_silence_frames,
+        speculation_backoff_ms=v.speculation_backoff_ms,
     )
 
 

@@ -47,6 +47,10 @@ class VadConfig(BaseModel):
     this many unvoiced frames end it instead of ``silence_frames`` (never fewer than the frames of
     ``trailing_ms``); ``None`` = off (``VadOptions``)."""
 
+    speculation_backoff_ms: Annotated[StrictInt, Field(ge=0, le=10000)] = 0
+    """Extra silence (ms) before the next speculative offer of an utterance, per offer of it that
+    resumed speech withdrew; 0 = off (``VadOptions.speculation_backoff_ms``)."""
+
     silence_floor_dbfs: Optional[Annotated[FiniteFloat, Field(ge=-120.0, le=0.0)]] = None
     """Frames quieter than this RMS level (dBFS) are never speech, whatever WebRTC VAD says;
     ``None`` = off (the default: quiet lines carry speech at -50 to -70 dBFS; the digital

@@ -101,6 +101,14 @@ class VadOptions:
             has said its speculative text ends a sentence (:meth:`VadSegmenter.end_early`;
             semantic endpointing); None: off, ``silence_frames`` always.  Never fewer than the
             frames of ``trailing_ms`` (the speculation's audio must be complete).
+        speculation_backoff_ms: extra silence (ms, >= 0) that :attr:`VadSegmenter.tentative`
+            waits for, beyond ``trailing_ms``, per offer of the same utterance that speech
+            withdrew (resumed before the endpoint); 0 (the default) = off, every pause of
+            ``trailing_ms`` makes an offer.  Each withdrawn offer is an engine call thrown
+            away, so this trades latency for idle CPU: at 120 ms the 8 kHz white-noise variant
+            of ``bench/variants.py`` withdraws 54 s of offered audio instead of 104 s, but its
+            confirmed offers come 62 ms later on average and 6 of 33 utterances lose theirs
+            (``docs/benchmarks.md``, "Speculation back-off").
         silence_floor_dbfs: a frame whose RMS level is below this (dBFS, -120..0; full scale
             = RMS 32768) is unvoiced whatever the detector says; ``None`` trusts the detector.
             Why: after some utterances WebRTC VAD keeps reporting speech through exact
@@ -182,6 +190,7 @@ class VadOptions:
     agc_window_ms: int = 10000
     min_dynamic_range_db: float | None = 2.0
     sentence_end_silence_frames: int | None = None
+    speculation_backoff_ms: int = 0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -210,6 +219,8 @@ class VadOptions:
             problems.append(f"min_speech_ms must be an int >= 0, got {self.min_speech_ms!r}")
         if not _is_int(self.trailing_ms) or self.trailing_ms < 0:
             problems.append(f"trailing_ms must be an int >= 0, got {self.trailing_ms!r}")
+        if not _is_int(self.speculation_backoff_ms) or self.speculation_backoff_ms < 0:
+            problems.append(f"speculation_backoff_ms must be an int >= 0, got {self.speculation_backoff_ms!r}")
         early = self.sentence_end_silence_frames
         if early is not None and (not _is_int(early) or early < 1):
             problems.append(f"sentence_end_silence_frames must be None or an int >= 1, got {early!r}")
@@ -446,6 +457,10 @@ class VadSegmenter:
             options.sentence_end_silence_frames, self._trailing_frames, 1)
         self.ended_early = 0
         """Utterances ended by :meth:`end_early` before ``silence_frames``."""
+        self._backoff_frames = -(-options.speculation_backoff_ms // options.frame_ms)
+        self._withdrawn = 0  # offers of the utterance in progress that speech withdrew
+        self.offers_withdrawn = 0
+        """Tentative utterances (:attr:`tentative`) that a voiced frame withdrew before the endpoint."""
 
     # ------------------------------------------------------------------ public API
 
@@ -495,11 +510,13 @@ class VadSegmenter:
         object equals, sample for sample and with the same ``index``, the one that
         :meth:`feed` will emit (or :meth:`flush`, with ``end_reason`` FLUSH) if no voiced
         frame comes first.  None also when the length cap would cut the utterance first.
+        Each offer that speech withdraws makes the next offer of the same utterance (and of
+        the part that follows a length cut) wait ``speculation_backoff_ms`` longer.
         Meant for speculative transcription: start decoding ``silence_frames * frame_ms -
         trailing_ms`` before the endpoint, keep the result if the endpoint confirms it.
         Cheap to poll after every :meth:`feed` (cached until it changes).
         """
-        if not self._triggered or self._silence_run < max(1, self._trailing_frames) or self._voiced_end <= self._audio_start:
+        if not self._triggered or self._silence_run < self._offer_frames() or self._voiced_end <= self._audio_start:
             return None
         endpoint = self._voiced_end + self._required_silence() * self._fs
         if endpoint - self._audio_start > self._max:
@@ -621,6 +638,9 @@ class VadSegmenter:
         frame_start = self._next_frame_start
         self._next_frame_start += self._fs
         if self._triggered:
+            if voiced and self._silence_run >= self._offer_frames() and self.tentative is not None:
+                self._withdrawn += 1  # speech resumed after an offer: the next one waits longer
+                self.offers_withdrawn += 1
             self._append(frame, voiced)
             self._silence_run = 0 if voiced else self._silence_run + 1
             if voiced:
@@ -669,7 +689,13 @@ class VadSegmenter:
         self._win_flags.clear()
         self._win_voiced = 0
 
+    def _offer_frames(self) -> int:
+        """Unvoiced frames after the speech before :attr:`tentative` offers the utterance:
+        those of ``trailing_ms``, plus ``speculation_backoff_ms`` per offer speech withdrew."""
+        return max(1, self._trailing_frames) + self._backoff_frames * self._withdrawn
+
     def _reset_idle(self) -> None:
+        self._withdrawn = 0
         self._triggered = False
         self._early = False
         self._frames, self._flags = [], []

@@ -652,6 +652,49 @@ def test_tentative_matches_flush_and_is_none_when_the_cap_comes_first() -> None:
     assert seg.tentative is None
 
 
+def _first_offers(trace: list[tuple[int, Utterance | None, list[Utterance]]]) -> list[int]:
+    """Samples fed when each new tentative utterance was first offered."""
+    out, last = [], None
+    for fed, t, _ in trace:
+        k = None if t is None else key(t)
+        if k is not None and k != last:
+            out.append(fed)
+        last = k
+    return out
+
+
+def test_speculation_backoff_delays_each_offer_after_a_withdrawn_one() -> None:
+    """Three pauses of 450 ms inside one utterance, then its end: without back-off each pause is
+    offered after 6 silent frames; with 120 ms (4 frames) per withdrawn offer, the second after
+    10 and the third after 14; then the utterance (emitted unchanged) after 18, past its
+    16-frame endpoint, so it gets no offer."""
+    pattern = _LEAD + ("#" * 20 + "." * 15) * 3 + "#" * 20 + "." * 20
+    sig = from_pattern(pattern)
+    pause_starts = [(len(_LEAD) + 20 + 35 * k) * FS for k in range(4)]
+    plain = _feed_frames(VadSegmenter(VadOptions(), is_speech=energy_vad), sig)
+    seg = VadSegmenter(VadOptions(speculation_backoff_ms=120), is_speech=energy_vad)
+    backoff = _feed_frames(seg, sig)
+    assert [fed - start for fed, start in zip(_first_offers(plain), pause_starts)] == [6 * FS] * 4
+    assert [fed - start for fed, start in zip(_first_offers(backoff), pause_starts)] == [6 * FS, 10 * FS, 14 * FS]
+    assert seg.offers_withdrawn == 3
+    (a,), (b,) = ([u for _, _, e in trace for u in e] for trace in (plain, backoff))
+    assert key(a) == key(b)  # the back-off changes offers, never the utterances
+
+
+def test_speculation_backoff_starts_over_with_each_utterance() -> None:
+    one = _LEAD + "#" * 20 + "." * 11 + "#" * 20 + "." * 20  # one withdrawn offer, then the endpoint
+    seg = VadSegmenter(VadOptions(speculation_backoff_ms=120), is_speech=energy_vad)
+    trace = _feed_frames(seg, from_pattern(one + "#" * 20 + "." * 20))
+    second_pause = (len(one) + 20) * FS
+    assert _first_offers(trace)[-1] == second_pause + 6 * FS  # the next utterance's offer is not delayed
+    assert seg.offers_withdrawn == 1
+
+
+def test_speculation_backoff_must_be_a_non_negative_int() -> None:
+    with pytest.raises(UsageError, match="speculation_backoff_ms"):
+        VadOptions(speculation_backoff_ms=-1)
+
+
 @settings(max_examples=60, deadline=None)
 @given(pattern=st.text(alphabet="#.", min_size=1, max_size=200), chunk=st.integers(1, 3000))
 def test_tentative_never_differs_from_what_is_emitted(pattern: str, chunk: int) -> None:
