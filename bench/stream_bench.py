@@ -329,6 +329,14 @@ def speculation_counts(status: str | None) -> tuple[int, int] | None:
     return None
 
 
+def stopped_count(status: str | None) -> int | None:
+    """Withdrawn jobs a worker gave up early, from the ``withdrawn jobs stopped early`` line of ``%C``."""
+    for line in (status or "").splitlines():
+        if line.startswith("withdrawn jobs stopped early: "):
+            return int(line.split(": ", 1)[1].split()[0])
+    return None
+
+
 def partial_counts(status: str | None) -> tuple[int, int, int] | None:
     """(decoded, sent, dropped under load) from the ``partials:`` line of ``%C``."""
     for line in (status or "").splitlines():
@@ -366,6 +374,9 @@ def bench_run(n: int, host: str, port: int, files: list[SpeechFile], *, pid: int
     row["main_cpu_s_per_audio_s"] = main_cpu / audio_s if main_cpu is not None and audio_s else None
     if spec0 is not None and spec1 is not None:
         row["speculations_started"], row["speculations_used"] = spec1[0] - spec0[0], spec1[1] - spec0[1]
+    stopped0, stopped1 = stopped_count(status0), stopped_count(status1)
+    if stopped0 is not None and stopped1 is not None:
+        row["jobs_stopped"] = stopped1 - stopped0
     if partials:
         row["partials_on"] = True
         m = partial_metrics([t for s in sessions for t in s.partial_traces], first_after_s)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from whisper_streaming.engines.base import SAMPLE_RATE_HZ, EngineOptions
 from whisper_streaming.core.transcript import Transcript, TranscriptSegment
 from whisper_streaming.engines.decoding import AttemptOutcome, DecodeBudget, cut_loops, run_attempts
 from whisper_streaming.analyzers.sentiment import Sentiment, SentimentOptions
+from whisper_streaming.errors import TranscriptionStopped
 
 CRASH = -1
 """The worker process exits (``os._exit(1)``) on every attempt."""
@@ -45,6 +47,11 @@ budget of ``EngineOptions.limits``, as the faster-whisper engine does."""
 SPIN = -7
 """transcribe burns *second sample* ms of its own CPU time (a busy loop on ``time.process_time``),
 so a worker that is paused (``SIGSTOP``) takes longer by the time it was paused."""
+STAGED = -8
+"""An "encoder" of *second sample* ms, then ``should_stop`` is polled (a withdrawn job raises
+:class:`~whisper_streaming.errors.TranscriptionStopped` and is logged to ``stopped.log``), then a
+"decode" of :data:`STAGED_DECODE_S`; the text is ``text_for(STAGED)``."""
+STAGED_DECODE_S = 3.0
 SENTIMENT_RAISE = 1000
 """A normal utterance (``"utt 1000"``) on which the fake sentiment engine raises."""
 
@@ -90,7 +97,8 @@ class FakeEngine:
         os.close(fd)
         return True
 
-    def transcribe(self, audio: np.ndarray, *, language: object = None, minimal: bool = False, batch: object = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, *, language: object = None, minimal: bool = False, batch: object = None,
+                   should_stop: Callable[[], bool] | None = None) -> Transcript:
         samples = np.round(audio * 32768.0).astype(np.int64)
         tag = int(samples[0])
         arg = int(samples[1])
@@ -107,6 +115,13 @@ class FakeEngine:
             raise RuntimeError("fake engine failure")
         if tag == LOOP:
             return self._looping(audio, arg / 1000)
+        if tag == STAGED:
+            time.sleep(arg / 1000)
+            if should_stop is not None and should_stop():
+                with open(os.path.join(self.flag_dir, "stopped.log"), "a") as f:
+                    f.write(f"{os.getpid()} {tag}\n")
+                raise TranscriptionStopped("withdrawn")
+            time.sleep(STAGED_DECODE_S)
         if tag == SPIN:
             until = time.process_time() + arg / 1000
             while time.process_time() < until:

@@ -40,6 +40,7 @@ __all__ = [
     "ModelError",
     "AsrError",
     "BackendUnavailableError",
+    "TranscriptionStopped",
     "SentimentError",
     "EnrollmentError",
     "ServerError",
@@ -265,6 +266,11 @@ class AsrError(WhisperStreamingError):
     """
 
     reason: ClassVar[ErrorReason] = ErrorReason.ASR_FAILED
+
+
+class TranscriptionStopped(WhisperStreamingError):
+    """An engine stopped a transcription because its caller withdrew it (``should_stop``
+    returned true): nobody waits for the text, so there is no result and nothing failed."""
 
 
 class BackendUnavailableError(AsrError):

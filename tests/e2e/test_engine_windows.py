@@ -19,6 +19,7 @@ from whisper_streaming.app.wiring import engine_options_from_config
 from whisper_streaming.config.loader import load_config
 from whisper_streaming.core.language import LanguageRequest
 from whisper_streaming.engines.faster_whisper import MINIMAL_WINDOW_PAD_S, FasterWhisperEngine
+from whisper_streaming.errors import TranscriptionStopped
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -94,3 +95,26 @@ def test_one_log_mel_per_utterance_and_the_same_text(engine: FasterWhisperEngine
         del remembered.remember
     assert transcript.text == plain.text and transcript.text.lower().startswith("it was the first great sorrow")
     assert [s.avg_logprob for s in transcript.segments] == [s.avg_logprob for s in plain.segments]
+
+
+def test_a_withdrawn_call_stops_after_the_encoder_and_an_unwithdrawn_one_is_unchanged(engine: FasterWhisperEngine) -> None:
+    """``should_stop`` true after the encoder pass: no decode runs (TranscriptionStopped); false at
+    every poll: the same transcript as a call without it."""
+    audio, _ = sf.read(DATA / "librispeech_test-clean_1995-1837-0001.wav", dtype="float32")
+    cut = np.ascontiguousarray(audio[: 5 * 16000])
+    plain = engine.transcribe(cut, language=LanguageRequest(fixed="en"))
+    polls: list[int] = []
+    kept = engine.transcribe(cut, language=LanguageRequest(fixed="en"), should_stop=lambda: polls.append(1) is not None)
+    assert polls and kept.text == plain.text and [s.avg_logprob for s in kept.segments] == [s.avg_logprob for s in plain.segments]
+    spy = _EncoderSpy(engine._model.model)
+    engine._model.model = spy
+    generated: list[int] = []
+    real_generate = spy._model.generate
+    spy.generate = lambda *a, **k: generated.append(1) or real_generate(*a, **k)  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(TranscriptionStopped):
+            engine.transcribe(cut, language=LanguageRequest(fixed="en"), should_stop=lambda: True)
+    finally:
+        engine._model.model = spy._model
+    assert len(spy.frames) == 1 and generated == []  # encoded once, never decoded
+    assert engine._model.feature_extractor._remembered is None  # nothing held after a stopped call

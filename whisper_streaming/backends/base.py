@@ -90,6 +90,8 @@ class BackendStatus:
     ``worker_s``: seconds workers spent on jobs (final, speculative and partial decodes, retries
     included; the real-time factor's numerator); 0 when the backend cannot tell.
     ``remote``: the remote workers, for a backend that has them (None: local processes).
+    ``jobs_stopped``: jobs withdrawn while a worker ran them (speculations whose speech resumed)
+    that the worker gave up before their end (0 for a backend that runs every job to its end).
     """
 
     engines: tuple[EngineState, ...]
@@ -102,6 +104,7 @@ class BackendStatus:
     sessions_throttled: int = 0
     worker_s: float = field(default=0.0, compare=False)  # a measurement: two statuses with equal counters are equal
     remote: RemoteStatus | None = None
+    jobs_stopped: int = 0
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ from whisper_streaming.backends.base import (
     UtteranceResult,
 )
 from whisper_streaming.backends.scheduler import CostThrottle, FairQueue
-from whisper_streaming.backends.worker import JobDone, JobFailed, WorkerInitError, WorkerJob, WorkerReady, worker_main
+from whisper_streaming.backends.worker import JobDone, JobFailed, JobStopped, WorkerInitError, WorkerJob, WorkerReady, worker_main
 from whisper_streaming.core.audio_format import ASR_SAMPLE_RATE_HZ
 from whisper_streaming.engines.base import AsrEngine, EngineOptions
 from whisper_streaming.engines.registry import create_engine
@@ -166,6 +166,16 @@ class _Slot:
     inbox: asyncio.Queue[tuple[Hashable, _Job]] | None = None  # a partial worker's next job (at most one)
     paused_at: float | None = None  # SIGSTOPped at this monotonic time (a partial, while a final runs)
     paused_s: float = 0.0  # time paused during the current job
+    stop: Any = None  # shared with the worker: the id of its job that was withdrawn (worker.py)
+
+
+def _stop_when_withdrawn(slot: _Slot, job_id: int) -> Callable[[asyncio.Future[UtteranceResult]], None]:
+    """A done-callback for a running job's future: when it is cancelled (a speculation withdrawn,
+    a session gone), tell the slot's worker to give the job up at its next stage."""
+    def done(fut: asyncio.Future[UtteranceResult]) -> None:
+        if fut.cancelled() and slot.stop is not None:
+            slot.stop.value = job_id
+    return done
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:
@@ -196,6 +206,7 @@ class ProcessPool(AsrBackend):
         self._ids = itertools.count()
         self._restarts = 0
         self._timeouts = 0
+        self._stopped = 0  # jobs withdrawn while running and given up by their worker
         self._done = 0
         self._failed = 0
         self._guards = GuardCounts()
@@ -271,7 +282,8 @@ class ProcessPool(AsrBackend):
     def status(self) -> BackendStatus:
         throttled = 0 if self._throttle is None else self._throttle.keys_throttled
         return BackendStatus(tuple(s.state for s in self._slots), len(self._queue), self._restarts, self._done, self._failed, self._guards,
-                             worker_timeouts=self._timeouts, sessions_throttled=throttled, worker_s=self._worker_s)
+                             worker_timeouts=self._timeouts, sessions_throttled=throttled, worker_s=self._worker_s,
+                             jobs_stopped=self._stopped)
 
     async def close(self) -> None:
         if self._closed:
@@ -334,6 +346,8 @@ class ProcessPool(AsrBackend):
                 self._balance_partials()
                 job.attempts += 1
                 t0 = time.monotonic()
+                withdrawn = _stop_when_withdrawn(slot, job.job_id)
+                job.future.add_done_callback(withdrawn)
                 try:
                     reply = await self._exchange(slot, job)
                 except _WorkerDied as exc:
@@ -352,8 +366,12 @@ class ProcessPool(AsrBackend):
                 except asyncio.CancelledError:  # close(): drop the utterance in flight like the queued ones
                     job.future.cancel()
                     raise
+                finally:
+                    job.future.remove_done_callback(withdrawn)
                 self._charge(job, time.monotonic() - t0)
-                if isinstance(reply, JobDone):
+                if isinstance(reply, JobStopped):
+                    self._stopped += 1
+                elif isinstance(reply, JobDone):
                     self._done += 1
                     self._guards = self._guards.add(reply.result.transcript)
                     if not job.future.done():
@@ -477,9 +495,10 @@ class ProcessPool(AsrBackend):
 
     async def _spawn(self, slot: _Slot) -> None:
         parent, child = self._ctx.Pipe()
+        slot.stop = self._ctx.Value("q", -1, lock=False)  # one writer (this loop), one reader (the worker)
         proc = self._ctx.Process(
             target=worker_main,
-            args=(child, self.options.engine_factory, self.options.engine, self.options.analyzers),
+            args=(child, self.options.engine_factory, self.options.engine, self.options.analyzers, slot.stop),
             name=f"whisper-streaming-asr-{slot.index}",
             daemon=True,
         )
@@ -492,7 +511,7 @@ class ProcessPool(AsrBackend):
             raise ModelError(reply.message if isinstance(reply, WorkerInitError) else f"unexpected worker reply {reply!r}")
         log.info("engine %d ready (pid %d) in %.1f s", slot.index, proc.pid, time.monotonic() - t0)
 
-    async def _exchange(self, slot: _Slot, job: _Job) -> JobDone | JobFailed:
+    async def _exchange(self, slot: _Slot, job: _Job) -> JobDone | JobFailed | JobStopped:
         assert slot.conn is not None
         try:
             slot.conn.send(WorkerJob(job.job_id, job.job.pcm, job.job.language, job.job.analyses, minimal=job.minimal or job.job.partial,
@@ -510,7 +529,7 @@ class ProcessPool(AsrBackend):
                 if self._ran_s(slot, t0) < timeout_s:  # paused part of the time: the timeout counts only running time
                     continue
                 raise
-            if isinstance(reply, (JobDone, JobFailed)) and reply.job_id == job.job_id:
+            if isinstance(reply, (JobDone, JobFailed, JobStopped)) and reply.job_id == job.job_id:
                 return reply
 
     @staticmethod

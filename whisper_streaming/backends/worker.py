@@ -1,13 +1,17 @@
 """The worker process of :class:`~whisper_streaming.backends.pool.ProcessPool` and its typed messages.
 
 Parent -> worker: :class:`WorkerJob`, or None to stop.  Worker -> parent: :class:`WorkerReady`
-or :class:`WorkerInitError` once, then one :class:`JobDone` or :class:`JobFailed` per job.
-Every message is a frozen dataclass (pickled over a ``multiprocessing`` pipe).
+or :class:`WorkerInitError` once, then one :class:`JobDone`, :class:`JobFailed` or
+:class:`JobStopped` per job.  Every message is a frozen dataclass (pickled over a
+``multiprocessing`` pipe).  Besides the pipe, the parent may write a job's id into the
+worker's shared ``stop`` value: the job was withdrawn, and the engine gives it up at its next
+stage (``AsrEngine.transcribe(should_stop=...)``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
 import logging
 import multiprocessing.connection
 import os
@@ -24,8 +28,10 @@ from whisper_streaming.backends.base import UtteranceResult
 from whisper_streaming.core.language import LanguageRequest
 from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.engines.base import AsrEngine, BatchDecode, EngineOptions, pcm16_to_float32
+from whisper_streaming.errors import TranscriptionStopped
 
-__all__ = ["WorkerJob", "WorkerReady", "WorkerInitError", "JobDone", "JobFailed", "run_analyses", "start_audio_analyses", "worker_main"]
+__all__ = ["WorkerJob", "WorkerReady", "WorkerInitError", "JobDone", "JobFailed", "JobStopped", "run_analyses", "start_audio_analyses",
+           "worker_main", "takes_should_stop"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,21 @@ class JobDone:
 class JobFailed:
     job_id: int
     message: str
+
+
+@dataclass(frozen=True)
+class JobStopped:
+    """The job was withdrawn (its id in the shared ``stop`` value) and given up before its end."""
+
+    job_id: int
+
+
+def takes_should_stop(engine: AsrEngine) -> bool:
+    """Whether ``engine.transcribe`` accepts ``should_stop`` (an engine without it runs every job to its end)."""
+    try:
+        return "should_stop" in inspect.signature(engine.transcribe).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _annotate(analyzer: Analyzer, audio: Any, transcript: Transcript | None) -> Any | None:
@@ -161,8 +182,13 @@ def worker_main(
     factory: Callable[[EngineOptions], AsrEngine],
     options: EngineOptions,
     analyzer_specs: tuple[AnalyzerSpec, ...] = (),
+    stop: Any = None,
 ) -> None:
-    """Worker process: build the engine and analyzers once, then answer :class:`WorkerJob` messages."""
+    """Worker process: build the engine and analyzers once, then answer :class:`WorkerJob` messages.
+
+    ``stop``: a shared integer (``multiprocessing.Value("q")``) into which the parent writes the
+    id of a job it withdrew; such a job is answered with :class:`JobStopped` if the engine gave
+    it up (or it had not started), else as usual.  None: every job runs to its end."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     _die_with_parent()
     _thread_lock_for_tqdm()
@@ -178,6 +204,7 @@ def worker_main(
     for analyzer in analyzers.values():  # models an analyzer asks to load early: in the background
         if getattr(analyzer, "preload", False) and hasattr(analyzer, "warm_up"):
             beside.submit(_warm_up, analyzer)
+    stoppable = stop is not None and takes_should_stop(engine)
     conn.send(WorkerReady(os.getpid()))
     while True:
         try:
@@ -186,15 +213,26 @@ def worker_main(
             return
         if msg is None:
             return
+        if stop is not None and stop.value == msg.job_id:  # withdrawn before it started
+            conn.send(JobStopped(msg.job_id))
+            continue
         audio = pcm16_to_float32(msg.pcm)
         early = start_audio_analyses(beside, analyzers, msg.analyses, audio) if msg.analyses else {}
+        extra: dict[str, Any] = {}
+        if msg.batch is not None:
+            extra["batch"] = msg.batch
+        elif msg.minimal:
+            extra["minimal"] = True
+        if stoppable:
+            job_id = msg.job_id
+            extra["should_stop"] = lambda: stop.value == job_id
         try:
-            if msg.batch is not None:
-                transcript = engine.transcribe(audio, language=msg.language, batch=msg.batch)
-            elif msg.minimal:
-                transcript = engine.transcribe(audio, language=msg.language, minimal=True)
-            else:
-                transcript = engine.transcribe(audio, language=msg.language)
+            transcript = engine.transcribe(audio, language=msg.language, **extra)
+        except TranscriptionStopped:
+            for f in early.values():
+                f.cancel()
+            conn.send(JobStopped(msg.job_id))
+            continue
         except Exception as exc:  # noqa: BLE001 - one bad utterance must not kill the worker
             for f in early.values():
                 f.cancel()

@@ -8,6 +8,7 @@ processes by :func:`whisper_streaming.engines.registry.create_engine` from pickl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -85,7 +86,7 @@ class AsrEngine(Protocol):
     name: str
 
     def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False,
-                   batch: BatchDecode | None = None) -> Transcript:
+                   batch: BatchDecode | None = None, should_stop: Callable[[], bool] | None = None) -> Transcript:
         """Transcribe ``audio``: float32, shape ``(n,)``, mono, 16 kHz, values in [-1, 1].
 
         ``language``: the stream's language state (:class:`~whisper_streaming.core.language.LanguageRequest`;
@@ -95,10 +96,14 @@ class AsrEngine(Protocol):
         never costs what the first try did (issue 19).  Callers pass it only when true, so an
         engine without the keyword still serves every first try.  ``batch``: a chunk of a file
         (:class:`BatchDecode`); passed only for batch jobs, so an engine without the keyword
-        still serves every stream.
+        still serves every stream.  ``should_stop``: polled between the stages of the call
+        (after the encoder, before each further decode attempt); once it returns true the
+        engine gives up the call (a speculation that resumed speech withdrew: its decode would
+        be thrown away).  A worker passes it only to an engine whose ``transcribe`` takes it.
 
         Raises:
             AsrError: the engine failed on this input.
+            TranscriptionStopped: ``should_stop`` returned true.
         """
         ...
 

@@ -33,7 +33,7 @@ import numpy as np
 from whisper_streaming.engines.decoding import AttemptOutcome, DecodeBudget, DecodeLimits, cut_loops, is_non_speech_fragment, run_attempts
 from whisper_streaming.core.transcript import Transcript, TranscriptSegment, TranscriptWord
 from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, BatchDecode, DecodeOptions, EngineOptions, pcm16_to_float32
-from whisper_streaming.errors import AsrError, UsageError
+from whisper_streaming.errors import AsrError, TranscriptionStopped, UsageError
 from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, choose_language
 
 __all__ = ["FasterWhisperEngine", "MINIMAL_WINDOW_PAD_S", "trim_window_padding"]
@@ -238,11 +238,14 @@ class FasterWhisperEngine:
         )
 
     def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False,
-                   batch: BatchDecode | None = None) -> Transcript:
+                   batch: BatchDecode | None = None, should_stop: Callable[[], bool] | None = None) -> Transcript:
         """See :meth:`whisper_streaming.engines.base.AsrEngine.transcribe`.  ``minimal``: greedy
         (beam 1), the first temperature only, no wider-window retry, half the token bound, an
         encoder window of the utterance plus :data:`MINIMAL_WINDOW_PAD_S`.  ``batch``: Whisper's
-        full window, the request's prompt and temperature, word timestamps when asked."""
+        full window, the request's prompt and temperature, word timestamps when asked.
+        ``should_stop`` is polled after the encoder pass and before each further attempt
+        (CTranslate2's ``generate`` cannot be interrupted), raising
+        :class:`~whisper_streaming.errors.TranscriptionStopped`."""
         if audio.dtype != np.float32 or audio.ndim != 1:
             raise UsageError("audio must be a 1-D float32 array")
         t0 = time.perf_counter()
@@ -264,6 +267,7 @@ class FasterWhisperEngine:
             max_tokens = max(1, max_tokens // 2)
         try:
             first_encoded, probabilities = self._encode(audio, pad_s, detect=request.fixed is None)
+            _check_stop(should_stop)
             code, probability = choose_language(request, probabilities, duration_s, o.language_policy)
             encoded: dict[float | None, object] = {pad_s: first_encoded}
 
@@ -274,6 +278,8 @@ class FasterWhisperEngine:
 
             def attempt(kind: str, temperature: float) -> Callable[[], AttemptOutcome[tuple[TranscriptSegment, ...]] | None]:
                 def run() -> AttemptOutcome[tuple[TranscriptSegment, ...]] | None:
+                    if kind != "first":
+                        _check_stop(should_stop)
                     started = time.perf_counter()
                     if kind == "first":
                         window = pad_s
@@ -308,6 +314,8 @@ class FasterWhisperEngine:
                 compression_ratio_threshold=d.compression_ratio_threshold,
                 no_speech_threshold=d.no_speech_threshold,
             )
+        except TranscriptionStopped:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise AsrError(f"faster-whisper failed: {exc}") from exc
         finally:
@@ -342,6 +350,11 @@ The encoder's cost grows with its window: a partial of 3 s of audio encodes 4 s 
 MIN_TOKENS_PER_S = 1.5
 """A trimmed-window decode with fewer text tokens per second of audio (minus the endpointing
 silence and pre-roll) is redone with the full window; read speech runs at 3-5 tokens/s."""
+
+
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise TranscriptionStopped("withdrawn by the caller")
 
 
 def _looks_truncated(segments: tuple[TranscriptSegment, ...], tokens: int, duration_s: float) -> bool:

@@ -323,6 +323,7 @@ class Runtime:
         lines.append(f"errors: {errors or 'none'}")
         lines.append(f"sentiment: {self.stats.sentiment.summary().counts_text()}")
         lines.append(f"speculative transcriptions: started {self.stats.speculations_started}, used {self.stats.speculations_used}")
+        lines.append(f"withdrawn jobs stopped early: {st.jobs_stopped}")
         stats = self.stats
         lines.append(f"partials: decoded {stats.partials_decoded}, sent {stats.partials_sent}, dropped under load {stats.partials_refused}")
         g = st.guards

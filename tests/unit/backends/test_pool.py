@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 import fakes
-from fakes import CRASH, CRASH_ONCE, HANG, HANG_ONCE, RAISE, SPIN, pcm, text_for
+from fakes import CRASH, CRASH_ONCE, HANG, HANG_ONCE, RAISE, SPIN, STAGED, STAGED_DECODE_S, pcm, text_for
 from whisper_streaming.engines.base import EngineOptions
 from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.errors import AsrError, ConfigError, ModelError
@@ -474,6 +474,47 @@ def test_engine_without_the_minimal_keyword_serves_normal_jobs(tmp_path):
         assert pool.status().utterances_failed == 0
 
     run_pool(tmp_path, body, workers=1, engine_factory=fakes.make_plain_engine)
+
+
+def _withdraw_while_running(tmp_path: Path, factory: Callable[[EngineOptions], fakes.FakeEngine]) -> tuple[float, BackendStatus]:
+    """Submit a STAGED job (300 ms "encoder", 3 s "decode"), cancel its future while it runs, then
+    submit another: the seconds from the cancel until the next job's result, and the status."""
+    out: list[Any] = []
+
+    async def body(pool: ProcessPool) -> None:
+        withdrawn = await pool.submit("s", UtteranceJob(pcm(STAGED, 300)))
+        await wait_status(pool, lambda st: st.engines == (BUSY,))
+        t0 = time.monotonic()
+        withdrawn.cancel()  # as the driver does for a speculation whose speech resumed
+        nxt = await pool.submit("s", UtteranceJob(pcm(1)))
+        assert (await result(nxt)).text == text_for(1)
+        out.extend([time.monotonic() - t0, pool.status()])
+
+    run_pool(tmp_path, body, workers=1, engine_factory=factory)
+    return out[0], out[1]
+
+
+def test_a_job_withdrawn_while_running_is_given_up_after_its_encoder_stage(tmp_path):
+    waited_s, status = _withdraw_while_running(tmp_path, fakes.make_engine)
+    assert waited_s < STAGED_DECODE_S / 2  # the "decode" never ran
+    assert status.jobs_stopped == 1 and status.utterances_failed == 0 and status.worker_restarts == 0
+    assert len(fakes.calls(tmp_path, "stopped.log")) == 1
+
+
+def test_an_engine_without_should_stop_runs_a_withdrawn_job_to_its_end(tmp_path):
+    waited_s, status = _withdraw_while_running(tmp_path, fakes.make_plain_engine)
+    assert waited_s >= STAGED_DECODE_S - 0.5
+    assert status.jobs_stopped == 0 and status.utterances_failed == 0 and status.worker_restarts == 0
+
+
+def test_a_job_not_withdrawn_is_never_stopped(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        fut = await pool.submit("s", UtteranceJob(pcm(STAGED, 50)))
+        assert (await result(fut)).text == text_for(STAGED)
+        assert pool.status().jobs_stopped == 0
+
+    run_pool(tmp_path, body, workers=1)
+    assert fakes.calls(tmp_path, "stopped.log") == []
 
 
 @pytest.mark.parametrize("throttle", [True, False], ids=["throttled", "off"])
