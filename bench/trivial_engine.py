@@ -9,6 +9,8 @@ returns for a short sentence, so the answer that travels back is of a realistic 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from whisper_streaming.core.language import LanguageRequest
@@ -30,7 +32,7 @@ class TrivialEngine:
         self.options = options
 
     def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False,
-                   batch: BatchDecode | None = None) -> Transcript:
+                   batch: BatchDecode | None = None, should_stop: Callable[[], bool] | None = None) -> Transcript:
         """A transcript of :data:`TEXT` spanning ``audio`` (float32 at 16 kHz); takes no time."""
         duration_s = len(audio) / SAMPLE_RATE_HZ
         segment = TranscriptSegment(0.0, duration_s, TEXT, -0.2, 0.01, 1.2)

@@ -111,8 +111,11 @@ def _speculation_counts(port: int) -> tuple[int, int]:
         finally:
             await client.close()
 
-    m = re.search(r"^speculative transcriptions: started (\d+), used (\d+)$", asyncio.run(run()), re.M)
+    status = asyncio.run(run())
+    m = re.search(r"^speculative transcriptions: started (\d+), used (\d+)$", status, re.M)
     assert m is not None
+    stopped = re.search(r"^withdrawn jobs stopped early: (\d+)$", status, re.M)
+    assert stopped is not None and int(stopped[1]) <= int(m[1]) - int(m[2]), status  # only withdrawn ones stop
     return int(m[1]), int(m[2])
 
 

@@ -90,8 +90,10 @@ class BackendStatus:
     ``worker_s``: seconds workers spent on jobs (final, speculative and partial decodes, retries
     included; the real-time factor's numerator); 0 when the backend cannot tell.
     ``remote``: the remote workers, for a backend that has them (None: local processes).
-    ``jobs_stopped``: jobs withdrawn while a worker ran them (speculations whose speech resumed)
-    that the worker gave up before their end (0 for a backend that runs every job to its end).
+    ``jobs_stopped``: jobs whose future was cancelled while they were on a worker and that the
+    worker gave up before their end (mostly speculations whose speech resumed, after their
+    encoder pass; also work of a session that closed, and chunks of a cancelled batch job);
+    0 for a backend that runs every job to its end (the Redis backend).
     """
 
     engines: tuple[EngineState, ...]

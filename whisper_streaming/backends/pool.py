@@ -371,6 +371,8 @@ class ProcessPool(AsrBackend):
                 self._charge(job, time.monotonic() - t0)
                 if isinstance(reply, JobStopped):
                     self._stopped += 1
+                    if not job.future.done():  # only a cancel stops a job today; never leave a waiter hanging
+                        job.future.cancel()
                 elif isinstance(reply, JobDone):
                     self._done += 1
                     self._guards = self._guards.add(reply.result.transcript)

@@ -137,6 +137,14 @@ def start_audio_analyses(pool: concurrent.futures.ThreadPoolExecutor, analyzers:
             if name in names and getattr(a, "audio_only", False)}
 
 
+def _abandon(early: Mapping[str, concurrent.futures.Future[Any]]) -> None:
+    """Drop the analyses started beside a transcription that gave no transcript: cancel those not
+    started, and wait for one already running, so that it never runs on into the next job."""
+    for f in early.values():
+        f.cancel()
+    concurrent.futures.wait(list(early.values()))
+
+
 def _thread_lock_for_tqdm() -> None:
     """Give tqdm a thread lock before anything makes a progress bar.
 
@@ -229,13 +237,11 @@ def worker_main(
         try:
             transcript = engine.transcribe(audio, language=msg.language, **extra)
         except TranscriptionStopped:
-            for f in early.values():
-                f.cancel()
+            _abandon(early)
             conn.send(JobStopped(msg.job_id))
             continue
         except Exception as exc:  # noqa: BLE001 - one bad utterance must not kill the worker
-            for f in early.values():
-                f.cancel()
+            _abandon(early)
             conn.send(JobFailed(msg.job_id, f"{type(exc).__name__}: {exc}"))
             continue
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ can be reported; then ``transcribe()`` decodes with that language.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import logging
@@ -31,7 +32,7 @@ import numpy as np
 from whisper_streaming.engines.base import SAMPLE_RATE_HZ, BatchDecode, EngineOptions
 
 from whisper_streaming.core.transcript import Transcript, TranscriptSegment, TranscriptWord
-from whisper_streaming.errors import AsrError, UsageError
+from whisper_streaming.errors import AsrError, TranscriptionStopped, UsageError
 from whisper_streaming.core.language import LanguageRequest, choose_language
 
 __all__ = ["OpenAIWhisperEngine", "BEST_OF"]
@@ -101,11 +102,13 @@ class OpenAIWhisperEngine:
         return code, probability
 
     def transcribe(self, audio: np.ndarray, *, language: LanguageRequest | None = None, minimal: bool = False,
-                   batch: BatchDecode | None = None) -> Transcript:
+                   batch: BatchDecode | None = None, should_stop: Callable[[], bool] | None = None) -> Transcript:
         """See :meth:`whisper_streaming.engines.base.AsrEngine.transcribe` (the language rule is the same;
         the decoding guards of :mod:`whisper_streaming.engines.decoding` are the faster-whisper engine's only).
         ``minimal``: greedy, the first temperature only.  ``batch``: the request's prompt and
-        temperature, and words (openai-whisper's ``word_timestamps``) when asked."""
+        temperature, and words (openai-whisper's ``word_timestamps``) when asked.  ``should_stop``
+        is polled once, after the language detection (its own encoder pass) and before the
+        decode, raising :class:`~whisper_streaming.errors.TranscriptionStopped`."""
         request = language or LanguageRequest(fixed=self.options.decode.language)
         d = self.options.decode
         if minimal:
@@ -119,6 +122,8 @@ class OpenAIWhisperEngine:
         try:
             with self._torch.inference_mode():
                 language, probability = self._language(audio, request)
+                if should_stop is not None and should_stop():
+                    raise TranscriptionStopped("withdrawn by the caller")
                 result = self._whisper.transcribe(
                     self._model,
                     audio,
@@ -136,6 +141,8 @@ class OpenAIWhisperEngine:
                     word_timestamps=words,
                     fp16=self.fp16,
                 )
+        except TranscriptionStopped:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise AsrError(f"openai-whisper failed: {exc}") from exc
         segments = tuple(

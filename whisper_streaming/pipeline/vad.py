@@ -104,11 +104,14 @@ class VadOptions:
         speculation_backoff_ms: extra silence (ms, >= 0) that :attr:`VadSegmenter.tentative`
             waits for, beyond ``trailing_ms``, per offer of the same utterance that speech
             withdrew (resumed before the endpoint); 0 (the default) = off, every pause of
-            ``trailing_ms`` makes an offer.  Each withdrawn offer is an engine call thrown
-            away, so this trades latency for idle CPU: at 120 ms the 8 kHz white-noise variant
-            of ``bench/variants.py`` withdraws 54 s of offered audio instead of 104 s, but its
+            ``trailing_ms`` makes an offer.  Each withdrawn offer costs an encoder pass (the
+            decode is stopped, ``AsrEngine.transcribe(should_stop=...)``), so this trades
+            latency for idle CPU: at 120 ms the 8 kHz white-noise variant of
+            ``bench/variants.py`` withdraws 54 s of offered audio instead of 104 s, but its
             confirmed offers come 62 ms later on average and 6 of 33 utterances lose theirs
-            (``docs/benchmarks.md``, "Speculation back-off").
+            (``docs/benchmarks.md``, "Speculation back-off").  The utterances are the same;
+            with ``sentence_end_silence_frames`` set an utterance may end later (its
+            speculative text comes later), and partial hypotheses may run in the extra silence.
         silence_floor_dbfs: a frame whose RMS level is below this (dBFS, -120..0; full scale
             = RMS 32768) is unvoiced whatever the detector says; ``None`` trusts the detector.
             Why: after some utterances WebRTC VAD keeps reporting speech through exact
@@ -638,7 +641,7 @@ class VadSegmenter:
         frame_start = self._next_frame_start
         self._next_frame_start += self._fs
         if self._triggered:
-            if voiced and self._silence_run >= self._offer_frames() and self.tentative is not None:
+            if voiced and self._silence_run >= self._offer_frames() and self._offered():
                 self._withdrawn += 1  # speech resumed after an offer: the next one waits longer
                 self.offers_withdrawn += 1
             self._append(frame, voiced)
@@ -688,6 +691,12 @@ class VadSegmenter:
         self._hist_flags.clear()
         self._win_flags.clear()
         self._win_voiced = 0
+
+    def _offered(self) -> bool:
+        """Whether :attr:`tentative` has offered the utterance as it stands now (read from its
+        cache: an offer nobody polled for was never made, and nothing is built or counted here)."""
+        cache = self._tentative_cache
+        return cache is not None and cache[0] == (self._next_index, self._audio_start, self._trail_end())
 
     def _offer_frames(self) -> int:
         """Unvoiced frames after the speech before :attr:`tentative` offers the utterance:

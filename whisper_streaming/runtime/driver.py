@@ -250,7 +250,7 @@ class SessionDriver:
         elif isinstance(action, CancelSpeculation):
             future = self._speculations.pop(action.key, None)
             if future is not None:
-                future.cancel()  # dropped if still queued; a running job finishes unused
+                future.cancel()  # dropped if still queued; a running job stops after its encoder pass (ProcessPool)
         elif isinstance(action, Close):
             self.request_close(action.reason)
         elif isinstance(action, LoadVoices):

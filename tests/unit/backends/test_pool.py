@@ -483,7 +483,10 @@ def _withdraw_while_running(tmp_path: Path, factory: Callable[[EngineOptions], f
 
     async def body(pool: ProcessPool) -> None:
         withdrawn = await pool.submit("s", UtteranceJob(pcm(STAGED, 300)))
-        await wait_status(pool, lambda st: st.engines == (BUSY,))
+        deadline = time.monotonic() + WAIT_S
+        while STAGED not in call_tags(tmp_path):  # the engine has the job (not merely the pipe)
+            assert time.monotonic() < deadline, "the STAGED job never reached the engine"
+            await asyncio.sleep(0.005)
         t0 = time.monotonic()
         withdrawn.cancel()  # as the driver does for a speculation whose speech resumed
         nxt = await pool.submit("s", UtteranceJob(pcm(1)))

@@ -28,7 +28,7 @@ from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.client.streaming import AsyncStreamingClient
 from whisper_streaming.client.cli import stream_file
 from whisper_streaming.config.schema import parse_config
-from whisper_streaming.errors import AsrError, ConfigError, ModelError, UsageError
+from whisper_streaming.errors import AsrError, ConfigError, ModelError, TranscriptionStopped, UsageError
 from whisper_streaming.engines.openai_whisper import BEST_OF, OpenAIWhisperEngine
 from bench.server_process import REPO_ROOT, ServerProcess
 
@@ -152,6 +152,14 @@ def test_decode_options_reach_openai_whisper(engine: OpenAIWhisperEngine, monkey
     configured.options = dataclasses.replace(engine.options, decode=dataclasses.replace(decode, beam_size=1, no_speech_threshold=None))
     configured.transcribe(np.zeros(16000, dtype=np.float32))
     assert calls[-1]["beam_size"] is None and calls[-1]["no_speech_threshold"] is None  # greedy, guard off
+
+
+def test_a_withdrawn_call_stops_before_the_decode(engine: OpenAIWhisperEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[int] = []
+    monkeypatch.setattr(engine._whisper, "transcribe", lambda *a, **k: decoded.append(1))
+    with pytest.raises(TranscriptionStopped):
+        engine.transcribe(np.zeros(16000, dtype=np.float32), should_stop=lambda: True)
+    assert decoded == []
 
 
 def test_bad_input_and_bad_models(engine: OpenAIWhisperEngine, tmp_path: Path) -> None:

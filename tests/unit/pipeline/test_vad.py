@@ -696,15 +696,20 @@ def test_speculation_backoff_must_be_a_non_negative_int() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(pattern=st.text(alphabet="#.", min_size=1, max_size=200), chunk=st.integers(1, 3000))
-def test_tentative_never_differs_from_what_is_emitted(pattern: str, chunk: int) -> None:
-    """Any pattern, any chunking: a tentative utterance seen after one feed() and not withdrawn
-    by the next is exactly the utterance that feed() emits (or a later one has a new index)."""
+@given(pattern=st.text(alphabet="#.", min_size=1, max_size=200), chunk=st.integers(1, 3000), backoff_ms=st.sampled_from([0, 60, 120]))
+def test_tentative_never_differs_from_what_is_emitted(pattern: str, chunk: int, backoff_ms: int) -> None:
+    """Any pattern, any chunking, any back-off: a tentative utterance seen after one feed() and
+    not withdrawn by the next is exactly the utterance that feed() emits (or a later one has a
+    new index); and the back-off never changes what is emitted."""
     sig = from_pattern(_LEAD + pattern + "." * 20)
-    seg = VadSegmenter(VadOptions(), is_speech=energy_vad)
+    plain = VadSegmenter(VadOptions(), is_speech=energy_vad)
+    expected = [key(u) for u in plain.feed(sig) + plain.flush()]
+    seg = VadSegmenter(VadOptions(speculation_backoff_ms=backoff_ms), is_speech=energy_vad)
     last: Utterance | None = None
+    got: list[tuple] = []
     for i in range(0, len(sig), chunk):
         emitted = seg.feed(sig[i : i + chunk])
+        got += [key(u) for u in emitted]
         now = seg.tentative
         for u in emitted:
             if last is not None and u.index == last.index and (now is None or now.index != last.index):
@@ -715,6 +720,7 @@ def test_tentative_never_differs_from_what_is_emitted(pattern: str, chunk: int) 
                 else:  # speech resumed inside this chunk: the utterance grew past the tentative end
                     assert u.speech_end_sample > last.speech_end_sample
         last = now
+    assert got + [key(u) for u in seg.flush()] == expected  # polling and back-off never change the utterances
 
 
 # --------------------------------------------------------------------------- level invariance
