@@ -91,8 +91,9 @@ class BackendStatus:
     included; the real-time factor's numerator); 0 when the backend cannot tell.
     ``remote``: the remote workers, for a backend that has them (None: local processes).
     ``jobs_stopped``: jobs whose future was cancelled while they were on a worker and that the
-    worker gave up before their end (mostly speculations whose speech resumed, after their
-    encoder pass; also work of a session that closed, and chunks of a cancelled batch job);
+    worker gave up before their end (speculations whose speech resumed and partial decodes
+    whose utterance ended, after their encoder pass; also work of a session that closed, and
+    chunks of a cancelled batch job);
     0 for a backend that runs every job to its end (the Redis backend).
     """
 

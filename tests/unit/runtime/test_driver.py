@@ -12,7 +12,7 @@ from whisper_streaming.backends.base import Capacity, UtteranceJob, UtteranceRes
 from whisper_streaming.core.results import FinalResult
 from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.errors import AsrError, BackendUnavailableError, ErrorReason
-from whisper_streaming.pipeline.commands import AudioChunk, BeginStream, FinishStream, Identify, SessionFailed
+from whisper_streaming.pipeline.commands import AudioChunk, BeginStream, FinishStream, Identify, SessionFailed, SetOptions
 from whisper_streaming.pipeline.session import Session
 from whisper_streaming.pipeline.vad import VadSegmenter
 from whisper_streaming.runtime.driver import SessionDriver
@@ -208,5 +208,31 @@ def test_audio_events_are_built_only_for_sinks(with_sinks: bool) -> None:
         await one_utterance(d)
         audio = [e for e in host.events if isinstance(e, StreamAudioReceived)]
         assert len(audio) == (60 if with_sinks else 0)
+
+    asyncio.run(run())
+
+
+def test_a_partial_decode_in_flight_is_withdrawn_when_its_utterance_ends() -> None:
+    """A partial whose utterance reached its endpoint would be dropped (``Session.partial_done``):
+    the driver cancels it, so a worker stops it after the encoder instead of decoding for nothing."""
+    async def run() -> None:
+        host, peer = Host(), Peer()
+        host.room_for_partial = lambda: True  # type: ignore[attr-defined]
+        d = driver(host, peer)
+        await d.handle(Identify("alice"))
+        await d.handle(SetOptions((("partials", "1"),)))
+        await d.handle(BeginStream())
+        soft = (np.sin(np.arange(480) / 3) * 900).astype("<i2").tobytes()  # speech varies in level (a steady tone is screened)
+        for chunk in [LOUD, soft] * 20:  # 1.2 s of speech: the first partial is offered after 1 s
+            await d.handle(AudioChunk(chunk))
+        (partial,) = host.backend.futures
+        assert not partial.done()
+        for chunk in [QUIET] * 20:  # the endpoint: the final is submitted
+            await d.handle(AudioChunk(chunk))
+        assert len(host.backend.futures) == 2 and partial.cancelled()
+        host.backend.futures[1].set_result(transcript("hello"))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert [o.text for o in peer.outputs if isinstance(o, FinalResult)] == ["hello"]
 
     asyncio.run(run())
