@@ -531,13 +531,18 @@ class Session:
         return self._emit(PartialHypothesis(u.start_s, end_sample / u.sample_rate_hz, stable, unstable, spec.stream_index))
 
     def partial_refused(self, key: int) -> list[Action]:
-        """The partial decode ``key`` did not run (no idle worker) or failed: offer one again
-        after ``retry_after_s`` more audio."""
+        """The partial decode ``key`` did not run (no idle worker), failed, or was withdrawn: offer
+        one again after ``retry_after_s`` more audio, unless its utterance has ended meanwhile (the
+        driver withdraws a partial still running at its utterance's endpoint): then it counts as
+        dropped, as in :meth:`partial_done`, and the next utterance's partials keep their schedule."""
         spec = self._partial
         if spec is None or spec.key != key:
             return []
         self._partial = None
         u = spec.utterance
+        if self.state is not SessionState.STREAMING or spec.stream_index != self.stream_index or u.index <= self._last_submitted_index:
+            self.partials_dropped += 1
+            return []
         end_sample = u.audio_start_sample + len(u.samples)
         self._partial_next = end_sample + int(self.options.partial_policy.retry_after_s * u.sample_rate_hz)
         return []

@@ -357,7 +357,7 @@ class SessionDriver:
     async def _transcribe(self, action: Transcribe) -> None:
         partial = self._partial_future
         if partial is not None and not partial.done():  # its utterance has ended: the session would drop its text,
-            partial.cancel()  # so its worker stops after the encoder (ProcessPool), and the session hears partial_refused
+            partial.cancel()  # so its worker stops after the encoder (ProcessPool); the session counts it dropped
         u = action.utterance  # its endpoint is now: the final latency is counted from here (backpressure included)
         self._endpoints[(action.stream_index, u.start_s, u.end_s)] = asyncio.get_running_loop().time()
         future = self._speculations.pop(action.claims, None) if action.claims is not None else None

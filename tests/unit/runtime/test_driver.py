@@ -230,6 +230,8 @@ def test_a_partial_decode_in_flight_is_withdrawn_when_its_utterance_ends() -> No
         for chunk in [QUIET] * 20:  # the endpoint: the final is submitted
             await d.handle(AudioChunk(chunk))
         assert len(host.backend.futures) == 2 and partial.cancelled()
+        await asyncio.sleep(0)  # the partial's done-callback
+        assert d.session.partials_dropped == 1 and d.session._partial_next == 0  # the next utterance's schedule is untouched
         host.backend.futures[1].set_result(transcript("hello"))
         await asyncio.sleep(0)
         await asyncio.sleep(0)
