@@ -20,7 +20,8 @@ number of attempts and whether the wider-window retry ran (``full_window_retries
 
 The latency of each utterance from the end of speech is then modelled for one stream on an idle
 server with ``model.channel`` engines (2): a tentative utterance is decoded speculatively when
-no job waits and two engines are idle (``Runtime.room_for_speculation``); its text is ready at
+no job waits and ``server.speculation_idle_engines`` engines (1) are idle
+(``Runtime.room_for_speculation``); its text is ready at
 offer + engine time and goes out at ``max(endpoint, ready)``; otherwise the confirmed utterance
 takes an engine at the endpoint (or waits for one).  Sending over loopback is not measured and
 counted as :data:`SEND_S`.  The same per-utterance times give the what-if rows (computed, not
@@ -236,14 +237,15 @@ class Modelled:
 
 
 def simulate(rows: list[UtteranceTiming], withdrawn: list[tuple[float, float]], engines: int = 2, *,
-             endpoint_of: Callable[[UtteranceTiming], float] | None = None,
+             idle_engines: int = 1, endpoint_of: Callable[[UtteranceTiming], float] | None = None,
              engine_of: Callable[[EngineTiming], float] | None = None) -> list[Modelled]:
     """Model one stream on a server with ``engines`` idle engines (FIFO, one job per engine).
 
     ``rows``: the utterances in stream order; ``withdrawn``: (offer time, engine time) of each
-    withdrawn speculation (its job runs to the end on the server).  A speculation starts at its
-    offer when at least two engines are idle (``Runtime.room_for_speculation``; with one stream
-    nothing else can be queued then).
+    withdrawn speculation (pass the encoder time where the engine stops a withdrawn job after its
+    encoder pass).  A speculation starts at its offer when at least ``idle_engines`` engines
+    (``server.speculation_idle_engines``) are idle (``Runtime.room_for_speculation``; with one
+    stream nothing else can be queued then).
     ``endpoint_of``/``engine_of``: what-if overrides of the endpoint time and the engine time.
     """
     endpoint_of = endpoint_of or (lambda r: r.endpoint_s)
@@ -262,7 +264,7 @@ def simulate(rows: list[UtteranceTiming], withdrawn: list[tuple[float, float]], 
     for t, _, kind, payload in events:
         idle = sum(1 for f in free if f <= t)
         if kind in ("offer", "withdrawn"):
-            if engines >= 2 and idle >= 2:
+            if idle >= max(1, idle_engines):
                 cost = engine_of(rows[payload].engine) if kind == "offer" else float(payload)
                 j = free.index(min(free))
                 free[j] = t + cost
@@ -321,7 +323,7 @@ def component_table(rows: list[UtteranceTiming], model: list[Modelled]) -> str:
     spec = sum(1 for m in model if m.speculated)
     lines.append(f"| decode attempts > 1 (utterances) | {multi} / {n} ({multi / n:.0%}) | | |")
     lines.append(f"| wider-window retry ran (utterances) | {wider} / {n} ({wider / n:.0%}) | | |")
-    lines.append(f"| speculated (offered with two engines idle) | {spec} / {n} ({spec / n:.0%}) | | |")
+    lines.append(f"| speculated (offered with enough engines idle) | {spec} / {n} ({spec / n:.0%}) | | |")
     return "\n".join(lines)
 
 
@@ -346,7 +348,8 @@ def length_table(rows: list[UtteranceTiming], model: list[Modelled]) -> str:
     return "\n".join(lines)
 
 
-def what_ifs(rows: list[UtteranceTiming], withdrawn: list[tuple[float, float]], engines: int) -> list[tuple[str, list[Modelled]]]:
+def what_ifs(rows: list[UtteranceTiming], withdrawn: list[tuple[float, float]], engines: int,
+             idle_engines: int = 1) -> list[tuple[str, list[Modelled]]]:
     """Computed (not measured) variants of the model from the same per-utterance times."""
 
     def early(r: UtteranceTiming) -> float:
@@ -356,12 +359,12 @@ def what_ifs(rows: list[UtteranceTiming], withdrawn: list[tuple[float, float]], 
 
     faster = lambda e: e.encode_s + 0.7 * e.decode_s  # noqa: E731
     return [
-        ("as measured (default: 480 ms endpoint)", simulate(rows, withdrawn, engines)),
-        ("endpoint 240 ms when the text ends with . ? !", simulate(rows, withdrawn, engines, endpoint_of=early)),
-        ("decode 30 % faster (encode unchanged)", simulate(rows, withdrawn, engines, engine_of=faster)),
-        ("both", simulate(rows, withdrawn, engines, endpoint_of=early, engine_of=faster)),
-        ("engine 2x faster (whole call)", simulate(rows, withdrawn, engines, engine_of=lambda e: e.total_s / 2)),
-        ("engine 2x faster + endpoint 240 ms on . ? !", simulate(rows, withdrawn, engines, endpoint_of=early, engine_of=lambda e: e.total_s / 2)),
+        ("as measured (default: 480 ms endpoint)", simulate(rows, withdrawn, engines, idle_engines=idle_engines)),
+        ("endpoint 240 ms when the text ends with . ? !", simulate(rows, withdrawn, engines, idle_engines=idle_engines, endpoint_of=early)),
+        ("decode 30 % faster (encode unchanged)", simulate(rows, withdrawn, engines, idle_engines=idle_engines, engine_of=faster)),
+        ("both", simulate(rows, withdrawn, engines, idle_engines=idle_engines, endpoint_of=early, engine_of=faster)),
+        ("engine 2x faster (whole call)", simulate(rows, withdrawn, engines, idle_engines=idle_engines, engine_of=lambda e: e.total_s / 2)),
+        ("engine 2x faster + endpoint 240 ms on . ? !", simulate(rows, withdrawn, engines, idle_engines=idle_engines, endpoint_of=early, engine_of=lambda e: e.total_s / 2)),
     ]
 
 
@@ -467,8 +470,9 @@ def main() -> int:
             print(f"{u.index:3d} {u.duration_s:5.2f}s engine {timing.total_s * 1000:5.0f} ms (encode {timing.encode_s * 1000:4.0f}) "
                   f"att {timing.attempts} {'W' if timing.wider_retry else ' '} {timing.text[:60]}", file=sys.stderr, flush=True)
         machine, audio_dir = machine_info(), str(args.audio_dir)
-    model = simulate(rows, withdrawn, engines)
-    variants = what_ifs(rows, withdrawn, engines)
+    idle_engines = config.server.speculation_idle_engines
+    model = simulate(rows, withdrawn, engines, idle_engines=idle_engines)
+    variants = what_ifs(rows, withdrawn, engines, idle_engines)
     print(f"machine: {machine['cpu']}, {machine['cores']} cores; model {config.model.size} ({config.model.engine}, {config.model.compute_type}, "
           f"beam {config.model.beam_size}), cpu_threads {threads} (as each worker), {engines} engines modelled")
     print(f"audio: {audio_dir}; {len(rows)} utterances; {len(withdrawn)} withdrawn speculations\n")

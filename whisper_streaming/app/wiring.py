@@ -180,6 +180,7 @@ def runtime_options_from_config(config: ServerConfig) -> RuntimeOptions:
         overload_queue_fraction=s.overload_queue_fraction,
         shutdown_timeout_s=s.shutdown_timeout_s,
         status_probes_per_s=s.status_probes_per_s,
+        speculation_idle_engines=s.speculation_idle_engines,
     )
 
 

@@ -63,6 +63,15 @@ class ServerSectionConfig(BaseModel):
     most ``throttle_burst_s / throttle_worker_s_per_s`` seconds (20 s at the defaults) after one utterance,
     and only while other sessions have work."""
 
+    speculation_idle_engines: Annotated[StrictInt, Field(ge=1, le=64)] = 1
+    """Idle engines needed before an utterance is transcribed speculatively (once
+    ``vad.trailing_ms`` of silence is in, before its endpoint), with nothing else queued.  1: any
+    idle engine; the result is ready up to ``silence_frames * frame_ms - trailing_ms`` sooner, and
+    a speculation that resumed speech withdraws stops after its encoder pass.  2: one engine
+    always stays free for confirmed utterances, so under load little is speculated (the previous
+    default; at 8 real-time streams on 2 cores it gave p95 1.75 s from the end of speech against
+    1.47-1.64 s with 1, ``docs/benchmarks.md``)."""
+
     shutdown_timeout_s: Annotated[FiniteFloat, Field(gt=0)] = 30.0
     """Seconds a graceful shutdown may take before remaining work is abandoned."""
 

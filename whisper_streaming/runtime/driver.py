@@ -9,13 +9,15 @@ or cancel speculations, publish results and audio to the sinks, answer status re
 ask the door to close (:attr:`SessionDriver.close_requested`).
 
 Speculative transcription: when the session offers a tentative utterance (its audio is final,
-the endpoint is still ``silence_frames * frame_ms - trailing_ms`` away) while the backend's
-:meth:`~whisper_streaming.backends.base.AsrBackend.capacity` shows nothing queued and at least
-two idle engines, the utterance is submitted at once; the :class:`Transcribe` that confirms it
-takes the job over, so the result is ready up to that much sooner.  A speculation that is
-withdrawn (speech resumed) cannot stop a job that already runs, so one engine is always left
-for confirmed utterances: with one engine nothing is speculated, and under load (no two idle
-engines) neither, so speculation costs no throughput when the machine is busy.
+the endpoint is still ``silence_frames * frame_ms - trailing_ms`` away) while the runtime has
+room for it (:meth:`~whisper_streaming.runtime.runtime.Runtime.room_for_speculation`: nothing
+queued and an idle engine, or two with ``server.speculation_idle_engines: 2``), the utterance is
+submitted at once; the :class:`Transcribe` that confirms it takes the job over, so the result is
+ready up to that much sooner.  A speculation that is withdrawn (speech resumed) is cancelled;
+an engine that supports it stops the job after its encoder pass (``should_stop``).  Nearly every
+speculation is confirmed on real speech, so running one on the last idle engine mostly does
+work that the endpoint would have queued 300 ms later anyway; under load (nothing idle) nothing
+is speculated.
 """
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ class RuntimeOptions:
     before it, then aborted (``SHUTTING_DOWN``), and the backend and sinks are closed.
     ``status_probes_per_s``: status requests answered, over all connections that hold no
     session slot (monitoring probes; the burst is one second's worth, at least 1).
+    ``speculation_idle_engines``: idle engines needed to start a speculative transcription
+    (:meth:`Runtime.room_for_speculation`): 1 = any idle engine; 2 keeps one free for confirmed
+    utterances (``docs/benchmarks.md``, "Speculation on one idle engine"); 0 acts as 1.
     """
 
     session: SessionOptions = field(default_factory=SessionOptions)
@@ -69,6 +72,7 @@ class RuntimeOptions:
     overload_queue_fraction: float = 0.9
     shutdown_timeout_s: float = 10.0
     status_probes_per_s: float = 20.0
+    speculation_idle_engines: int = 1
 
 
 class Transport(Protocol):
@@ -271,13 +275,13 @@ class Runtime:
         self.publish(ResultPublished(info, result))
 
     def room_for_speculation(self) -> bool:
-        """Nothing queued but the work of held (throttled) sessions, and two idle engines (one
-        stays free for confirmed work); an engine busy with a partial hypothesis or a chunk of a
-        file counts as idle here (a speculation of a final matters more; a partial is short, and
-        a chunk is paused while the speculation decodes)."""
+        """Nothing queued but the work of held (throttled) sessions, an idle engine, and at least
+        :attr:`RuntimeOptions.speculation_idle_engines` engines idle in all; an engine busy with a
+        partial hypothesis or a chunk of a file counts as idle for that count (a speculation of a
+        final matters more; a partial is short, and a chunk is paused while the speculation decodes)."""
         capacity = self.backend.capacity()
         return (capacity.queue_depth - capacity.held == 0 and capacity.idle_slots >= 1
-                and capacity.idle_slots + capacity.partial_slots + capacity.batch_slots >= 2)
+                and capacity.idle_slots + capacity.partial_slots + capacity.batch_slots >= self.options.speculation_idle_engines)
 
     def room_for_partial(self) -> bool:
         """Nothing queued but the work of held sessions, and: a partial worker ready (the backend

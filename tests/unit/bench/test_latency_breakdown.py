@@ -50,13 +50,22 @@ def test_model_speculation_hides_the_endpoint_only_when_the_engine_is_fast() -> 
     assert simulate([slow], [])[0].no_spec_latency_s == pytest.approx(0.48 + 0.5 + SEND_S)
 
 
-def test_model_no_speculation_when_an_engine_is_busy() -> None:
+def test_model_no_speculation_when_an_engine_is_busy_and_two_must_be_idle() -> None:
     # a withdrawn speculation started at 1.0 s runs 1.0 s: at the offer only one engine is idle
-    m = simulate([_row(1.48, 1.18, 0.5)], [(1.0, 1.0)])[0]
+    m = simulate([_row(1.48, 1.18, 0.5)], [(1.0, 1.0)], idle_engines=2)[0]
     assert not m.speculated and m.queue_s == 0.0
     assert m.latency_s == pytest.approx(0.48 + 0.5 + SEND_S)
-    # with one engine nothing speculates (withdrawn offers included): the confirmed utterance starts at the endpoint
-    one = simulate([_row(1.48, 1.18, 0.5)], [(1.0, 1.0)], engines=1)[0]
-    assert not one.speculated
+    # with one engine and two required nothing speculates: the confirmed utterance starts at the endpoint
+    one_free = simulate([_row(1.48, 1.18, 0.5)], [], engines=1, idle_engines=2)[0]
+    assert not one_free.speculated and one_free.latency_s == pytest.approx(0.48 + 0.5 + SEND_S)
+
+
+def test_model_speculation_on_the_last_idle_engine_by_default() -> None:
+    # the default (server.speculation_idle_engines 1): the other engine is idle at the offer
+    m = simulate([_row(1.48, 1.18, 0.5)], [(1.0, 1.0)])[0]
+    assert m.speculated and m.latency_s == pytest.approx(0.18 + 0.5 + SEND_S)
+    # one engine, busy with the withdrawn job until 2.0 s: the offer at 1.18 s finds none idle
+    busy = simulate([_row(1.48, 1.18, 0.5)], [(1.0, 1.0)], engines=1)[0]
+    assert not busy.speculated and busy.queue_s == pytest.approx(2.0 - 1.48)
     one_free = simulate([_row(1.48, 1.18, 0.5)], [], engines=1)[0]
-    assert one_free.latency_s == pytest.approx(0.48 + 0.5 + SEND_S)
+    assert one_free.speculated and one_free.latency_s == pytest.approx(0.18 + 0.5 + SEND_S)

@@ -84,9 +84,12 @@ def test_fixture_audio_has_several_utterances() -> None:
 
 
 class FakeBackend(AsrBackend):
-    """Resolves each job to ``job<i> bytes=<n>`` after ``delays.get(i, delay_s)`` seconds."""
+    """Resolves each job to ``job<i> bytes=<n>`` after ``delays.get(i, delay_s)`` seconds.
 
-    def __init__(self, *, capacity: Capacity = Capacity(idle_slots=1, queue_depth=0, slots=2), delay_s: float = 0.0,
+    Its capacity shows no idle engine unless a test gives one, so nothing is speculated and
+    ``jobs`` holds the confirmed utterances only."""
+
+    def __init__(self, *, capacity: Capacity = Capacity(idle_slots=0, queue_depth=0, slots=2), delay_s: float = 0.0,
                  delays: Mapping[int, float] | None = None, annotations: Mapping[str, Any] | None = None) -> None:
         self.capacity_now = capacity
         self.delay_s = delay_s
@@ -678,21 +681,34 @@ def test_shutdown_finishes_an_open_audiosocket_call() -> None:
 
 
 @pytest.mark.parametrize(
-    ("idle_slots", "queue_depth", "held", "room"),
-    [(2, 0, 0, True), (3, 0, 0, True), (1, 0, 0, False), (0, 0, 0, False), (2, 1, 0, False),
-     (2, 3, 3, True),  # only a throttled session's work waits: it does not stop others' speculation
-     (2, 3, 2, False)],
+    ("idle_engines", "idle_slots", "queue_depth", "held", "room"),
+    [(1, 1, 0, 0, True), (1, 2, 0, 0, True), (1, 0, 0, 0, False), (1, 1, 1, 0, False),
+     (1, 1, 2, 2, True),  # only a throttled session's work waits: it does not stop others' speculation
+     (1, 1, 2, 1, False),
+     (2, 2, 0, 0, True), (2, 3, 0, 0, True), (2, 1, 0, 0, False), (2, 0, 0, 0, False), (2, 2, 1, 0, False),
+     (2, 2, 3, 3, True), (2, 2, 3, 2, False)],
 )
-def test_room_for_speculation_reads_backend_capacity(idle_slots: int, queue_depth: int, held: int, room: bool) -> None:
+def test_room_for_speculation_reads_backend_capacity(idle_engines: int, idle_slots: int, queue_depth: int, held: int,
+                                                     room: bool) -> None:
     backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=queue_depth, slots=4, held=held))
 
     async def main() -> None:
-        runtime = Runtime(RuntimeOptions(), backend)
+        runtime = Runtime(RuntimeOptions(speculation_idle_engines=idle_engines), backend)
         calls = backend.capacity_calls
         assert runtime.room_for_speculation() is room
         assert backend.capacity_calls == calls + 1
-        backend.capacity_now = Capacity(idle_slots=1 if room else 2, queue_depth=0, slots=4)
+        backend.capacity_now = Capacity(idle_slots=0 if room else 2, queue_depth=0, slots=4)
         assert runtime.room_for_speculation() is not room  # read at every call, not cached
+
+    asyncio.run(main())
+
+
+def test_speculation_takes_the_last_idle_engine_by_default() -> None:
+    """``server.speculation_idle_engines`` defaults to 1: one idle engine is room enough."""
+    backend = FakeBackend(capacity=Capacity(idle_slots=1, queue_depth=0, slots=2))
+
+    async def main() -> None:
+        assert Runtime(RuntimeOptions(), backend).room_for_speculation() is True
 
     asyncio.run(main())
 
@@ -707,7 +723,7 @@ def test_a_partial_never_stops_a_speculation_and_needs_two_really_idle_engines(i
     backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=0, slots=2, partial_slots=partial_slots))
 
     async def main() -> None:
-        runtime = Runtime(RuntimeOptions(), backend)
+        runtime = Runtime(RuntimeOptions(speculation_idle_engines=2), backend)
         assert runtime.room_for_speculation() is speculate
         assert runtime.room_for_partial() is partial
 
@@ -720,7 +736,7 @@ def test_a_chunk_of_a_file_never_stops_a_speculation(idle_slots: int, batch_slot
     backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=queue_depth, slots=2, batch_slots=batch_slots))
 
     async def main() -> None:
-        assert Runtime(RuntimeOptions(), backend).room_for_speculation() is speculate
+        assert Runtime(RuntimeOptions(speculation_idle_engines=2), backend).room_for_speculation() is speculate
 
     asyncio.run(main())
 
@@ -743,12 +759,12 @@ def test_a_partial_worker_of_its_own_decides_room_for_a_partial(idle_slots: int,
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("idle_slots", [1, 2])
-def test_speculation_follows_capacity_on_a_stream(idle_slots: int) -> None:
+@pytest.mark.parametrize(("idle_slots", "idle_engines", "speculates"), [(0, 1, False), (1, 1, True), (1, 2, False), (2, 2, True)])
+def test_speculation_follows_capacity_on_a_stream(idle_slots: int, idle_engines: int, speculates: bool) -> None:
     backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=0, slots=2))
 
     async def main() -> None:
-        async with serving(backend) as srv:
+        async with serving(backend, speculation_idle_engines=idle_engines) as srv:
             c = await Client.connect(srv.tcp_port)
             await c.hello()
             c.send(Begin())
@@ -760,7 +776,7 @@ def test_speculation_follows_capacity_on_a_stream(idle_slots: int) -> None:
             rs = results(got)
             # the same utterances either way (a claimed speculation is the same audio)
             assert [job_bytes(r.text) for r in rs] == [2 * len(u.samples) for u in JFK_UTTERANCES]
-            if idle_slots >= 2:
+            if speculates:
                 assert stats.speculations_started >= 1
                 assert stats.speculations_used >= 1
             else:
@@ -912,6 +928,17 @@ def test_default_per_ip_limit_leaves_slots_for_other_hosts() -> None:
     assert default_per_ip_limit(16) == 12 and default_per_ip_limit(1) == 1 and default_per_ip_limit(2) == 1
     assert runtime_options_from_config(parse_config({})).max_sessions_per_ip == 12
     assert runtime_options_from_config(parse_config({"server": {"max_connections_per_ip": 0}})).max_sessions_per_ip == 0
+
+
+def test_speculation_idle_engines_reaches_the_runtime() -> None:
+    from whisper_streaming.app.wiring import runtime_options_from_config
+    from whisper_streaming.config.schema import parse_config
+    from whisper_streaming.errors import ConfigError
+
+    assert runtime_options_from_config(parse_config({})).speculation_idle_engines == 1
+    assert runtime_options_from_config(parse_config({"server": {"speculation_idle_engines": 2}})).speculation_idle_engines == 2
+    with pytest.raises(ConfigError):
+        parse_config({"server": {"speculation_idle_engines": 0}})
 
 
 def test_an_audiosocket_connection_takes_no_slot_before_its_uuid() -> None:
