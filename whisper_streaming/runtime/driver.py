@@ -12,7 +12,8 @@ Speculative transcription: when the session offers a tentative utterance (its au
 the endpoint is still ``silence_frames * frame_ms - trailing_ms`` away) while the runtime has
 room for it (:meth:`~whisper_streaming.runtime.runtime.Runtime.room_for_speculation`: nothing
 queued and an idle engine, or two with ``server.speculation_idle_engines: 2``), the utterance is
-submitted at once; the :class:`Transcribe` that confirms it takes the job over, so the result is
+submitted at once (without room, the offer is kept and submitted after a later packet that finds
+room, until the endpoint or resumed speech overtakes it); the :class:`Transcribe` that confirms it takes the job over, so the result is
 ready up to that much sooner.  A speculation that is withdrawn (speech resumed) is cancelled;
 an engine that supports it stops the job after its encoder pass (``should_stop``).  Nearly every
 speculation is confirmed on real speech, so running one on the last idle engine mostly does
@@ -111,6 +112,7 @@ class SessionDriver:
         self.input_stopped = False
         self.close_requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._speculations: dict[int, asyncio.Future[UtteranceResult]] = {}  # Speculate.key -> running transcription
+        self._deferred: Speculate | None = None  # offered when there was no room; retried until claimed or cancelled
         self._in_flight: set[asyncio.Future[UtteranceResult]] = set()  # confirmed transcriptions not reported yet
         self._partial_future: asyncio.Future[UtteranceResult] | None = None  # the partial decode outstanding
         self._end_published = False
@@ -133,6 +135,10 @@ class SessionDriver:
         if isinstance(command, Identify) and self.session.user_id != self.info.user_id:  # the sinks see who it is from now on
             self.info = replace(self.info, user_id=self.session.user_id)
         await self.execute(actions)
+        deferred = self._deferred
+        if deferred is not None and not self._closed and self.runtime.room_for_speculation():
+            self._deferred = None  # an engine freed up before the endpoint: start it now
+            await self._speculate(deferred)
 
     async def protocol_error(self, exc: RemoteProtocolError) -> None:
         self.log.warning("protocol error %s: %s", exc.reason, exc.detail)
@@ -185,6 +191,7 @@ class SessionDriver:
         if self._closed:
             return
         self._closed = True
+        self._deferred = None
         for future in self._speculations.values():
             future.cancel()
         self._speculations.clear()
@@ -250,6 +257,8 @@ class SessionDriver:
             self.runtime.publish(StreamClosed(self.info, action.stream_index))
             self._stream_index = -1
         elif isinstance(action, CancelSpeculation):
+            if self._deferred is not None and self._deferred.key == action.key:
+                self._deferred = None
             future = self._speculations.pop(action.key, None)
             if future is not None:
                 future.cancel()  # dropped if still queued; a running job stops after its encoder pass (ProcessPool)
@@ -308,7 +317,11 @@ class SessionDriver:
                 return
 
     async def _speculate(self, action: Speculate) -> None:
+        """Submit the tentative utterance if the runtime has room now; else keep it, and
+        :meth:`handle` tries again after each later command (an engine that frees up before the
+        endpoint starts it then) until a :class:`Transcribe` claims it or it is cancelled."""
         if not self.runtime.room_for_speculation():
+            self._deferred = action
             return
         job = UtteranceJob(action.asr_samples().astype("<i2").tobytes(), action.language, action.analyses)
         try:
@@ -360,6 +373,8 @@ class SessionDriver:
         partial = self._partial_future
         if partial is not None and not partial.done():  # its utterance has ended: the session would drop its text,
             partial.cancel()  # so its worker stops after the encoder (ProcessPool); the session counts it dropped
+        if self._deferred is not None and self._deferred.key == action.claims:
+            self._deferred = None  # the endpoint came first: the utterance is queued as confirmed below
         u = action.utterance  # its endpoint is now: the final latency is counted from here (backpressure included)
         self._endpoints[(action.stream_index, u.start_s, u.end_s)] = asyncio.get_running_loop().time()
         future = self._speculations.pop(action.claims, None) if action.claims is not None else None

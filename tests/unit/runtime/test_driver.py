@@ -238,3 +238,61 @@ def test_a_partial_decode_in_flight_is_withdrawn_when_its_utterance_ends() -> No
         assert [o.text for o in peer.outputs if isinstance(o, FinalResult)] == ["hello"]
 
     asyncio.run(run())
+
+
+async def _stream_with_room_switch(host: Host, peer: Peer) -> tuple[SessionDriver, list[bool]]:
+    """A driver with its stream begun, whose host has room for a speculation while ``room[0]``."""
+    room = [False]
+    host.room_for_speculation = lambda: room[0]  # type: ignore[method-assign]
+    d = driver(host, peer)
+    await d.handle(Identify("alice"))
+    await d.handle(BeginStream())
+    return d, room
+
+
+def test_a_speculation_offered_without_room_starts_once_an_engine_frees_up_before_the_endpoint() -> None:
+    """No room at the offer (after 180 ms of trailing audio): the driver keeps the offer and
+    submits it after a later packet finds room; the endpoint's Transcribe claims it."""
+
+    async def run() -> None:
+        host, peer = Host(), Peer()
+        d, room = await _stream_with_room_switch(host, peer)
+        for chunk in [LOUD] * 20 + [QUIET] * 8:  # the offer came after 6 quiet packets, with no room
+            await d.handle(AudioChunk(chunk))
+        assert host.backend.futures == [] and host.stats.speculations_started == 0
+        room[0] = True  # an engine is idle now
+        await d.handle(AudioChunk(QUIET))
+        assert len(host.backend.futures) == 1 and host.stats.speculations_started == 1
+        room[0] = False
+        for _ in range(10):  # on to the endpoint (16 quiet frames): claimed, no second decode
+            await d.handle(AudioChunk(QUIET))
+        assert len(host.backend.futures) == 1 and host.stats.speculations_used == 1
+        host.backend.futures[0].set_result(transcript("Hello."))
+        await asyncio.sleep(0)
+        assert [o.text for o in peer.outputs if isinstance(o, FinalResult)] == ["Hello."]
+
+    asyncio.run(run())
+
+
+def test_a_kept_offer_is_dropped_when_speech_resumes_or_the_endpoint_comes_first() -> None:
+    """A kept offer that speech withdraws, or that the endpoint overtakes, is never submitted
+    later: only confirmed utterances reach the backend."""
+
+    async def run() -> None:
+        host, peer = Host(), Peer()
+        d, room = await _stream_with_room_switch(host, peer)
+        for chunk in [LOUD] * 20 + [QUIET] * 8 + [LOUD] * 2:  # offered without room, then speech resumed
+            await d.handle(AudioChunk(chunk))
+        room[0] = True
+        await d.handle(AudioChunk(LOUD))
+        assert host.backend.futures == [] and host.stats.speculations_started == 0  # the withdrawn offer is gone
+        room[0] = False
+        for _ in range(20):  # the next offer (no room) and the endpoint: one confirmed utterance
+            await d.handle(AudioChunk(QUIET))
+        assert len(host.backend.futures) == 1
+        room[0] = True
+        for _ in range(5):
+            await d.handle(AudioChunk(QUIET))
+        assert len(host.backend.futures) == 1 and host.stats.speculations_started == 0  # nothing stale submitted
+
+    asyncio.run(run())
