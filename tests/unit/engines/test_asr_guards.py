@@ -26,6 +26,14 @@ def test_ordinary_text_and_short_repeats_are_not() -> None:
     assert not _looks_repeated((seg(" ".join(words + ["x"] + words)),))  # 4 words twice: not enough
 
 
+def test_a_short_phrase_said_twice_as_the_whole_text_is_a_repeat() -> None:
+    assert _looks_repeated((seg(" 10 of cloves.  10 of cloves."),))  # en level-65, "ten of clubs"
+    assert _looks_repeated((seg("Thank you."), seg(" Thank you. Thank you.")))  # three times, across segments
+    assert not _looks_repeated((seg("No, no."),))  # one word said twice: a real answer, never redone
+    assert not _looks_repeated((seg("10 of cloves. 10 of clubs."),))  # not the same phrase
+    assert not _looks_repeated((seg("10 of clubs, 10 of clubs, and the 7 of hearts."),))  # more than the phrase
+
+
 def test_truncation_is_too_few_tokens_for_the_audio() -> None:
     # 3 s of audio, 0.8 s of it endpointing/pre-roll: below 1.5 tokens/s of 2.2 s is truncated
     assert MIN_TOKENS_PER_S == 1.5
