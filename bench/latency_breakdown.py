@@ -242,10 +242,12 @@ def simulate(rows: list[UtteranceTiming], withdrawn: list[tuple[float, float]], 
     """Model one stream on a server with ``engines`` idle engines (FIFO, one job per engine).
 
     ``rows``: the utterances in stream order; ``withdrawn``: (offer time, engine time) of each
-    withdrawn speculation (pass the encoder time where the engine stops a withdrawn job after its
-    encoder pass).  A speculation starts at its offer when at least ``idle_engines`` engines
-    (``server.speculation_idle_engines``) are idle (``Runtime.room_for_speculation``; with one
-    stream nothing else can be queued then).
+    withdrawn speculation (``main`` passes the whole call: an upper bound, as the server stops a
+    job withdrawn before its encoder pass ends).  A speculation starts at its offer when at least
+    ``idle_engines`` engines (``server.speculation_idle_engines``) are idle
+    (``Runtime.room_for_speculation``; with one stream nothing else can be queued then); an
+    offer that finds no room is not started later here (the server's driver keeps it and starts
+    it when an engine frees up before the endpoint), so the model is pessimistic there.
     ``endpoint_of``/``engine_of``: what-if overrides of the endpoint time and the engine time.
     """
     endpoint_of = endpoint_of or (lambda r: r.endpoint_s)

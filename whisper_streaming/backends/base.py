@@ -195,7 +195,16 @@ class AsrBackend(abc.ABC):
 
     @abc.abstractmethod
     def capacity(self) -> Capacity:
-        """Idle engines and queue depth now (cheap; called on every tentative utterance)."""
+        """Idle engines and queue depth now (cheap; called on every tentative utterance, and after
+        every later packet while a speculation waits for room)."""
+
+    def starts_at_once(self, session_key: Hashable) -> bool:
+        """Whether a job of ``session_key`` put in now would be served by an idle engine at once,
+        as far as this session's own state goes (it is not held back by the throttle, nor by a job
+        of its own already running when the backend keeps its last idle engine for other
+        sessions).  Read with :meth:`capacity` before a speculative transcription, which must
+        not wait in the queue.  The default: True."""
+        return True
 
     @abc.abstractmethod
     def status(self) -> BackendStatus:

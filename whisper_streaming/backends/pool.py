@@ -279,6 +279,15 @@ class ProcessPool(AsrBackend):
                         partial_worker_ready=ready and not self._partials_paused_now(),
                         batch_slots=sum(s.state is EngineState.BUSY and s.batch for s in self._slots))
 
+    def starts_at_once(self, session_key: Hashable) -> bool:
+        """Not held by the throttle, and no job of its own running unless more engines are idle
+        than the queue keeps in reserve for other sessions (:class:`FairQueue`'s rule)."""
+        if self._throttle is not None and self._throttle.wait_s(session_key) > 0:
+            return False
+        if not self._queue.running(session_key):
+            return True
+        return sum(s.state is EngineState.IDLE for s in self._slots) > self._queue.reserve_getters
+
     def status(self) -> BackendStatus:
         throttled = 0 if self._throttle is None else self._throttle.keys_throttled
         return BackendStatus(tuple(s.state for s in self._slots), len(self._queue), self._restarts, self._done, self._failed, self._guards,

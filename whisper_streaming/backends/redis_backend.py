@@ -243,6 +243,10 @@ class RedisBackend(AsrBackend):
         return Capacity(idle_slots=idle, queue_depth=len(self._queue), slots=slots, held=self._queue.held(),
                         available=self._available())
 
+    def starts_at_once(self, session_key: Hashable) -> bool:
+        """Not held by the throttle (the front end's queue keeps no reserve worker)."""
+        return self._throttle is None or self._throttle.wait_s(session_key) <= 0
+
     def status(self) -> BackendStatus:
         live = [w for w in self._workers if not w.draining]
         engines: list[EngineState] = []

@@ -67,7 +67,8 @@ class ServerSectionConfig(BaseModel):
     """Idle engines needed before an utterance is transcribed speculatively (once
     ``vad.trailing_ms`` of silence is in, before its endpoint), with nothing else queued.  1: any
     idle engine; the result is ready up to ``silence_frames * frame_ms - trailing_ms`` sooner, and
-    a speculation that resumed speech withdraws stops after its encoder pass.  2: one engine
+    a speculation that resumed speech withdraws stops after its encoder pass (local workers; a
+    Redis worker host runs it to its end, so 2 may suit a Redis deployment).  2: one engine
     always stays free for confirmed utterances, so under load little is speculated (the previous
     default; at 8 real-time streams on 2 cores it gave p95 1.75 s from the end of speech against
     1.47-1.64 s with 1, ``docs/benchmarks.md``)."""

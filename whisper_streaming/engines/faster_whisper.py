@@ -389,4 +389,6 @@ def _said_over(words: list[str]) -> bool:
     is not repeated (en level-65 WER 0.074 -> 0.064); every other transcript is unchanged.  A
     speaker who really says a phrase twice costs a second decode, whose result is used."""
     n = len(words)
+    if len(set(words)) < 2:  # one word over and over is the loop guard's (three or more) or a real "no, no"
+        return False
     return any(n % k == 0 and all(words[i] == words[i % k] for i in range(k, n)) for k in range(2, n // 2 + 1))

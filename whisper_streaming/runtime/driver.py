@@ -12,9 +12,12 @@ Speculative transcription: when the session offers a tentative utterance (its au
 the endpoint is still ``silence_frames * frame_ms - trailing_ms`` away) while the runtime has
 room for it (:meth:`~whisper_streaming.runtime.runtime.Runtime.room_for_speculation`: nothing
 queued and an idle engine, or two with ``server.speculation_idle_engines: 2``), the utterance is
-submitted at once (without room, the offer is kept and submitted after a later packet that finds
-room, until the endpoint or resumed speech overtakes it); the :class:`Transcribe` that confirms it takes the job over, so the result is
-ready up to that much sooner.  A speculation that is withdrawn (speech resumed) is cancelled;
+submitted at once (without room, the offer is kept and submitted after a later command that
+finds room, until the endpoint or resumed speech overtakes it); the :class:`Transcribe` that
+confirms it takes the job over, so the result is ready up to that much sooner.  Room includes
+the backend's word that this session's job would start at once
+(:meth:`~whisper_streaming.backends.base.AsrBackend.starts_at_once`): a speculation must never
+wait in the queue, where it would hold back every other session's.  A speculation that is withdrawn (speech resumed) is cancelled;
 an engine that supports it stops the job after its encoder pass (``should_stop``).  Nearly every
 speculation is confirmed on real speech, so running one on the last idle engine mostly does
 work that the endpoint would have queued 300 ms later anyway; under load (nothing idle) nothing
@@ -26,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, MutableMapping, Sequence
+from collections.abc import Awaitable, Hashable, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -77,7 +80,7 @@ class SessionHost(Protocol):
 
     def result_delivered(self, info: SessionInfo, result: FinalResult) -> None: ...
 
-    def room_for_speculation(self) -> bool: ...
+    def room_for_speculation(self, session_key: Hashable | None = None) -> bool: ...
 
     def status_text(self) -> str: ...
 
@@ -136,7 +139,8 @@ class SessionDriver:
             self.info = replace(self.info, user_id=self.session.user_id)
         await self.execute(actions)
         deferred = self._deferred
-        if deferred is not None and not self._closed and self.runtime.room_for_speculation():
+        if deferred is not None and not self._closed and not self.input_stopped \
+                and self.runtime.room_for_speculation(self.info.session_id):
             self._deferred = None  # an engine freed up before the endpoint: start it now
             await self._speculate(deferred)
 
@@ -320,7 +324,7 @@ class SessionDriver:
         """Submit the tentative utterance if the runtime has room now; else keep it, and
         :meth:`handle` tries again after each later command (an engine that frees up before the
         endpoint starts it then) until a :class:`Transcribe` claims it or it is cancelled."""
-        if not self.runtime.room_for_speculation():
+        if not self.runtime.room_for_speculation(self.info.session_id):
             self._deferred = action
             return
         job = UtteranceJob(action.asr_samples().astype("<i2").tobytes(), action.language, action.analyses)

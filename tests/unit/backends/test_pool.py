@@ -612,6 +612,32 @@ def test_a_session_that_queues_many_takes_one_of_two_workers_and_a_late_one_star
     run_pool(tmp_path, body, workers=2, throttle_worker_s_per_s=None)
 
 
+def test_starts_at_once_follows_the_reserve_worker_rule(tmp_path):
+    """Two workers, one kept in reserve: while S has a job running, another job of S would wait
+    in the queue (the runtime then offers no speculation for S), while B's would start at once."""
+    async def body(pool: ProcessPool) -> None:
+        assert pool.starts_at_once("S") and pool.starts_at_once("B")
+        running = await pool.submit("S", UtteranceJob(pcm(0, 500)))
+        await wait_status(pool, lambda st: st.engines.count(BUSY) == 1)
+        assert pool.capacity().idle_slots == 1
+        assert not pool.starts_at_once("S") and pool.starts_at_once("B")
+        await result(running)
+        await wait_status(pool, lambda st: BUSY not in st.engines)
+        assert pool.starts_at_once("S")
+
+    run_pool(tmp_path, body, workers=2, throttle_worker_s_per_s=None)
+
+
+def test_starts_at_once_is_false_for_a_session_the_throttle_holds(tmp_path):
+    async def body(pool: ProcessPool) -> None:
+        await result(await pool.submit("H", UtteranceJob(pcm(0, 600))))  # 0.6 worker-s against a 0.3 s burst
+        await wait_status(pool, lambda st: BUSY not in st.engines)
+        assert pool.status().sessions_throttled == 1
+        assert not pool.starts_at_once("H") and pool.starts_at_once("B")
+
+    run_pool(tmp_path, body, workers=2, throttle_worker_s_per_s=0.02, throttle_burst_s=0.3)
+
+
 def test_a_session_within_its_allowance_is_never_delayed(tmp_path):
     """One utterance every 0.25 s, each holding the worker 50 ms: 0.2 worker-s per second, as
     real-time speech costs with base, under an allowance of 0.5 with a burst of only 0.1

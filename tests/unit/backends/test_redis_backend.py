@@ -544,3 +544,14 @@ def test_a_session_over_its_queue_bound_waits_in_submit_backpressure(redis_serve
             assert [await text(f) for f in (*first, fourth, other)] == [text_for(i) for i in (0, 1, 2, 3, 9)]
 
     run(body)
+
+
+def test_starts_at_once_is_false_only_for_a_session_the_throttle_holds() -> None:
+    """No connection needed: the front end's own queue decides (no reserve worker there)."""
+    fe = RedisBackend(RedisBackendOptions(RedisOptions(url="redis://127.0.0.1:1/0"), throttle_worker_s_per_s=0.02, throttle_burst_s=0.3))
+    assert fe.starts_at_once("H") and fe.starts_at_once("B")
+    assert fe._throttle is not None  # noqa: SLF001 - charge a worker's answer as the front end does
+    fe._throttle.charge("H", 0.6, 0.6)  # noqa: SLF001
+    assert not fe.starts_at_once("H") and fe.starts_at_once("B")
+    unthrottled = RedisBackend(RedisBackendOptions(RedisOptions(url="redis://127.0.0.1:1/0"), throttle_worker_s_per_s=None))
+    assert unthrottled.starts_at_once("H")

@@ -30,6 +30,7 @@ def test_a_short_phrase_said_twice_as_the_whole_text_is_a_repeat() -> None:
     assert _looks_repeated((seg(" 10 of cloves.  10 of cloves."),))  # en level-65, "ten of clubs"
     assert _looks_repeated((seg("Thank you."), seg(" Thank you. Thank you.")))  # three times, across segments
     assert not _looks_repeated((seg("No, no."),))  # one word said twice: a real answer, never redone
+    assert not _looks_repeated((seg("No, no, no, no."),))  # one word, not a phrase (the loop guard's case)
     assert not _looks_repeated((seg("10 of cloves. 10 of clubs."),))  # not the same phrase
     assert not _looks_repeated((seg("10 of clubs, 10 of clubs, and the 7 of hearts."),))  # more than the phrase
 

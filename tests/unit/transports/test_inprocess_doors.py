@@ -703,6 +703,21 @@ def test_room_for_speculation_reads_backend_capacity(idle_engines: int, idle_slo
     asyncio.run(main())
 
 
+def test_no_room_for_a_speculation_the_backend_would_not_start_at_once() -> None:
+    """The session's own state counts too: a backend that would queue this session's job (its
+    reserve worker rule, or its throttle) gives no room for its speculation, only for others'."""
+    backend = FakeBackend(capacity=Capacity(idle_slots=1, queue_depth=0, slots=2))
+    backend.starts_at_once = lambda key: key != "busy"  # type: ignore[method-assign]
+
+    async def main() -> None:
+        runtime = Runtime(RuntimeOptions(), backend)
+        assert runtime.room_for_speculation("other") is True
+        assert runtime.room_for_speculation("busy") is False
+        assert runtime.room_for_speculation() is True  # no session named: capacity only
+
+    asyncio.run(main())
+
+
 def test_speculation_takes_the_last_idle_engine_by_default() -> None:
     """``server.speculation_idle_engines`` defaults to 1: one idle engine is room enough."""
     backend = FakeBackend(capacity=Capacity(idle_slots=1, queue_depth=0, slots=2))
