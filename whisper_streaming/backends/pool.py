@@ -270,8 +270,11 @@ class ProcessPool(AsrBackend):
     def drain_shortest_first(self) -> None:
         self._queue.drain_shortest_first()
 
+    def _idle_slots(self) -> int:
+        return sum(s.state is EngineState.IDLE for s in self._slots)
+
     def capacity(self) -> Capacity:
-        idle = sum(s.state is EngineState.IDLE for s in self._slots)
+        idle = self._idle_slots()
         partial = sum(s.state is EngineState.BUSY and s.partial for s in self._slots)
         ready = any(s.state is EngineState.IDLE and s.inbox is not None and s.inbox.empty() for s in self._partial_slots)
         return Capacity(idle_slots=idle, queue_depth=len(self._queue), slots=len(self._slots), held=self._queue.held(),
@@ -286,7 +289,7 @@ class ProcessPool(AsrBackend):
             return False
         if not self._queue.running(session_key):
             return True
-        return sum(s.state is EngineState.IDLE for s in self._slots) > self._queue.reserve_getters
+        return self._idle_slots() > self._queue.reserve_getters
 
     def status(self) -> BackendStatus:
         throttled = 0 if self._throttle is None else self._throttle.keys_throttled

@@ -17,8 +17,9 @@ finds room, until the endpoint or resumed speech overtakes it); the :class:`Tran
 confirms it takes the job over, so the result is ready up to that much sooner.  Room includes
 the backend's word that this session's job would start at once
 (:meth:`~whisper_streaming.backends.base.AsrBackend.starts_at_once`): a speculation must never
-wait in the queue, where it would hold back every other session's.  A speculation that is withdrawn (speech resumed) is cancelled;
-an engine that supports it stops the job after its encoder pass (``should_stop``).  Nearly every
+wait in the queue, where it would hold back every other session's.  A speculation that is
+withdrawn (speech resumed) is cancelled; an engine that supports it stops the job after its
+encoder pass (``should_stop``).  Nearly every
 speculation is confirmed on real speech, so running one on the last idle engine mostly does
 work that the endpoint would have queued 300 ms later anyway; under load (nothing idle) nothing
 is speculated.
@@ -80,7 +81,7 @@ class SessionHost(Protocol):
 
     def result_delivered(self, info: SessionInfo, result: FinalResult) -> None: ...
 
-    def room_for_speculation(self, session_key: Hashable | None = None) -> bool: ...
+    def room_for_speculation(self, session_key: Hashable) -> bool: ...
 
     def status_text(self) -> str: ...
 

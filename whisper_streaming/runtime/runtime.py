@@ -274,18 +274,18 @@ class Runtime:
             self.stats.sentiment.add(sentiment)
         self.publish(ResultPublished(info, result))
 
-    def room_for_speculation(self, session_key: Hashable | None = None) -> bool:
+    def room_for_speculation(self, session_key: Hashable) -> bool:
         """Nothing queued but the work of held (throttled) sessions, an idle engine, and at least
         :attr:`RuntimeOptions.speculation_idle_engines` engines idle in all; an engine busy with a
         partial hypothesis or a chunk of a file counts as idle for that count (a speculation of a
         final matters more; a partial is short, and a chunk is paused while the speculation decodes).
-        With ``session_key``, also that the backend would start that session's job at once
+        And the backend would start ``session_key``'s job at once
         (:meth:`AsrBackend.starts_at_once`): a speculation that waited in the queue would hold
         back every other session's."""
         capacity = self.backend.capacity()
         return (capacity.queue_depth - capacity.held == 0 and capacity.idle_slots >= 1
                 and capacity.idle_slots + capacity.partial_slots + capacity.batch_slots >= self.options.speculation_idle_engines
-                and (session_key is None or self.backend.starts_at_once(session_key)))
+                and self.backend.starts_at_once(session_key))
 
     def room_for_partial(self) -> bool:
         """Nothing queued but the work of held sessions, and: a partial worker ready (the backend

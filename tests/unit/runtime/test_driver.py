@@ -55,7 +55,7 @@ class Host:
     def result_delivered(self, info: SessionInfo, result: FinalResult) -> None:
         self.publish(ResultPublished(info, result))
 
-    def room_for_speculation(self, session_key: object = None) -> bool:
+    def room_for_speculation(self, session_key: object) -> bool:
         return False
 
     def status_text(self) -> str:
@@ -176,7 +176,7 @@ def test_a_speculation_whose_text_ends_a_sentence_ends_the_utterance_sooner_and_
 
     async def run() -> None:
         host, peer = Host(), Peer()
-        host.room_for_speculation = lambda session_key=None: True  # type: ignore[method-assign]
+        host.room_for_speculation = lambda session_key: True  # type: ignore[method-assign]
         session = Session(SessionOptions(vad=VadOptions(sentence_end_silence_frames=8)),
                           segmenter_factory=lambda opts: VadSegmenter(opts, is_speech=lambda frame, rate: any(frame)))
         d = SessionDriver(host, session, SessionInfo("c1", "tcp"), peer, logging.LoggerAdapter(logging.getLogger("t"), {}))  # type: ignore[arg-type]
@@ -243,7 +243,7 @@ def test_a_partial_decode_in_flight_is_withdrawn_when_its_utterance_ends() -> No
 async def _stream_with_room_switch(host: Host, peer: Peer) -> tuple[SessionDriver, list[bool]]:
     """A driver with its stream begun, whose host has room for a speculation while ``room[0]``."""
     room = [False]
-    host.room_for_speculation = lambda session_key=None: room[0]  # type: ignore[method-assign]
+    host.room_for_speculation = lambda session_key: room[0]  # type: ignore[method-assign]
     d = driver(host, peer)
     await d.handle(Identify("alice"))
     await d.handle(BeginStream())

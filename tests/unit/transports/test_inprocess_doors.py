@@ -695,10 +695,10 @@ def test_room_for_speculation_reads_backend_capacity(idle_engines: int, idle_slo
     async def main() -> None:
         runtime = Runtime(RuntimeOptions(speculation_idle_engines=idle_engines), backend)
         calls = backend.capacity_calls
-        assert runtime.room_for_speculation() is room
+        assert runtime.room_for_speculation("s") is room
         assert backend.capacity_calls == calls + 1
         backend.capacity_now = Capacity(idle_slots=0 if room else 2, queue_depth=0, slots=4)
-        assert runtime.room_for_speculation() is not room  # read at every call, not cached
+        assert runtime.room_for_speculation("s") is not room  # read at every call, not cached
 
     asyncio.run(main())
 
@@ -713,7 +713,6 @@ def test_no_room_for_a_speculation_the_backend_would_not_start_at_once() -> None
         runtime = Runtime(RuntimeOptions(), backend)
         assert runtime.room_for_speculation("other") is True
         assert runtime.room_for_speculation("busy") is False
-        assert runtime.room_for_speculation() is True  # no session named: capacity only
 
     asyncio.run(main())
 
@@ -723,7 +722,7 @@ def test_speculation_takes_the_last_idle_engine_by_default() -> None:
     backend = FakeBackend(capacity=Capacity(idle_slots=1, queue_depth=0, slots=2))
 
     async def main() -> None:
-        assert Runtime(RuntimeOptions(), backend).room_for_speculation() is True
+        assert Runtime(RuntimeOptions(), backend).room_for_speculation("s") is True
 
     asyncio.run(main())
 
@@ -739,7 +738,7 @@ def test_a_partial_never_stops_a_speculation_and_needs_two_really_idle_engines(i
 
     async def main() -> None:
         runtime = Runtime(RuntimeOptions(speculation_idle_engines=2), backend)
-        assert runtime.room_for_speculation() is speculate
+        assert runtime.room_for_speculation("s") is speculate
         assert runtime.room_for_partial() is partial
 
     asyncio.run(main())
@@ -751,7 +750,7 @@ def test_a_chunk_of_a_file_never_stops_a_speculation(idle_slots: int, batch_slot
     backend = FakeBackend(capacity=Capacity(idle_slots=idle_slots, queue_depth=queue_depth, slots=2, batch_slots=batch_slots))
 
     async def main() -> None:
-        assert Runtime(RuntimeOptions(speculation_idle_engines=2), backend).room_for_speculation() is speculate
+        assert Runtime(RuntimeOptions(speculation_idle_engines=2), backend).room_for_speculation("s") is speculate
 
     asyncio.run(main())
 
