@@ -95,7 +95,8 @@ def vad_options_from_config(config: ServerConfig) -> VadOptions:
 
 def language_policy_from_config(config: ServerConfig) -> LanguagePolicy:
     m = config.model
-    return LanguagePolicy(m.language_min_detect_s, m.language_min_probability, m.language_redetect_below)
+    return LanguagePolicy(m.language_min_detect_s, m.language_min_probability, m.language_redetect_below,
+                          m.language_recheck_below_log_prob)
 
 
 def _refuse(requested: Any) -> bool:

@@ -132,6 +132,13 @@ class ModelConfig(BaseModel):
     """The stream's kept language is replaced for an utterance (of at least
     ``language_min_detect_s``) on which its probability falls below this."""
 
+    language_recheck_below_log_prob: Optional[Annotated[FiniteFloat, Field(ge=-20, le=0)]] = -0.8
+    """faster-whisper: once a stream's language is kept, the detector (about 30 ms of a base
+    model's call on one thread) runs only after a decode in it that has a segment whose average
+    log-probability is below this, and the utterance is decoded again when the detector
+    replaces the language (``redetect_below``); null = the detector runs before every decode.
+    openai-whisper always detects first."""
+
     @field_validator("size")
     @classmethod
     def _check_size(cls, value: str) -> str:

@@ -11,11 +11,18 @@ therefore:
   in the detected language until one utterance of at least ``min_detect_s`` seconds is
   detected with probability at least ``min_probability``; from then on the stream's language
   is kept and passed to the engine with every utterance;
-* **re-detected** when the speaker really switches: the engine still computes the language
-  probabilities (one decoder step on the encoder output it already has) and decodes in the
-  newly detected language instead of the kept one when the kept language's probability falls
-  below ``redetect_below`` on an utterance of at least ``min_detect_s``; the tracker then
-  keeps the new language if its probability reaches ``min_probability``.
+* **re-detected** when the speaker really switches: the kept language's probability is
+  checked on the encoder output the engine already has, and an utterance of at least
+  ``min_detect_s`` on which it falls below ``redetect_below`` is decoded in the newly
+  detected language instead; the tracker then keeps the new language if its probability
+  reaches ``min_probability``.  The check is one decoder step with its own cross-attention
+  projection of the whole encoder output (about 30 ms of a 300-900 ms call of the base model
+  on one CPU thread), so with ``recheck_below_log_prob`` set it runs only after a decode in
+  the kept language that the model itself doubts (:func:`recheck_language`): a segment's
+  average log-probability below that value.  Measured (``docs/benchmarks.md``): Korean
+  speech decoded as English scores -1.05 to -1.13, English speech as English no lower than
+  -0.87 even at 10 dB SNR of babble; English decoded as Korean either comes out as English
+  text anyway or scores -1.2 to -2.3.
 
 ``docs/benchmarks.md`` has the measurements behind the defaults.
 """
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LanguagePolicy", "LanguageRequest", "LanguageTracker", "choose_language"]
+__all__ = ["LanguagePolicy", "LanguageRequest", "LanguageTracker", "choose_language", "detect_first", "recheck_language"]
 
 
 @dataclass(frozen=True)
@@ -35,11 +42,15 @@ class LanguagePolicy:
     stream's language (> 0).  ``min_probability``: the detector's probability needed to keep a
     language, in (0, 1].  ``redetect_below``: a kept language whose probability on a long
     enough utterance falls below this is replaced for that utterance, in [0, 1).
+    ``recheck_below_log_prob``: with a kept language, the detector runs only after a decode
+    with a segment whose average log-probability (natural log, per token) is below this
+    (:func:`recheck_language`); None: before every decode, as with no kept language.
     """
 
     min_detect_s: float = 2.0
     min_probability: float = 0.5
     redetect_below: float = 0.1
+    recheck_below_log_prob: float | None = -0.8
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,33 @@ def choose_language(
     if duration_s >= policy.min_detect_s and kept_p < policy.redetect_below and top != request.kept:
         return top, probabilities[top]
     return request.kept, kept_p
+
+
+def detect_first(request: LanguageRequest, policy: LanguagePolicy) -> bool:
+    """Whether the engine runs the detector before decoding an utterance: no fixed language,
+    and either none kept yet or ``policy.recheck_below_log_prob`` is None (detect every time)."""
+    return request.fixed is None and (request.kept is None or policy.recheck_below_log_prob is None)
+
+
+def recheck_language(request: LanguageRequest, duration_s: float, worst_log_prob: float | None,
+                     policy: LanguagePolicy) -> bool:
+    """Whether to run the detector after a decode in the kept language (not run before it,
+    :func:`detect_first`), and decode again if :func:`choose_language` then replaces it.
+
+    ``worst_log_prob``: the lowest average log-probability of the decode's segments (None:
+    no segment).  True when the utterance is long enough for re-detection
+    (``policy.min_detect_s``) and that value is below ``policy.recheck_below_log_prob``:
+    Whisper forced to decode speech in another language doubts its own text (Korean speech
+    decoded as English: -1.05 to -1.13 on ``shared/data/speech/ko``), while speech in the kept
+    language scores higher (English as English: -0.67 at worst on clean read speech, -0.87 at
+    10 dB SNR of babble).  Shorter utterances can never replace the kept language, so they
+    never need the detector.
+    """
+    if request.fixed is not None or request.kept is None or policy.recheck_below_log_prob is None:
+        return False
+    if duration_s < policy.min_detect_s or worst_log_prob is None:
+        return False
+    return worst_log_prob < policy.recheck_below_log_prob
 
 
 class LanguageTracker:

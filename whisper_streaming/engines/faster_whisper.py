@@ -30,11 +30,11 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from whisper_streaming.engines.decoding import AttemptOutcome, DecodeBudget, DecodeLimits, cut_loops, is_non_speech_fragment, run_attempts
+from whisper_streaming.engines.decoding import AttemptOutcome, Attempts, DecodeBudget, DecodeLimits, cut_loops, is_non_speech_fragment, run_attempts
 from whisper_streaming.core.transcript import Transcript, TranscriptSegment, TranscriptWord
 from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, BatchDecode, DecodeOptions, EngineOptions, pcm16_to_float32
 from whisper_streaming.errors import AsrError, TranscriptionStopped, UsageError
-from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, choose_language
+from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, choose_language, detect_first, recheck_language
 
 __all__ = ["FasterWhisperEngine", "MINIMAL_WINDOW_PAD_S", "trim_window_padding"]
 
@@ -154,6 +154,9 @@ class FasterWhisperEngine:
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
         self.full_window_retries = 0
+        self.language_detections = 0  # detector runs (before a decode, or after one as a recheck)
+        self.language_rechecks = 0  # detector runs after a decode in the kept language (recheck_language)
+        self.language_redecodes = 0  # rechecks that replaced the kept language: the utterance decoded again
         try:
             self._model = _trimmed_model_class()(
                 options.model,
@@ -179,10 +182,15 @@ class FasterWhisperEngine:
             per_s = fe.sampling_rate // fe.hop_length  # 100 frames per second
             frames = min(frames, -(-(content + int(pad_s * per_s)) // per_s) * per_s)
         encoder_output = self._model.encode(pad_or_trim(features[:, :content], frames))  # not primed: a real pass
-        probabilities = None
-        if detect and self._model.model.is_multilingual:
-            probabilities = {token[2:-2]: p for token, p in self._model.model.detect_language(encoder_output)[0]}
-        return encoder_output, probabilities
+        return encoder_output, self._detect(encoder_output) if detect else None
+
+    def _detect(self, encoder_output: object) -> dict[str, float] | None:
+        """Language code -> probability from an encoder output (CTranslate2's
+        ``Whisper.detect_language``: one decoder step); None for an English-only model."""
+        if not self._model.model.is_multilingual:
+            return None
+        self.language_detections += 1
+        return {token[2:-2]: p for token, p in self._model.model.detect_language(encoder_output)[0]}
 
     def _attempt(self, audio: np.ndarray, encoded: object, language: str | None, temperature: float,
                  max_tokens: int, suspect_check: bool, started: float, d: DecodeOptions,
@@ -265,16 +273,17 @@ class FasterWhisperEngine:
         max_tokens = o.limits.tokens_for(duration_s)
         if minimal:
             max_tokens = max(1, max_tokens // 2)
+        policy = o.language_policy
         try:
-            first_encoded, probabilities = self._encode(audio, pad_s, detect=request.fixed is None)
+            first_encoded, probabilities = self._encode(audio, pad_s, detect=detect_first(request, policy))
             _check_stop(should_stop)
-            code, probability = choose_language(request, probabilities, duration_s, o.language_policy)
+            code, probability = choose_language(request, probabilities, duration_s, policy)
             encoded: dict[float | None, object] = {pad_s: first_encoded}
 
-            outcomes: list[AttemptOutcome[tuple[TranscriptSegment, ...]]] = []
             retry = o.retry_window_pad_s
             # the redo must see a wider window than the first decode; else Whisper's 30 s one
             retry_window = retry if retry is not None and pad_s is not None and retry > pad_s else None
+            outcomes: list[AttemptOutcome[tuple[TranscriptSegment, ...]]] = []
 
             def attempt(kind: str, temperature: float) -> Callable[[], AttemptOutcome[tuple[TranscriptSegment, ...]] | None]:
                 def run() -> AttemptOutcome[tuple[TranscriptSegment, ...]] | None:
@@ -302,18 +311,35 @@ class FasterWhisperEngine:
                 run.applies = lambda: kind != "retry" or bool(outcomes and outcomes[0].suspect)  # type: ignore[attr-defined]
                 return run
 
-            temps = d.temperatures or (0.0,)
-            plan = [attempt("first", temps[0])]
-            if pad_s is not None and not minimal:
-                plan.append(attempt("retry", temps[0]))
-            plan += [attempt("fallback", t) for t in temps[1:]]
-            result = run_attempts(
-                plan,
-                budget,
-                log_prob_threshold=d.log_prob_threshold,
-                compression_ratio_threshold=d.compression_ratio_threshold,
-                no_speech_threshold=d.no_speech_threshold,
-            )
+            def decode() -> Attempts[tuple[TranscriptSegment, ...]]:
+                outcomes.clear()
+                temps = d.temperatures or (0.0,)
+                plan = [attempt("first", temps[0])]
+                if pad_s is not None and not minimal:
+                    plan.append(attempt("retry", temps[0]))
+                plan += [attempt("fallback", t) for t in temps[1:]]
+                return run_attempts(
+                    plan,
+                    budget,
+                    log_prob_threshold=d.log_prob_threshold,
+                    compression_ratio_threshold=d.compression_ratio_threshold,
+                    no_speech_threshold=d.no_speech_threshold,
+                )
+
+            result = decode()
+            attempts = result.attempts
+            worst = min((s.avg_logprob for s in result.chosen.result), default=None)
+            if probabilities is None and recheck_language(request, duration_s, worst, policy):
+                # the kept language was not checked before the decode, and the decode doubts it
+                _check_stop(should_stop)
+                self.language_rechecks += 1
+                probabilities = self._detect(first_encoded)
+                checked, probability = choose_language(request, probabilities, duration_s, policy)
+                if checked != code and budget.allows(result.chosen.elapsed_s):
+                    self.language_redecodes += 1
+                    code = checked
+                    result = decode()
+                    attempts += result.attempts
         except TranscriptionStopped:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -333,7 +359,7 @@ class FasterWhisperEngine:
             probability,
             chosen.result,
             duration_s,
-            attempts=result.attempts,
+            attempts=attempts,
             loops_seen=result.loops_seen,
             loop_cut=result.looped,
             timed_out=result.timed_out,

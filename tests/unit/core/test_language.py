@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, LanguageTracker, choose_language
+from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, LanguageTracker, choose_language, detect_first, recheck_language
 
 POLICY = LanguagePolicy(min_detect_s=2.0, min_probability=0.5, redetect_below=0.1)
 
@@ -45,3 +45,23 @@ def test_fixed_tracker_ignores_observations() -> None:
     t = LanguageTracker("en", POLICY)
     t.observe("ko", 0.99, 9.0)
     assert t.request() == LanguageRequest(fixed="en") and t.kept is None
+
+
+def test_the_detector_runs_first_only_without_a_kept_language_unless_the_policy_says_always() -> None:
+    assert detect_first(LanguageRequest(), POLICY)
+    assert not detect_first(LanguageRequest(kept="en"), POLICY)
+    assert not detect_first(LanguageRequest(fixed="en"), POLICY)
+    always = LanguagePolicy(recheck_below_log_prob=None)
+    assert detect_first(LanguageRequest(kept="en"), always) and not detect_first(LanguageRequest(fixed="en"), always)
+
+
+def test_a_kept_language_is_rechecked_only_after_a_doubtful_decode_of_a_long_utterance() -> None:
+    kept = LanguageRequest(kept="en")
+    assert POLICY.recheck_below_log_prob == -0.8
+    assert recheck_language(kept, 3.0, -1.1, POLICY)  # Korean speech decoded as English
+    assert not recheck_language(kept, 3.0, -0.5, POLICY)  # a confident decode
+    assert not recheck_language(kept, 1.5, -1.1, POLICY)  # too short to replace the language anyway
+    assert not recheck_language(kept, 3.0, None, POLICY)  # nothing decoded
+    assert not recheck_language(LanguageRequest(fixed="en"), 3.0, -3.0, POLICY)
+    assert not recheck_language(LanguageRequest(), 3.0, -3.0, POLICY)  # detected before the decode
+    assert not recheck_language(kept, 3.0, -3.0, LanguagePolicy(recheck_below_log_prob=None))  # detected before the decode

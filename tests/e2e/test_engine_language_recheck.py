@@ -1,0 +1,68 @@
+"""The real faster-whisper engine skips the language detector for a kept language unless the
+decode doubts it, and then follows a real switch (``LanguagePolicy.recheck_below_log_prob``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from whisper_streaming.app.wiring import engine_options_from_config
+from whisper_streaming.config.loader import load_config
+from whisper_streaming.core.language import LanguageRequest
+from whisper_streaming.engines.faster_whisper import FasterWhisperEngine
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+@pytest.fixture(scope="module")
+def engine() -> FasterWhisperEngine:
+    return FasterWhisperEngine(engine_options_from_config(load_config(None)))
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    audio, rate = sf.read(DATA / "librispeech_dev-clean_1272-128104-0000.wav", dtype="float32")
+    assert rate == 16000
+    return np.ascontiguousarray(audio)
+
+
+def _counts(engine: FasterWhisperEngine) -> tuple[int, int, int]:
+    return engine.language_detections, engine.language_rechecks, engine.language_redecodes
+
+
+def test_a_kept_language_the_decode_trusts_is_not_detected_again(engine: FasterWhisperEngine, speech: np.ndarray) -> None:
+    fixed = engine.transcribe(speech, language=LanguageRequest(fixed="en"))
+    before = _counts(engine)
+    kept = engine.transcribe(speech, language=LanguageRequest(kept="en"))
+    assert _counts(engine) == before  # no detector run at all
+    assert kept.language == "en" and kept.text == fixed.text
+    assert kept.text.lower().startswith("mister quilter") or "quilter" in kept.text.lower()
+    # with no kept language yet the detector runs before the decode, as always
+    detected = engine.transcribe(speech, language=LanguageRequest())
+    assert engine.language_detections == before[0] + 1 and engine.language_rechecks == before[1]
+    assert detected.language == "en" and detected.text == fixed.text
+
+
+def test_a_doubted_kept_language_is_checked_and_a_real_switch_decoded_again(speech: np.ndarray) -> None:
+    # English speech on a stream that kept Korean.  Recheck after every decode (threshold 0:
+    # any segment scores below it), so the test does not hang on how Whisper scores English
+    # decoded as Korean.
+    options = engine_options_from_config(load_config(None))
+    options = replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=0.0))
+    engine = FasterWhisperEngine(options)
+    fixed = engine.transcribe(speech, language=LanguageRequest(fixed="en"))
+    switched = engine.transcribe(speech, language=LanguageRequest(kept="ko"))
+    assert _counts(engine) == (1, 1, 1)  # one detector run, after the decode, and one decode again
+    assert switched.language == "en" and switched.language_probability > 0.5
+    assert switched.text == fixed.text and switched.attempts >= 2
+    # a short utterance can never replace the kept language: no check, decoded as kept
+    short = engine.transcribe(np.ascontiguousarray(speech[: int(1.5 * 16000)]), language=LanguageRequest(kept="ko"))
+    assert _counts(engine) == (1, 1, 1) and short.language == "ko"
+    # the old rule (null): the detector runs before every decode
+    old = FasterWhisperEngine(replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=None)))
+    again = old.transcribe(speech, language=LanguageRequest(kept="ko"))
+    assert _counts(old) == (1, 0, 0) and again.language == "en" and again.text == fixed.text
