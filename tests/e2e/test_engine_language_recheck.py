@@ -37,14 +37,15 @@ def _counts(engine: FasterWhisperEngine) -> tuple[int, int, int]:
 def test_a_kept_language_the_decode_trusts_is_not_detected_again(engine: FasterWhisperEngine, speech: np.ndarray) -> None:
     fixed = engine.transcribe(speech, language=LanguageRequest(fixed="en"))
     before = _counts(engine)
-    kept = engine.transcribe(speech, language=LanguageRequest(kept="en"))
+    kept = engine.transcribe(speech, language=LanguageRequest(kept="en", confirmed=True))
     assert _counts(engine) == before  # no detector run at all
     assert kept.language == "en" and kept.text == fixed.text
     assert kept.text.lower().startswith("mister quilter") or "quilter" in kept.text.lower()
-    # with no kept language yet the detector runs before the decode, as always
+    # with no kept language yet, or one not yet confirmed, the detector runs before the decode
     detected = engine.transcribe(speech, language=LanguageRequest())
-    assert engine.language_detections == before[0] + 1 and engine.language_rechecks == before[1]
-    assert detected.language == "en" and detected.text == fixed.text
+    unconfirmed = engine.transcribe(speech, language=LanguageRequest(kept="en"))
+    assert engine.language_detections == before[0] + 2 and engine.language_rechecks == before[1]
+    assert detected.language == unconfirmed.language == "en" and detected.text == unconfirmed.text == fixed.text
 
 
 def test_a_doubted_kept_language_is_checked_and_a_real_switch_decoded_again(speech: np.ndarray) -> None:
@@ -55,14 +56,14 @@ def test_a_doubted_kept_language_is_checked_and_a_real_switch_decoded_again(spee
     options = replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=0.0))
     engine = FasterWhisperEngine(options)
     fixed = engine.transcribe(speech, language=LanguageRequest(fixed="en"))
-    switched = engine.transcribe(speech, language=LanguageRequest(kept="ko"))
+    switched = engine.transcribe(speech, language=LanguageRequest(kept="ko", confirmed=True))
     assert _counts(engine) == (1, 1, 1)  # one detector run, after the decode, and one decode again
     assert switched.language == "en" and switched.language_probability > 0.5
     assert switched.text == fixed.text and switched.attempts >= 2
     # a short utterance can never replace the kept language: no check, decoded as kept
-    short = engine.transcribe(np.ascontiguousarray(speech[: int(1.5 * 16000)]), language=LanguageRequest(kept="ko"))
+    short = engine.transcribe(np.ascontiguousarray(speech[: int(1.5 * 16000)]), language=LanguageRequest(kept="ko", confirmed=True))
     assert _counts(engine) == (1, 1, 1) and short.language == "ko"
     # the old rule (null): the detector runs before every decode
     old = FasterWhisperEngine(replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=None)))
-    again = old.transcribe(speech, language=LanguageRequest(kept="ko"))
+    again = old.transcribe(speech, language=LanguageRequest(kept="ko", confirmed=True))
     assert _counts(old) == (1, 0, 0) and again.language == "en" and again.text == fixed.text

@@ -96,7 +96,7 @@ def vad_options_from_config(config: ServerConfig) -> VadOptions:
 def language_policy_from_config(config: ServerConfig) -> LanguagePolicy:
     m = config.model
     return LanguagePolicy(m.language_min_detect_s, m.language_min_probability, m.language_redetect_below,
-                          m.language_recheck_below_log_prob)
+                          m.language_recheck_below_log_prob, m.language_confirm_utterances)
 
 
 def _refuse(requested: Any) -> bool:

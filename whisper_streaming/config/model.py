@@ -137,7 +137,13 @@ class ModelConfig(BaseModel):
     model's call on one thread) runs only after a decode in it that has a segment whose average
     log-probability is below this, and the utterance is decoded again when the detector
     replaces the language (``redetect_below``); null = the detector runs before every decode.
-    openai-whisper always detects first."""
+    Only once the kept language is confirmed (``language_confirm_utterances``).  openai-whisper
+    always detects first."""
+
+    language_confirm_utterances: Annotated[StrictInt, Field(ge=1, le=100)] = 3
+    """Detections of the kept language in a row (utterances of at least
+    ``language_min_detect_s``) before the detector runs only on doubt
+    (``language_recheck_below_log_prob``): a wrong first detection is replaced first."""
 
     @field_validator("size")
     @classmethod

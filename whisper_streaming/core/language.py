@@ -17,9 +17,12 @@ therefore:
   detected language instead; the tracker then keeps the new language if its probability
   reaches ``min_probability``.  The check is one decoder step with its own cross-attention
   projection of the whole encoder output (about 30 ms of a 300-900 ms call of the base model
-  on one CPU thread), so with ``recheck_below_log_prob`` set it runs only after a decode in
-  the kept language that the model itself doubts (:func:`recheck_language`): a segment's
-  average log-probability below that value.  Measured (``docs/benchmarks.md``): Korean
+  on one CPU thread), so with ``recheck_below_log_prob`` set, once the kept language is
+  *confirmed* (detected on ``confirm_utterances`` utterances of at least ``min_detect_s`` in a
+  row; a detection of another language there starts the count again) it runs only after a
+  decode in it that the model itself doubts (:func:`recheck_language`): a segment's average
+  log-probability below that value.  Until then it runs before every decode, so a wrong first
+  detection (degraded audio) is replaced before the detector stops running.  Measured (``docs/benchmarks.md``): Korean
   speech decoded as English scores -1.05 to -1.13, English speech as English no lower than
   -0.87 even at 10 dB SNR of babble; English decoded as Korean either comes out as English
   text anyway or scores -1.2 to -2.3.
@@ -44,13 +47,19 @@ class LanguagePolicy:
     enough utterance falls below this is replaced for that utterance, in [0, 1).
     ``recheck_below_log_prob``: with a kept language, the detector runs only after a decode
     with a segment whose average log-probability (natural log, per token) is below this
-    (:func:`recheck_language`); None: before every decode, as with no kept language.
+    (:func:`recheck_language`) once the kept language is confirmed; None: before every decode.
+    ``confirm_utterances``: detections of the kept language in a row (each on an utterance of
+    at least ``min_detect_s``, with at least ``min_probability``) that confirm it, >= 1.
+    English speech decoded under a wrongly kept German or Japanese came out translated or
+    looping at -0.6 to -0.75 (``docs/benchmarks.md``), which no threshold tells from a good
+    decode: the count is what protects against a wrong first detection.
     """
 
     min_detect_s: float = 2.0
     min_probability: float = 0.5
     redetect_below: float = 0.1
     recheck_below_log_prob: float | None = -0.8
+    confirm_utterances: int = 3
 
 
 @dataclass(frozen=True)
@@ -59,11 +68,13 @@ class LanguageRequest:
 
     ``fixed``: decode in this code, no detection.  ``kept``: the stream's language so far
     (decode in it unless re-detection overrides, see :func:`choose_language`).  Both None:
-    detect.
+    detect.  ``confirmed``: the kept language has been detected often enough
+    (``LanguagePolicy.confirm_utterances``) for the detector to run only on doubt.
     """
 
     fixed: str | None = None
     kept: str | None = None
+    confirmed: bool = False
 
 
 def choose_language(
@@ -92,8 +103,8 @@ def choose_language(
 
 def detect_first(request: LanguageRequest, policy: LanguagePolicy) -> bool:
     """Whether the engine runs the detector before decoding an utterance: no fixed language,
-    and either none kept yet or ``policy.recheck_below_log_prob`` is None (detect every time)."""
-    return request.fixed is None and (request.kept is None or policy.recheck_below_log_prob is None)
+    and none kept yet, or not yet confirmed, or ``policy.recheck_below_log_prob`` is None."""
+    return request.fixed is None and (request.kept is None or not request.confirmed or policy.recheck_below_log_prob is None)
 
 
 def recheck_language(request: LanguageRequest, duration_s: float, worst_log_prob: float | None,
@@ -110,7 +121,7 @@ def recheck_language(request: LanguageRequest, duration_s: float, worst_log_prob
     10 dB SNR of babble).  Shorter utterances can never replace the kept language, so they
     never need the detector.
     """
-    if request.fixed is not None or request.kept is None or policy.recheck_below_log_prob is None:
+    if request.fixed is not None or detect_first(request, policy):
         return False
     if duration_s < policy.min_detect_s or worst_log_prob is None:
         return False
@@ -131,10 +142,13 @@ class LanguageTracker:
         self.fixed = fixed
         self.kept: str | None = None
         self.changes = 0  # how often a kept language was replaced
+        self.confirmations = 0  # detections of the kept language in a row (LanguagePolicy.confirm_utterances)
 
     def request(self) -> LanguageRequest:
         """What to tell the engine about the next utterance."""
-        return LanguageRequest(self.fixed, None if self.fixed is not None else self.kept)
+        if self.fixed is not None:
+            return LanguageRequest(self.fixed)
+        return LanguageRequest(None, self.kept, self.kept is not None and self.confirmations >= self.policy.confirm_utterances)
 
     def observe(self, language: str, probability: float, duration_s: float) -> None:
         """An utterance of ``duration_s`` seconds was decoded in ``language`` (detected with ``probability``)."""
@@ -142,6 +156,10 @@ class LanguageTracker:
             return
         if duration_s < self.policy.min_detect_s or probability < self.policy.min_probability:
             return
-        if self.kept is not None and language != self.kept:
+        if language == self.kept:
+            self.confirmations += 1
+            return
+        if self.kept is not None:
             self.changes += 1
         self.kept = language
+        self.confirmations = 1

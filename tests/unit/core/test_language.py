@@ -47,16 +47,32 @@ def test_fixed_tracker_ignores_observations() -> None:
     assert t.request() == LanguageRequest(fixed="en") and t.kept is None
 
 
-def test_the_detector_runs_first_only_without_a_kept_language_unless_the_policy_says_always() -> None:
+def test_a_kept_language_is_confirmed_by_detections_in_a_row_and_a_change_starts_the_count_again() -> None:
+    t = LanguageTracker(None, POLICY)
+    assert POLICY.confirm_utterances == 3
+    t.observe("en", 0.97, 4.0)
+    t.observe("en", 0.99, 1.0)  # too short: not counted
+    t.observe("en", 0.3, 4.0)  # unsure: not counted
+    t.observe("en", 0.9, 2.5)
+    assert t.request() == LanguageRequest(kept="en") and t.confirmations == 2
+    t.observe("en", 0.8, 3.0)
+    assert t.request() == LanguageRequest(kept="en", confirmed=True)
+    t.observe("ko", 0.9, 3.0)  # a switch: kept again from scratch, the detector runs again
+    assert t.request() == LanguageRequest(kept="ko") and t.changes == 1 and t.confirmations == 1
+    assert LanguageTracker("en", POLICY).request() == LanguageRequest(fixed="en")
+
+
+def test_the_detector_runs_first_until_the_kept_language_is_confirmed_unless_the_policy_says_always() -> None:
     assert detect_first(LanguageRequest(), POLICY)
-    assert not detect_first(LanguageRequest(kept="en"), POLICY)
+    assert detect_first(LanguageRequest(kept="en"), POLICY)  # kept, not yet confirmed
+    assert not detect_first(LanguageRequest(kept="en", confirmed=True), POLICY)
     assert not detect_first(LanguageRequest(fixed="en"), POLICY)
     always = LanguagePolicy(recheck_below_log_prob=None)
-    assert detect_first(LanguageRequest(kept="en"), always) and not detect_first(LanguageRequest(fixed="en"), always)
+    assert detect_first(LanguageRequest(kept="en", confirmed=True), always) and not detect_first(LanguageRequest(fixed="en"), always)
 
 
-def test_a_kept_language_is_rechecked_only_after_a_doubtful_decode_of_a_long_utterance() -> None:
-    kept = LanguageRequest(kept="en")
+def test_a_confirmed_language_is_rechecked_only_after_a_doubtful_decode_of_a_long_utterance() -> None:
+    kept = LanguageRequest(kept="en", confirmed=True)
     assert POLICY.recheck_below_log_prob == -0.8
     assert recheck_language(kept, 3.0, -1.1, POLICY)  # Korean speech decoded as English
     assert not recheck_language(kept, 3.0, -0.5, POLICY)  # a confident decode
@@ -64,4 +80,5 @@ def test_a_kept_language_is_rechecked_only_after_a_doubtful_decode_of_a_long_utt
     assert not recheck_language(kept, 3.0, None, POLICY)  # nothing decoded
     assert not recheck_language(LanguageRequest(fixed="en"), 3.0, -3.0, POLICY)
     assert not recheck_language(LanguageRequest(), 3.0, -3.0, POLICY)  # detected before the decode
+    assert not recheck_language(LanguageRequest(kept="en"), 3.0, -3.0, POLICY)  # not confirmed: detected before
     assert not recheck_language(kept, 3.0, -3.0, LanguagePolicy(recheck_below_log_prob=None))  # detected before the decode
