@@ -53,7 +53,9 @@ def test_a_doubted_kept_language_is_checked_and_a_real_switch_decoded_again(spee
     # any segment scores below it), so the test does not hang on how Whisper scores English
     # decoded as Korean.
     options = engine_options_from_config(load_config(None))
-    options = replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=0.0))
+    # a generous time budget: the decode again must not be refused on a loaded machine
+    options = replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=0.0),
+                      limits=replace(options.limits, budget_base_s=60.0))
     engine = FasterWhisperEngine(options)
     fixed = engine.transcribe(speech, language=LanguageRequest(fixed="en"))
     switched = engine.transcribe(speech, language=LanguageRequest(kept="ko", confirmed=True))
@@ -67,3 +69,15 @@ def test_a_doubted_kept_language_is_checked_and_a_real_switch_decoded_again(spee
     old = FasterWhisperEngine(replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=None)))
     again = old.transcribe(speech, language=LanguageRequest(kept="ko", confirmed=True))
     assert _counts(old) == (1, 0, 0) and again.language == "en" and again.text == fixed.text
+
+
+def test_a_switch_with_no_time_left_keeps_the_text_and_says_so(speech: np.ndarray) -> None:
+    # the detector replaces the confirmed language, but the budget has no room for a second
+    # decode: the first text stays, in the kept language with its (low) probability, as time limited
+    options = engine_options_from_config(load_config(None))
+    options = replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=0.0),
+                      limits=replace(options.limits, budget_base_s=0.001, budget_per_audio_s=0.0))
+    engine = FasterWhisperEngine(options)
+    kept = engine.transcribe(speech, language=LanguageRequest(kept="ko", confirmed=True))
+    assert _counts(engine) == (1, 1, 0)
+    assert kept.language == "ko" and kept.language_probability < 0.1 and kept.timed_out

@@ -19,7 +19,8 @@ therefore:
   projection of the whole encoder output (about 30 ms of a 300-900 ms call of the base model
   on one CPU thread), so with ``recheck_below_log_prob`` set, once the kept language is
   *confirmed* (detected on ``confirm_utterances`` utterances of at least ``min_detect_s`` in a
-  row; a detection of another language there starts the count again) it runs only after a
+  row; a detection of another language there starts the count again, one on which the kept
+  language scores below ``min_probability`` sets it back to zero) it runs only after a
   decode in it that the model itself doubts (:func:`recheck_language`): a segment's average
   log-probability below that value.  Until then it runs before every decode, so a wrong first
   detection (degraded audio) is replaced before the detector stops running.  Measured (``docs/benchmarks.md``): Korean
@@ -75,6 +76,11 @@ class LanguageRequest:
     fixed: str | None = None
     kept: str | None = None
     confirmed: bool = False
+
+    def same_language(self, other: LanguageRequest | None) -> bool:
+        """Whether ``other`` decodes in the same language as this request (``fixed`` and
+        ``kept`` equal; ``confirmed`` only says whether the detector runs first)."""
+        return other is not None and (self.fixed, self.kept) == (other.fixed, other.kept)
 
 
 def choose_language(
@@ -154,7 +160,11 @@ class LanguageTracker:
         """An utterance of ``duration_s`` seconds was decoded in ``language`` (detected with ``probability``)."""
         if self.fixed is not None or not language:
             return
-        if duration_s < self.policy.min_detect_s or probability < self.policy.min_probability:
+        if duration_s < self.policy.min_detect_s:
+            return
+        if probability < self.policy.min_probability:
+            if language == self.kept:
+                self.confirmations = 0  # kept, but the detector doubted it: not confirmed in a row
             return
         if language == self.kept:
             self.confirmations += 1

@@ -327,19 +327,28 @@ class FasterWhisperEngine:
                 )
 
             result = decode()
-            attempts = result.attempts
+            attempts, loops_seen, timed_out = result.attempts, result.loops_seen, result.timed_out
             worst = min((s.avg_logprob for s in result.chosen.result), default=None)
-            if probabilities is None and recheck_language(request, duration_s, worst, policy):
-                # the kept language was not checked before the decode, and the decode doubts it
+            # a partial (minimal) is never rechecked: its final decides the language
+            if not minimal and probabilities is None and recheck_language(request, duration_s, worst, policy):
+                # the confirmed language was not checked before the decode, and the decode doubts it
                 _check_stop(should_stop)
                 self.language_rechecks += 1
                 probabilities = self._detect(first_encoded)
-                checked, probability = choose_language(request, probabilities, duration_s, policy)
-                if checked != code and budget.allows(result.chosen.elapsed_s):
+                checked, checked_p = choose_language(request, probabilities, duration_s, policy)
+                if checked == code:
+                    probability = checked_p
+                elif not budget.allows(result.chosen.elapsed_s):
+                    timed_out = True  # no time to decode it again: the kept language's text, counted as time limited
+                    probability = probabilities.get(code, 0.0) if probabilities else probability
+                else:
+                    _check_stop(should_stop)
                     self.language_redecodes += 1
-                    code = checked
+                    code, probability = checked, checked_p
                     result = decode()
                     attempts += result.attempts
+                    loops_seen += result.loops_seen
+                    timed_out = timed_out or result.timed_out
         except TranscriptionStopped:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -360,9 +369,9 @@ class FasterWhisperEngine:
             chosen.result,
             duration_s,
             attempts=attempts,
-            loops_seen=result.loops_seen,
+            loops_seen=loops_seen,
             loop_cut=result.looped,
-            timed_out=result.timed_out,
+            timed_out=timed_out,
             dropped_no_speech=dropped,
             decode_s=time.perf_counter() - t0,
         )

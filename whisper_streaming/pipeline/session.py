@@ -586,7 +586,7 @@ class Session:
         spec, self._speculation = self._speculation, None
         if spec is not None:
             # a speculation started before the stream's language was kept decoded without it
-            if _same_audio(spec.utterance, utterance) and spec.language == language:
+            if _same_audio(spec.utterance, utterance) and language.same_language(spec.language):
                 claims = spec.key
             else:
                 actions.append(CancelSpeculation(spec.key))
@@ -608,7 +608,7 @@ class Session:
         tentative = self._segmenter.tentative
         spec = self._speculation
         language = self._language.request()
-        if spec is not None and tentative is not None and _same_audio(spec.utterance, tentative) and spec.language == language:
+        if spec is not None and tentative is not None and _same_audio(spec.utterance, tentative) and language.same_language(spec.language):
             return []
         actions: list[Action] = []
         if spec is not None:

@@ -52,10 +52,12 @@ def test_a_kept_language_is_confirmed_by_detections_in_a_row_and_a_change_starts
     assert POLICY.confirm_utterances == 3
     t.observe("en", 0.97, 4.0)
     t.observe("en", 0.99, 1.0)  # too short: not counted
-    t.observe("en", 0.3, 4.0)  # unsure: not counted
     t.observe("en", 0.9, 2.5)
     assert t.request() == LanguageRequest(kept="en") and t.confirmations == 2
-    t.observe("en", 0.8, 3.0)
+    t.observe("en", 0.3, 4.0)  # kept, but the detector doubted it: the count starts again
+    assert t.request() == LanguageRequest(kept="en") and t.confirmations == 0
+    for _ in range(3):
+        t.observe("en", 0.8, 3.0)
     assert t.request() == LanguageRequest(kept="en", confirmed=True)
     t.observe("ko", 0.9, 3.0)  # a switch: kept again from scratch, the detector runs again
     assert t.request() == LanguageRequest(kept="ko") and t.changes == 1 and t.confirmations == 1
@@ -82,3 +84,11 @@ def test_a_confirmed_language_is_rechecked_only_after_a_doubtful_decode_of_a_lon
     assert not recheck_language(LanguageRequest(), 3.0, -3.0, POLICY)  # detected before the decode
     assert not recheck_language(LanguageRequest(kept="en"), 3.0, -3.0, POLICY)  # not confirmed: detected before
     assert not recheck_language(kept, 3.0, -3.0, LanguagePolicy(recheck_below_log_prob=None))  # detected before the decode
+
+
+def test_requests_decode_in_the_same_language_whether_confirmed_or_not() -> None:
+    assert LanguageRequest(kept="en").same_language(LanguageRequest(kept="en", confirmed=True))
+    assert not LanguageRequest(kept="en").same_language(LanguageRequest(kept="ko"))
+    assert not LanguageRequest(kept="en").same_language(LanguageRequest())
+    assert not LanguageRequest(fixed="en").same_language(LanguageRequest(kept="en"))
+    assert not LanguageRequest().same_language(None)

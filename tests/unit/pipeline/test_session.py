@@ -1074,6 +1074,27 @@ def test_speculation_made_before_the_language_was_kept_is_not_claimed() -> None:
     assert CancelSpeculation(spec[0].key) in actions
 
 
+def test_speculation_made_before_the_language_was_confirmed_is_still_claimed() -> None:
+    # confirmed only says whether the detector runs first: the speculation decoded in the same
+    # (kept) language, after a detection, and is as good as a decode made now
+    h = Harness(SessionOptions(language_policy=LanguagePolicy(min_detect_s=2.0, min_probability=0.5, confirm_utterances=2))).streaming()
+    (first,) = h.cut(utt(0.5, 3.5))
+    h.session.transcription_done(first.ticket, "hello there", None, "en", 0.99)  # kept, one detection
+    (second,) = h.cut(utt(4.0, 7.0, 1))
+    assert second.language == LanguageRequest(kept="en")
+    tentative = utt(8.0, 9.0, 2)
+    h.seg.tentative = tentative
+    spec = [a for a in h.rx(Audio(PCM)) if isinstance(a, Speculate)]
+    assert len(spec) == 1 and spec[0].language == LanguageRequest(kept="en")
+    h.session.transcription_done(second.ticket, "how are you", None, "en", 0.97)  # now confirmed
+    h.seg.tentative = None
+    h.seg.cut = [tentative]
+    actions = h.rx(Audio(PCM))
+    (t,) = [a for a in actions if isinstance(a, Transcribe)]
+    assert t.claims == spec[0].key and t.language == LanguageRequest(kept="en", confirmed=True)
+    assert not any(isinstance(a, CancelSpeculation) for a in actions)
+
+
 def test_an_utterance_without_text_does_not_set_the_stream_language() -> None:
     h = _language_harness().streaming()
     (noise,) = h.cut(utt(0.5, 3.5))  # 3.3 s of hold music, "detected" as Nynorsk, no text
