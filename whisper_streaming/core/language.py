@@ -23,10 +23,10 @@ therefore:
   language scores below ``min_probability`` sets it back to zero) it runs only after a
   decode in it that the model itself doubts (:func:`recheck_language`): a segment's average
   log-probability below that value.  Until then it runs before every decode, so a wrong first
-  detection (degraded audio) is replaced before the detector stops running.  Measured (``docs/benchmarks.md``): Korean
-  speech decoded as English scores -1.05 to -1.13, English speech as English no lower than
-  -0.87 even at 10 dB SNR of babble; English decoded as Korean either comes out as English
-  text anyway or scores -1.2 to -2.3.
+  detection (degraded audio) is replaced before the detector stops running.  Measured
+  (``docs/benchmarks.md``): Korean speech decoded as English scores -1.05 to -1.13, English
+  speech as English no lower than -0.87 even at 10 dB SNR of babble; English decoded as
+  Korean either comes out as English text anyway or scores -1.2 to -2.3.
 
 ``docs/benchmarks.md`` has the measurements behind the defaults.
 """
@@ -129,9 +129,10 @@ def recheck_language(request: LanguageRequest, duration_s: float, worst_log_prob
     """
     if request.fixed is not None or detect_first(request, policy):
         return False
-    if duration_s < policy.min_detect_s or worst_log_prob is None:
+    threshold = policy.recheck_below_log_prob
+    if duration_s < policy.min_detect_s or worst_log_prob is None or threshold is None:
         return False
-    return worst_log_prob < policy.recheck_below_log_prob
+    return worst_log_prob < threshold
 
 
 class LanguageTracker:
