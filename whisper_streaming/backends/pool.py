@@ -283,13 +283,9 @@ class ProcessPool(AsrBackend):
                         batch_slots=sum(s.state is EngineState.BUSY and s.batch for s in self._slots))
 
     def starts_at_once(self, session_key: Hashable) -> bool:
-        """Not held by the throttle, and no job of its own running unless more engines are idle
-        than the queue keeps in reserve for other sessions (:class:`FairQueue`'s rule)."""
-        if self._throttle is not None and self._throttle.wait_s(session_key) > 0:
-            return False
-        if not self._queue.running(session_key):
-            return True
-        return self._idle_slots() > self._queue.reserve_getters
+        """The queue's own rule (:meth:`FairQueue.serves_at_once`): not throttled, and no job of
+        its own running unless more engines are idle than the queue keeps in reserve."""
+        return self._queue.serves_at_once(session_key, self._idle_slots())
 
     def status(self) -> BackendStatus:
         throttled = 0 if self._throttle is None else self._throttle.keys_throttled

@@ -237,15 +237,16 @@ class RedisBackend(AsrBackend):
     def drain_shortest_first(self) -> None:
         self._queue.drain_shortest_first()
 
+    def _idle(self) -> int:
+        return max(0, self._limit() - len(self._in_flight)) if self._available() else 0
+
     def capacity(self) -> Capacity:
-        slots = self._live_slots()
-        idle = max(0, self._limit() - len(self._in_flight)) if self._available() else 0
-        return Capacity(idle_slots=idle, queue_depth=len(self._queue), slots=slots, held=self._queue.held(),
+        return Capacity(idle_slots=self._idle(), queue_depth=len(self._queue), slots=self._live_slots(), held=self._queue.held(),
                         available=self._available())
 
     def starts_at_once(self, session_key: Hashable) -> bool:
-        """Not held by the throttle (the front end's queue keeps no reserve worker)."""
-        return self._throttle is None or self._throttle.wait_s(session_key) <= 0
+        """The queue's own rule (:meth:`FairQueue.serves_at_once`; it keeps no reserve worker here)."""
+        return self._queue.serves_at_once(session_key, self._idle())
 
     def status(self) -> BackendStatus:
         live = [w for w in self._workers if not w.draining]

@@ -278,6 +278,15 @@ class FairQueue(Generic[K, T]):
             return next(iter(self._queues)), None
         return None, soonest
 
+    def serves_at_once(self, key: K, idle_workers: int) -> bool:
+        """Whether an item put now for ``key``, with nothing else queued, would be handed at once
+        to one of ``idle_workers`` idle callers of :meth:`get` by this queue's own rules: ``key``
+        is not held by the throttle (a held key waits whenever others may come first), and it has
+        nothing running unless more than ``reserve_getters`` workers are idle."""
+        if self.throttle is not None and self.throttle.wait_s(key) > 0:
+            return False
+        return not self._running.get(key) or idle_workers > self.reserve_getters
+
     def task_done(self, key: K) -> None:
         """An item :meth:`get` returned for ``key`` is finished (its worker is free again)."""
         n = self._running.get(key, 0) - 1

@@ -729,3 +729,22 @@ def test_draining_wakes_a_getter_that_waits_on_a_held_key() -> None:
         assert await asyncio.wait_for(getter, 1.0) == ("A", "a0")
 
     asyncio.run(main())
+
+
+def test_serves_at_once_follows_the_reserve_and_the_throttle():
+    async def main():
+        clock = FakeClock()
+        throttle: CostThrottle[str] = CostThrottle(rate=1.0, burst_s=1.0, clock=clock)
+        q: FairQueue[str, int] = FairQueue(8, 8, throttle, reserve_getters=1)
+        assert q.serves_at_once("A", 1) and q.serves_at_once("A", 2)
+        await q.put("A", 1)
+        await q.get()  # A now has an item running
+        assert not q.serves_at_once("A", 1)  # the last idle worker is kept for other sessions
+        assert q.serves_at_once("A", 2) and q.serves_at_once("B", 1)
+        q.task_done("A")
+        assert q.serves_at_once("A", 1)
+        throttle.charge("B", 5.0, 1.0)  # B is in debt: held
+        assert not q.serves_at_once("B", 2) and q.serves_at_once("A", 2)
+        assert FairQueue(8, 8).serves_at_once("A", 0)  # no reserve: a free key is always served
+
+    asyncio.run(main())
