@@ -30,7 +30,7 @@ from whisper_streaming.config.schema import ServerConfig
 from whisper_streaming.core.language import LanguagePolicy
 from whisper_streaming.core.options import SPEAKERS_OFF, StreamOptions
 from whisper_streaming.core.speakers import SpeakerPolicy
-from whisper_streaming.engines.base import DecodeOptions, EngineOptions
+from whisper_streaming.engines.base import DecodeOptions, EngineOptions, SpeechScreenOptions
 from whisper_streaming.engines.decoding import DecodeLimits
 from whisper_streaming.models.resolve import resolve_model
 from whisper_streaming.pipeline.session import SessionOptions
@@ -270,6 +270,11 @@ def engine_options_from_config(config: ServerConfig) -> EngineOptions:
             short_utterance_s=m.short_utterance_s,
         ),
         language_policy=language_policy_from_config(config),
+        speech_screen=None if m.speech_screen_min_audio_s is None else SpeechScreenOptions(
+            min_audio_s=m.speech_screen_min_audio_s,
+            probability=m.speech_screen_threshold,
+            min_speech_ms=m.speech_screen_min_speech_ms,
+        ),
     )
 
 

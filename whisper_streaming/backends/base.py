@@ -37,13 +37,15 @@ class EngineState(enum.Enum):
 class GuardCounts:
     """How often the decoding guards acted (``%C``): utterances in which a decode looped
     (``loops``), whose text was cut because every decode looped (``loop_cuts``), whose
-    fallbacks the time budget stopped (``time_limited``), and short fragments dropped as
-    no speech (``no_speech_dropped``)."""
+    fallbacks the time budget stopped (``time_limited``), short fragments dropped as
+    no speech (``no_speech_dropped``), and utterances the speech screen kept from decoding
+    (``no_speech_screened``: music, tones)."""
 
     loops: int = 0
     loop_cuts: int = 0
     time_limited: int = 0
     no_speech_dropped: int = 0
+    no_speech_screened: int = 0
 
     def add(self, transcript: Transcript) -> GuardCounts:
         return GuardCounts(
@@ -51,6 +53,7 @@ class GuardCounts:
             self.loop_cuts + transcript.loop_cut,
             self.time_limited + transcript.timed_out,
             self.no_speech_dropped + transcript.dropped_no_speech,
+            self.no_speech_screened + transcript.no_speech_screened,
         )
 
 

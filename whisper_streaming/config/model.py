@@ -145,6 +145,20 @@ class ModelConfig(BaseModel):
     ``language_min_detect_s``) before the detector runs only on doubt
     (``language_recheck_below_log_prob``): a wrong first detection is replaced first."""
 
+    speech_screen_min_audio_s: Optional[Annotated[FiniteFloat, Field(ge=0, le=30)]] = 1.5
+    """A streaming utterance with at least this much audio (s) is first screened for speech
+    by Silero VAD (the model faster-whisper ships): with less than
+    ``speech_screen_min_speech_ms`` of 32 ms windows scoring above ``speech_screen_threshold``
+    it is not decoded (hold music, DTMF, tones; ``%C``: non-speech screened).  Shorter ones
+    (a one-word answer) are always decoded.  null = off.  See ``engines/speech_screen.py``."""
+
+    speech_screen_threshold: Annotated[FiniteFloat, Field(ge=0, lt=1)] = 0.3
+    """See ``speech_screen_min_audio_s``: the speech probability a window must exceed."""
+
+    speech_screen_min_speech_ms: Annotated[StrictInt, Field(ge=32, le=10000)] = 160
+    """See ``speech_screen_min_audio_s``: how much of the utterance must score as speech (ms,
+    rounded up to Silero's 32 ms windows)."""
+
     @field_validator("size")
     @classmethod
     def _check_size(cls, value: str) -> str:

@@ -50,7 +50,8 @@ class Transcript:
     ``loops_seen`` of them looped; ``loop_cut``: no decode was loop-free and the repeated tail
     was cut from the text; ``timed_out``: the time budget stopped the fallbacks;
     ``dropped_no_speech``: a short fragment judged not to be speech (text emptied);
-    ``decode_s``: seconds spent.
+    ``no_speech_screened``: not decoded, the speech screen found no speech in it (music, tones:
+    :mod:`whisper_streaming.engines.speech_screen`); ``decode_s``: seconds spent.
     """
 
     text: str
@@ -64,3 +65,4 @@ class Transcript:
     timed_out: bool = False
     dropped_no_speech: bool = False
     decode_s: float = 0.0
+    no_speech_screened: bool = False

@@ -18,8 +18,9 @@ from whisper_streaming.core.audio_format import ASR_SAMPLE_RATE_HZ
 from whisper_streaming.core.language import LanguagePolicy, LanguageRequest
 from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.engines.decoding import DecodeLimits
+from whisper_streaming.errors import UsageError
 
-__all__ = ["SAMPLE_RATE_HZ", "DecodeOptions", "BatchDecode", "EngineOptions", "AsrEngine", "pcm16_to_float32"]
+__all__ = ["SAMPLE_RATE_HZ", "DecodeOptions", "BatchDecode", "SpeechScreenOptions", "EngineOptions", "AsrEngine", "pcm16_to_float32"]
 
 SAMPLE_RATE_HZ = ASR_SAMPLE_RATE_HZ
 """Whisper's input sample rate (openai/whisper ``audio.py`` ``SAMPLE_RATE``)."""
@@ -60,6 +61,33 @@ class BatchDecode:
 
 
 @dataclass(frozen=True)
+class SpeechScreenOptions:
+    """When an utterance counts as speech for the speech screen
+    (:mod:`whisper_streaming.engines.speech_screen`, whose docstring gives the measurements).
+
+    ``min_audio_s``: shorter utterances are not screened (always decoded).  ``probability``:
+    a window is speech when the detector scores it above this (0..1).  ``min_speech_ms``: the
+    utterance is speech when its speech windows add up to at least this (rounded up to whole
+    windows: 160 ms is 5 of Silero's 32 ms windows).  ``target_dbfs`` and
+    ``max_gain_db``: :func:`normalize_level` before the detector.
+    """
+
+    min_audio_s: float = 1.5
+    probability: float = 0.3
+    min_speech_ms: int = 160
+    target_dbfs: float = -20.0
+    max_gain_db: float = 50.0
+
+    def __post_init__(self) -> None:
+        if not self.min_audio_s >= 0:
+            raise UsageError(f"min_audio_s must be >= 0, got {self.min_audio_s!r}")
+        if not 0.0 <= self.probability < 1.0:
+            raise UsageError(f"probability must be in [0, 1), got {self.probability!r}")
+        if self.min_speech_ms < 1:
+            raise UsageError(f"min_speech_ms must be >= 1, got {self.min_speech_ms!r}")
+
+
+@dataclass(frozen=True)
 class EngineOptions:
     """Everything a worker needs to build its engine (picklable).
 
@@ -77,6 +105,7 @@ class EngineOptions:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     retry_window_pad_s: float | None = None  # the window of a retry after a suspect trimmed decode and of its fallbacks (None: 30 s)
     language_policy: LanguagePolicy = field(default_factory=LanguagePolicy)
+    speech_screen: SpeechScreenOptions | None = None  # None: every utterance is decoded (engines/speech_screen.py)
 
 
 @runtime_checkable

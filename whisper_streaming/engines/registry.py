@@ -11,6 +11,7 @@ from typing import Callable
 
 from whisper_streaming.engines.base import AsrEngine, EngineOptions
 from whisper_streaming.engines.faster_whisper import FasterWhisperEngine
+from whisper_streaming.engines.speech_screen import ScreenedEngine, SileroSpeechDetector, SpeechScreen
 from whisper_streaming.errors import UsageError
 
 __all__ = ["ENGINES", "create_engine"]
@@ -31,14 +32,19 @@ ENGINES: dict[str, Callable[[EngineOptions], AsrEngine]] = {
 
 
 def create_engine(options: EngineOptions) -> AsrEngine:
-    """Build the engine named by ``options.engine``.
+    """Build the engine named by ``options.engine``, behind a
+    :class:`~whisper_streaming.engines.speech_screen.ScreenedEngine` (Silero) when
+    ``options.speech_screen`` is set.
 
     Raises:
         UsageError: unknown engine name.
-        AsrError: the model failed to load.
+        AsrError: the model (or the screen's) failed to load.
     """
     try:
         factory = ENGINES[options.engine]
     except KeyError:
         raise UsageError(f"unknown engine {options.engine!r}; known: {', '.join(ENGINES)}") from None
-    return factory(options)
+    engine = factory(options)
+    if options.speech_screen is not None:
+        return ScreenedEngine(engine, SpeechScreen(SileroSpeechDetector(), options.speech_screen))
+    return engine
