@@ -154,6 +154,7 @@ class TimedEngine:
         self._encode_s = 0.0
         self._encoder_s = 0.0
         self._encodes = 0
+        engine = getattr(engine, "inner", engine)  # behind the speech screen: patch the engine that encodes
         inner_encode: Callable[..., Any] = engine._encode
         model = engine._model
         inner_model_encode: Callable[..., Any] = model.encode

@@ -89,10 +89,12 @@ def session_audio(files: list[SpeechFile]) -> tuple[npt.NDArray[np.int16], list[
 def transcribe_utterance(engine: AsrEngine, utterance: Utterance, language: LanguageTracker) -> Transcript:
     """The engine call the server makes for one utterance: its samples resampled to 16 kHz
     (``Transcribe.asr_samples``), as float32 (``pool.py``), with the stream's language state
-    (the session's :class:`LanguageTracker`), which the transcript then updates."""
+    (the session's :class:`LanguageTracker`), which the transcript then updates when it has text
+    (``Session.transcription_done``)."""
     samples = audio_format.resample(utterance.samples, utterance.sample_rate_hz, audio_format.ASR_SAMPLE_RATE_HZ)
     transcript = engine.transcribe(pcm16_to_float32(samples), language=language.request())
-    language.observe(transcript.language, transcript.language_probability, utterance.duration_s)
+    if transcript.text.strip():  # as the session: noise or hold music must not set the language
+        language.observe(transcript.language, transcript.language_probability, utterance.duration_s)
     return transcript
 
 

@@ -52,6 +52,8 @@ STAGED = -8
 :class:`~whisper_streaming.errors.TranscriptionStopped` and is logged to ``stopped.log``), then a
 "decode" of :data:`STAGED_DECODE_S`; the text is ``text_for(STAGED)``."""
 STAGED_DECODE_S = 3.0
+SCREENED = -9
+"""The engine's speech screen found no speech: an empty transcript with ``no_speech_screened``."""
 SENTIMENT_RAISE = 1000
 """A normal utterance (``"utt 1000"``) on which the fake sentiment engine raises."""
 
@@ -126,6 +128,8 @@ class FakeEngine:
             until = time.process_time() + arg / 1000
             while time.process_time() < until:
                 pass
+        if tag == SCREENED:
+            return Transcript("", "", 0.0, (), len(audio) / SAMPLE_RATE_HZ, attempts=0, no_speech_screened=True)
         if tag >= 0 and arg > 0:
             time.sleep(arg / 1000)
         duration = len(audio) / SAMPLE_RATE_HZ
@@ -217,6 +221,24 @@ def make_sentiment_engine(options: SentimentOptions) -> FakeSentimentEngine:
 
 def failing_sentiment_factory(options: SentimentOptions) -> FakeSentimentEngine:
     raise RuntimeError("cannot load fake sentiment model")
+
+
+class ProbeAnalyzer:
+    """An analyzer that appends to ``<flag_dir>/probe.log`` each time it runs and annotates ``"probed"``."""
+
+    name = "probe"
+
+    def __init__(self, flag_dir: str) -> None:
+        self.flag_dir = flag_dir
+
+    def analyze(self, audio: np.ndarray, transcript: Transcript) -> str:
+        with open(os.path.join(self.flag_dir, "probe.log"), "a") as f:
+            f.write(f"{transcript.text}\n")
+        return "probed"
+
+
+def make_probe_analyzer(flag_dir: str) -> ProbeAnalyzer:
+    return ProbeAnalyzer(flag_dir)
 
 
 def slow_analysis(task: object) -> object:

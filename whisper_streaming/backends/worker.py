@@ -244,6 +244,10 @@ def worker_main(
             _abandon(early)
             conn.send(JobFailed(msg.job_id, f"{type(exc).__name__}: {exc}"))
             continue
+        if transcript.no_speech_screened:  # no speech, no text: the session drops what analyses would say
+            _abandon(early)
+            conn.send(JobDone(msg.job_id, UtteranceResult(transcript, {}, 0.0)))
+            continue
         t0 = time.perf_counter()
         done_early = {name: f.result() for name, f in early.items()}  # never raises: _annotate catches
         annotations, seconds = run_analyses(analyzers, msg.analyses, audio, transcript, done_early)

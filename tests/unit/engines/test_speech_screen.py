@@ -4,6 +4,7 @@ music, DTMF and noise at the end)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Callable
 
@@ -112,16 +113,16 @@ def test_speech_in_the_first_second_spares_scoring_the_rest() -> None:
     screen, detector, audio = scripted(*([0.9] * 5 + [0.0] * 95))
     early = screen.judge(audio)
     assert early is not None and early.speech and early.windows == prefix
-    assert detector.seen == [prefix * 512]
+    assert detector.seen == [(prefix + 1) * 512]  # one window more, not counted (a run's last scores differently)
     # speech only later, and no speech at all: the whole utterance is scored after the prefix
     screen, detector, audio = scripted(*([0.0] * 40 + [0.9] * 5 + [0.0] * 20))
     late = screen.judge(audio)
     assert late is not None and late.speech and late.windows == 65
-    assert detector.seen == [prefix * 512, 65 * 512]
+    assert detector.seen == [(prefix + 1) * 512, 65 * 512]
     screen, detector, audio = scripted(*([0.1] * 100))
     none = screen.judge(audio)
     assert none is not None and not none.speech and none.windows == 100
-    assert detector.seen == [prefix * 512, 100 * 512]
+    assert detector.seen == [(prefix + 1) * 512, 100 * 512]
     # under two seconds: scored once, whole
     screen, detector, audio = scripted(*([0.9] * 5 + [0.0] * 55))
     assert screen.judge(audio) is not None and detector.seen == [60 * 512]
@@ -148,10 +149,9 @@ def test_the_wrapper_does_not_decode_what_the_screen_rejects() -> None:
     t = engine.transcribe(music, language=LanguageRequest(kept="de"))
     assert inner.calls == [] and engine.screened == 1
     assert t.text == "" and t.no_speech_screened and not t.dropped_no_speech and t.attempts == 0
-    assert t.language == "de" and t.language_probability == 0.0 and t.segments == ()
+    assert t.language == "" and t.language_probability == 0.0 and t.segments == ()  # nothing decoded, no language
     assert abs(t.audio_duration_s - len(music) / RATE) < 1e-9
-    assert engine.transcribe(music, language=LanguageRequest(fixed="ko")).language == "ko"
-    assert engine.transcribe(music).language == ""
+    assert engine.transcribe(music, language=LanguageRequest(fixed="ko")).language == ""
     # the %C counter
     assert GuardCounts().add(t).no_speech_screened == 1 and GuardCounts().add(t).no_speech_dropped == 0
 
@@ -173,8 +173,50 @@ def test_the_wrapper_passes_speech_short_utterances_and_batch_chunks_through() -
     assert inner.calls[-1]["batch"] is batch and engine.screened == 0
     engine.transcribe(speech)
     assert engine.screened == 1 and len(inner.calls) == 3
-    # attributes are the inner engine's
-    assert engine.name == "inner" and engine.calls is inner.calls
+    # attributes are the inner engine's; a copy does not recurse into __getattr__
+    assert engine.name == "inner" and engine.calls is inner.calls and engine.inner is inner
+    assert copy.copy(engine).inner is inner
+
+
+class BrokenDetector:
+    window_samples = 512
+
+    def probabilities(self, audio: np.ndarray) -> np.ndarray:
+        raise RuntimeError("onnxruntime fell over")
+
+
+def test_a_broken_screen_fails_open(caplog: pytest.LogCaptureFixture) -> None:
+    inner = InnerEngine()
+    engine = ScreenedEngine(inner, SpeechScreen(BrokenDetector(), SpeechScreenOptions(min_audio_s=0.0)))
+    with caplog.at_level("ERROR"):
+        t = engine.transcribe(np.zeros(RATE * 2, dtype=np.float32))
+    assert t.text == "decoded" and len(inner.calls) == 1 and engine.screened == 0
+    assert "speech screen failed" in caplog.text
+
+
+def test_the_config_builds_the_screen_options() -> None:
+    from whisper_streaming.app.wiring import engine_options_from_config
+    from whisper_streaming.config.loader import parse_config
+
+    default = engine_options_from_config(parse_config({})).speech_screen
+    assert default == SpeechScreenOptions(min_audio_s=1.5, probability=0.3, min_speech_ms=160)
+    custom = engine_options_from_config(parse_config({"model": {"speech_screen_min_audio_s": 2.5, "speech_screen_threshold": 0.5,
+                                                                "speech_screen_min_speech_ms": 100}})).speech_screen
+    assert custom == SpeechScreenOptions(min_audio_s=2.5, probability=0.5, min_speech_ms=100)
+    assert SpeechScreen(ScriptedDetector(), custom).min_speech_windows == 4  # 100 ms: 4 windows of 32 ms
+    assert engine_options_from_config(parse_config({"model": {"speech_screen_min_audio_s": None}})).speech_screen is None
+
+
+def test_create_engine_puts_the_screen_in_front_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from whisper_streaming.engines import registry
+
+    built: list[InnerEngine] = []
+    monkeypatch.setitem(registry.ENGINES, "inner", lambda options: built.append(InnerEngine()) or built[-1])
+    plain = registry.create_engine(EngineOptions(engine="inner"))
+    assert plain is built[-1]
+    screened = registry.create_engine(EngineOptions(engine="inner", speech_screen=SpeechScreenOptions()))
+    assert isinstance(screened, ScreenedEngine) and screened.inner is built[-1]
+    assert isinstance(screened.screen.detector, SileroSpeechDetector)
 
 
 def test_should_stop_reaches_only_an_engine_that_takes_it() -> None:
@@ -225,10 +267,24 @@ def test_silero_passes_speech_at_any_level(silero_screen: SpeechScreen, name: st
 def test_silero_is_causal_so_a_prefix_scores_as_the_whole(silero_screen: SpeechScreen) -> None:
     audio, _ = sf.read(DATA / "jfk.wav", dtype="float32")
     scaled, _ = normalize_level(audio)
+    kept = scaled.copy()
+    prefix = silero_screen.detector.probabilities(scaled[: 32 * 512])  # first, as judge() does
     whole = silero_screen.detector.probabilities(scaled)
-    prefix = silero_screen.detector.probabilities(scaled[: 31 * 512])
-    assert whole.shape == (len(audio) // 512,) and prefix.shape == (31,)
-    assert np.max(np.abs(whole[:31] - prefix)) < 1e-4
+    assert np.array_equal(scaled, kept)  # the detector leaves its input alone
+    assert whole.shape == (len(audio) // 512,) and prefix.shape == (32,)
+    assert np.max(np.abs(whole[:31] - prefix[:31])) < 1e-4
+
+
+def test_the_first_second_shortcut_gives_the_whole_utterance_verdict(silero_screen: SpeechScreen) -> None:
+    """Speech that starts after the first second: the prefix is scored, then the whole, which
+    must count exactly what scoring the whole alone counts."""
+    audio, _ = sf.read(DATA / "jfk.wav", dtype="float32")
+    late = np.concatenate([hold_music(1.5).astype(np.float32) * 0.01, audio[: 3 * RATE]])
+    verdict = silero_screen.judge(late)
+    scaled, _ = normalize_level(late)
+    alone = silero_screen.detector.probabilities(scaled.copy())
+    assert verdict is not None and verdict.speech and verdict.windows == alone.size
+    assert verdict.speech_windows == int(np.count_nonzero(alone > silero_screen.options.probability))
 
 
 def test_silero_passes_speech_over_hold_music(silero_screen: SpeechScreen) -> None:
