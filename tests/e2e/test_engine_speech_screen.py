@@ -62,7 +62,7 @@ def test_speech_is_decoded_as_the_engine_alone_decodes_it(engine: ScreenedEngine
     request = LanguageRequest(fixed="en")
     before = engine.screened
     screened = engine.transcribe(audio, language=request)
-    alone = engine._inner.transcribe(audio, language=request)
+    alone = engine.inner.transcribe(audio, language=request)
     assert engine.screened == before and not screened.no_speech_screened
     assert screened.text == alone.text
     if level != "over hold music":

@@ -11,7 +11,6 @@ stage (``AsrEngine.transcribe(should_stop=...)``).
 from __future__ import annotations
 
 import concurrent.futures
-import inspect
 import logging
 import multiprocessing.connection
 import os
@@ -27,7 +26,7 @@ from whisper_streaming.analyzers.base import Analyzer, AnalyzerSpec, build_analy
 from whisper_streaming.backends.base import UtteranceResult
 from whisper_streaming.core.language import LanguageRequest
 from whisper_streaming.core.transcript import Transcript
-from whisper_streaming.engines.base import AsrEngine, BatchDecode, EngineOptions, pcm16_to_float32
+from whisper_streaming.engines.base import AsrEngine, BatchDecode, EngineOptions, pcm16_to_float32, takes_should_stop
 from whisper_streaming.errors import TranscriptionStopped
 
 __all__ = ["WorkerJob", "WorkerReady", "WorkerInitError", "JobDone", "JobFailed", "JobStopped", "run_analyses", "start_audio_analyses",
@@ -83,14 +82,6 @@ class JobStopped:
     """The job was withdrawn (its id in the shared ``stop`` value) and given up before its end."""
 
     job_id: int
-
-
-def takes_should_stop(engine: AsrEngine) -> bool:
-    """Whether ``engine.transcribe`` accepts ``should_stop`` (an engine without it runs every job to its end)."""
-    try:
-        return "should_stop" in inspect.signature(engine.transcribe).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _annotate(analyzer: Analyzer, audio: Any, transcript: Transcript | None) -> Any | None:

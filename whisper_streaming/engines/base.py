@@ -8,6 +8,7 @@ processes by :func:`whisper_streaming.engines.registry.create_engine` from pickl
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -20,7 +21,8 @@ from whisper_streaming.core.transcript import Transcript
 from whisper_streaming.engines.decoding import DecodeLimits
 from whisper_streaming.errors import UsageError
 
-__all__ = ["SAMPLE_RATE_HZ", "DecodeOptions", "BatchDecode", "SpeechScreenOptions", "EngineOptions", "AsrEngine", "pcm16_to_float32"]
+__all__ = ["SAMPLE_RATE_HZ", "DecodeOptions", "BatchDecode", "SpeechScreenOptions", "EngineOptions", "AsrEngine", "takes_should_stop",
+           "pcm16_to_float32"]
 
 SAMPLE_RATE_HZ = ASR_SAMPLE_RATE_HZ
 """Whisper's input sample rate (openai/whisper ``audio.py`` ``SAMPLE_RATE``)."""
@@ -68,8 +70,8 @@ class SpeechScreenOptions:
     ``min_audio_s``: shorter utterances are not screened (always decoded).  ``probability``:
     a window is speech when the detector scores it above this (0..1).  ``min_speech_ms``: the
     utterance is speech when its speech windows add up to at least this (rounded up to whole
-    windows: 160 ms is 5 of Silero's 32 ms windows).  ``target_dbfs`` and
-    ``max_gain_db``: :func:`normalize_level` before the detector.
+    windows: 160 ms is 5 of Silero's 32 ms windows).  ``target_dbfs`` and ``max_gain_db``:
+    :func:`whisper_streaming.engines.speech_screen.normalize_level` before the detector.
     """
 
     min_audio_s: float = 1.5
@@ -135,6 +137,14 @@ class AsrEngine(Protocol):
             TranscriptionStopped: ``should_stop`` returned true.
         """
         ...
+
+
+def takes_should_stop(engine: AsrEngine) -> bool:
+    """Whether ``engine.transcribe`` accepts ``should_stop`` (an engine without it runs every job to its end)."""
+    try:
+        return "should_stop" in inspect.signature(engine.transcribe).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def pcm16_to_float32(pcm: bytes | np.ndarray) -> np.ndarray:

@@ -42,7 +42,6 @@ audio.  Plus about 30 MB of memory per worker process for onnxruntime.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import time
@@ -53,7 +52,7 @@ import numpy as np
 
 from whisper_streaming.core.language import LanguageRequest
 from whisper_streaming.core.transcript import Transcript
-from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, BatchDecode, SpeechScreenOptions
+from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, BatchDecode, SpeechScreenOptions, takes_should_stop
 from whisper_streaming.errors import AsrError
 
 __all__ = [
@@ -197,13 +196,6 @@ PREFIX_S = 1.0
 (rounded down to whole windows)."""
 
 
-def _takes(method: Callable[..., object], parameter: str) -> bool:
-    try:
-        return parameter in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 class ScreenedEngine:
     """An :class:`~whisper_streaming.engines.base.AsrEngine` that screens each streaming
     utterance (and partial) with a :class:`SpeechScreen` before handing it to ``inner``.
@@ -219,7 +211,7 @@ class ScreenedEngine:
         self._inner = inner
         self.screen = screen
         self.screened = 0
-        self._inner_stops = _takes(inner.transcribe, "should_stop")
+        self._inner_stops = takes_should_stop(inner)
 
     @property
     def name(self) -> str:
