@@ -61,6 +61,7 @@ __all__ = [
     "N_MFCC",
     "acoustic_features",
     "segment_features",
+    "warm_compiled",
 ]
 
 log = logging.getLogger(__name__)
@@ -197,3 +198,27 @@ def segment_features(samples: npt.NDArray[np.floating], sample_rate_hz: int,
         end = min(max(int(round(end_s * sample_rate_hz)), start), y.size)
         out.append(acoustic_features(y[start:end], sample_rate_hz))
     return out
+
+
+def warm_compiled() -> None:
+    """Compile librosa's numba functions that :func:`acoustic_features` uses, or load them from
+    numba's on-disk cache, in this process.
+
+    librosa compiles its numba functions (``guvectorize``/``jit`` with explicit signatures and
+    ``cache=True``) when its submodules are first imported, and writes them to a cache next to its
+    sources (or under ``NUMBA_CACHE_DIR``).  Two processes that compile the same function at the
+    same moment can leave a cache index that names the other's machine code, and a process that
+    loads it later crashes (numba/numba#10128, librosa/librosa#1998).  The install step runs this
+    once (``make install``), so that later processes only read the cache; the batch analysis
+    process runs it when it starts.  One feature extraction of a voiced tone in noise and one of
+    a signal shorter than a pitch frame load every submodule involved
+    (``tests/unit/analyzers/test_acoustic.py`` checks that nothing is compiled afterwards, at
+    other rates, dtypes, strides and lengths).  About 30 s with an empty cache on 2 cores, 3-4 s
+    with a warm one (mostly importing librosa).
+    """
+    rate_hz = 16000
+    t = np.arange(rate_hz, dtype=np.float32) / rate_hz
+    rng = np.random.default_rng(0)
+    tone = (0.1 * np.sin(2 * np.pi * 150.0 * t) + 0.01 * rng.standard_normal(rate_hz)).astype(np.float32)
+    acoustic_features(tone, rate_hz)
+    acoustic_features(tone[:100], rate_hz)

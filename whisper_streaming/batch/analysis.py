@@ -104,10 +104,9 @@ def warm_up(diarize: bool, features: bool) -> None:
 
         _diarizer = Diarizer()
     if features:
-        from whisper_streaming.analyzers.acoustic import acoustic_features
+        from whisper_streaming.analyzers.acoustic import warm_compiled
 
-        t = np.arange(16000, dtype=np.float32) / 16000
-        acoustic_features((0.1 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000)
+        warm_compiled()
 
 
 def _init_process() -> None:

@@ -153,3 +153,34 @@ def test_real_speech_has_a_plausible_pitch_and_voicing() -> None:
     assert 200.0 < f.f0_median_hz < 270.0
     assert 0.35 < f.voiced_fraction < 0.75
     assert f.f0_min_hz < f.f0_median_hz < f.f0_max_hz <= 400.0
+
+
+_FEATURES_ON_MANY_INPUTS = """
+import numpy as np
+from whisper_streaming.analyzers.acoustic import acoustic_features, segment_features
+rng = np.random.default_rng(1)
+speechlike = np.sin(2 * np.pi * 120 * np.arange(32000) / 16000) * (1 + 0.5 * rng.standard_normal(32000))
+for y, sr in [(speechlike, 16000), (speechlike.astype(np.float32)[::2], 8000), (np.zeros(16000), 16000),
+              (rng.normal(0, 0.1, 8000).astype(np.float64), 8000), (speechlike[:500], 16000), (np.zeros(0), 16000),
+              ((speechlike * 8000).astype(np.int16), 16000)]:
+    acoustic_features(y, sr)
+segment_features(speechlike, 16000, [(0.0, 0.5), (0.3, 1.9), (1.5, 9.0)])
+"""
+
+
+def test_warm_compiled_covers_every_compiled_function(tmp_path: Path) -> None:
+    """After :func:`warm_compiled` in a fresh numba cache, feature extraction on other rates,
+    dtypes, strides and lengths writes nothing to the cache: no process ever compiles (and so
+    never races another to write the cache, numba/numba#10128) once the install step has run."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    subprocess.run([sys.executable, "-c", "from whisper_streaming.analyzers.acoustic import warm_compiled; warm_compiled()"],
+                   env=env, check=True, timeout=240)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "numba").rglob("*") if p.is_file()}
+    assert any(p.suffix == ".nbi" for p in before)  # the cache went where NUMBA_CACHE_DIR says
+    subprocess.run([sys.executable, "-c", _FEATURES_ON_MANY_INPUTS], env=env, check=True, timeout=240)
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "numba").rglob("*") if p.is_file()}
+    assert after == before
