@@ -57,7 +57,7 @@ from bench.common import SpeechFile, corpus_error_rate, error_rate, load_dir, ma
 from bench.offline_wer import transcribe_file  # noqa: E402
 from bench.vad_replay import Replay, replay  # noqa: E402
 from bench.variants import DEFAULT_OUT as DEFAULT_VARIANTS_DIR  # noqa: E402
-from bench.variants import MIX, SETS, VARIANTS  # noqa: E402
+from bench.variants import EXTRA_VARIANTS, MIX, SETS, VARIANTS  # noqa: E402
 from whisper_streaming.app.wiring import engine_options_from_config  # noqa: E402
 from whisper_streaming.engines.base import AsrEngine, EngineOptions  # noqa: E402
 from whisper_streaming.engines.registry import create_engine  # noqa: E402
@@ -70,7 +70,7 @@ SET_LANGUAGE = {"en": "en", "tel": "en"}
 """Language of each set's references (the offline baseline is given it); other sets: ``en``."""
 DEFAULT_CACHE = Path(__file__).resolve().parent / "results" / "generalization-offline-cache.json"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config_vad.yaml"
-VARIANT_ORDER = (*VARIANTS, MIX)
+VARIANT_ORDER = (*VARIANTS, MIX, *EXTRA_VARIANTS)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,22 @@ PCM WAV at the set's rate) with the reference copied beside it as ``<stem>.txt``
   normalized to the same active-speech RMS, started at a random offset, looped to the file's
   length, summed.
 
+Extra conditions, built only when named in ``--variants`` and never part of ``mix`` (write them
+to their own ``--out``, e.g. ``bench/results/variants-extra``, so that the default set and its
+means stay comparable over time):
+
+- ``reverb-0.5``: a room: the file convolved with a synthetic impulse response (a unit direct
+  path, then seeded Gaussian noise decaying by 60 dB in RT60 = 0.5 s, starting 3 ms later,
+  with the tail's energy equal to the direct path's: direct-to-reverberant ratio 0 dB; Lehmann &
+  Johansson's exponential model of late reverberation), re-levelled to the file's RMS;
+- ``reverb-far``: a speakerphone across a larger room: RT60 0.9 s, direct-to-reverberant ratio
+  -8 dB;
+- ``loss5``, ``loss10``: RTP packet loss without concealment: 20 ms packets zeroed, a loss
+  starting at each packet with the probability that gives 5 % (10 %) of packets lost overall,
+  in bursts of 1-2 (1-3) packets (a two-state, Gilbert-like channel);
+- ``music15``: hold music under the speech (an IVR prompt over a music bed):
+  ``bench/signals.hold_music`` 15 dB below the active-speech RMS, at the set's rate.
+
 SNR is relative to the file's **active-speech RMS**: the RMS over the 30 ms frames whose
 energy is within 30 dB of the file's loudest frame (silences and pauses do not lower it).
 The noise power is the mean over the whole file (white noise is stationary; the babble sum is
@@ -41,6 +57,8 @@ mean RMS dBFS, clipped samples, codec bitrate).
 
     .venv/bin/python bench/variants.py [--out bench/results/variants] [--seed 0] [--sets en,tel]
         [--variants orig,level-20,...] [--no-mix] [--files N]
+    .venv/bin/python bench/variants.py --variants reverb-0.5,reverb-far,loss5,loss10,music15 --no-mix \
+        --out bench/results/variants-extra
 
 Then ``bench/generalization.py`` measures streaming and offline WER on each variant.
 """
@@ -69,6 +87,8 @@ SETS: dict[str, tuple[Path, int]] = {"en": (SPEECH_DIR / "en", 16000), "tel": (S
 """Set name -> (source directory, native sample rate)."""
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "variants"
 VARIANTS = ("orig", "level-20", "level-45", "level-65", "opus", "mp3", "white10", "babble10")
+EXTRA_VARIANTS = ("reverb-0.5", "reverb-far", "loss5", "loss10", "music15")
+"""Built only when asked for; not in ``mix`` (module docstring)."""
 MIX = "mix"
 MIX_VARIANTS = tuple(v for v in VARIANTS if v != "orig")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -200,6 +220,64 @@ def babble_noise(x: Float, sample_rate_hz: int, talkers: list[Source], snr_db: f
     return x + total * scale, {"snr_db": snr_db, "talkers": [t.stem for t in talkers], "offsets": offsets}
 
 
+def room_impulse_response(sample_rate_hz: int, rt60_s: float, drr_db: float, rng: np.random.Generator) -> Float:
+    """A unit direct path at sample 0, then seeded Gaussian noise from 3 ms on, decaying by 60 dB
+    in ``rt60_s`` (to 1.2 * ``rt60_s``), scaled so the direct-to-reverberant energy ratio is ``drr_db``."""
+    n = int(1.2 * rt60_s * sample_rate_hz)
+    t = np.arange(n) / sample_rate_hz
+    tail = rng.standard_normal(n) * np.exp(-np.log(1000.0) * t / rt60_s)
+    tail[: int(0.003 * sample_rate_hz)] = 0.0
+    tail *= 10.0 ** (-drr_db / 20.0) / np.sqrt(np.sum(tail * tail))
+    tail[0] = 1.0
+    return tail
+
+
+def reverberate(x: Float, sample_rate_hz: int, rt60_s: float, drr_db: float, rng: np.random.Generator) -> tuple[Float, dict[str, object]]:
+    """``x`` through :func:`room_impulse_response`, cut to ``len(x)`` and re-levelled to ``x``'s RMS."""
+    from scipy.signal import fftconvolve
+
+    y = fftconvolve(x, room_impulse_response(sample_rate_hz, rt60_s, drr_db, rng))[: len(x)]
+    gain = 10.0 ** ((rms_dbfs(x) - rms_dbfs(y)) / 20.0) if np.any(y) else 1.0
+    return y * gain, {"rt60_s": rt60_s, "drr_db": drr_db}
+
+
+def packet_loss(x: Float, sample_rate_hz: int, loss: float, max_burst: int, rng: np.random.Generator) -> tuple[Float, dict[str, object]]:
+    """``x`` with 20 ms packets zeroed: at each packet a loss starts with probability
+    ``loss / mean burst`` and lasts 1..``max_burst`` packets (uniform), so about ``loss`` of the
+    packets are lost."""
+    n = int(0.02 * sample_rate_hz)
+    packets = -(-len(x) // n)
+    start_p = loss / ((1 + max_burst) / 2)
+    y = x.copy()
+    lost = i = 0
+    while i < packets:
+        if rng.random() < start_p:
+            k = int(rng.integers(1, max_burst + 1))
+            y[i * n:(i + k) * n] = 0.0
+            lost += min(k, packets - i)
+            i += k
+        else:
+            i += 1
+    return y, {"packets_lost": lost, "packets": packets}
+
+
+def music_bed(x: Float, sample_rate_hz: int, snr_db: float, seed: int) -> tuple[Float, dict[str, object]]:
+    """``x`` plus ``bench.signals.hold_music`` (resampled from its 16 kHz with soxr) ``snr_db``
+    below ``x``'s active-speech RMS."""
+    import soxr
+
+    from bench.signals import RATE, hold_music
+
+    music = hold_music(seconds=len(x) / sample_rate_hz + 1.0, seed=seed)
+    if sample_rate_hz != RATE:
+        music = soxr.resample(music, RATE, sample_rate_hz)
+    music = np.resize(music, len(x))
+    speech = active_speech_rms(x, sample_rate_hz)
+    level = float(np.sqrt(np.mean(music * music)))
+    scale = speech * 10.0 ** (-snr_db / 20.0) / level if level > 0 else 0.0
+    return x + music * scale, {"snr_db": snr_db, "music_seed": seed}
+
+
 def make_variant(set_name: str, variant: str, source: Source, pool: list[Source], sample_rate_hz: int, *, seed: int = 0,
                  babble_talkers: int = BABBLE_TALKERS) -> VariantFile:
     """Build ``variant`` of ``source``; ``pool`` is every referenced file of the set (babble talkers)."""
@@ -222,6 +300,15 @@ def make_variant(set_name: str, variant: str, source: Source, pool: list[Source]
         k = min(babble_talkers, len(others))
         chosen = [others[i] for i in sorted(rng.choice(len(others), size=k, replace=False))] if k else []
         y, info = babble_noise(x, sample_rate_hz, chosen, float(variant[len("babble"):]), rng)
+    elif variant.startswith("reverb"):
+        rt60_s, drr_db = (0.9, -8.0) if variant == "reverb-far" else (float(variant[len("reverb-"):]), 0.0)
+        y, info = reverberate(x, sample_rate_hz, rt60_s, drr_db, rng_for(seed, set_name, variant, source.stem))
+    elif variant.startswith("loss"):
+        loss = float(variant[len("loss"):]) / 100.0
+        y, info = packet_loss(x, sample_rate_hz, loss, 2 if loss <= 0.05 else 3, rng_for(seed, set_name, variant, source.stem))
+    elif variant.startswith("music"):
+        bed_seed = int(rng_for(seed, set_name, variant, source.stem).integers(2**31))
+        y, info = music_bed(x, sample_rate_hz, float(variant[len("music"):]), bed_seed)
     else:
         raise ValueError(f"unknown variant {variant!r}")
     samples, clipped = to_int16(y)
@@ -287,7 +374,14 @@ def build_set(set_name: str, out: Path, variants: list[str], *, seed: int, mix: 
             (vdir / "mix.tsv").write_text("".join(f"{f['file']}\t{f['variant']}\n" for f in files), encoding="utf-8")
         record["variants"][variant] = files  # type: ignore[index]
     (out / set_name).mkdir(parents=True, exist_ok=True)
-    (out / set_name / "build.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    path = out / set_name / "build.json"
+    try:  # keep the records of variants built earlier into the same directory with the same seed
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = None
+    if isinstance(earlier, dict) and earlier.get("seed") == seed and earlier.get("source") == record["source"]:
+        record["variants"] = {**earlier.get("variants", {}), **record["variants"]}  # type: ignore[dict-item]
+    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     return record
 
 
@@ -310,7 +404,8 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default bench/results/variants)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sets", default="en,tel", help=f"comma-separated, of {', '.join(SETS)}")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="comma-separated subset of " + ", ".join(VARIANTS) + "; or of the extras " + ", ".join(EXTRA_VARIANTS))
     p.add_argument("--mix", action=argparse.BooleanOptionalAction, default=True, help="also build mix/ (default on)")
     p.add_argument("--files", type=int, default=None, help="only the first N referenced files of each set")
     p.add_argument("--babble-talkers", type=int, default=BABBLE_TALKERS)
@@ -321,8 +416,8 @@ def main() -> int:
         if name not in SETS:
             p.error(f"unknown set {name!r}; known: {', '.join(SETS)}")
     for v in variants:
-        if v not in VARIANTS:
-            p.error(f"unknown variant {v!r}; known: {', '.join(VARIANTS)}")
+        if v not in VARIANTS + EXTRA_VARIANTS:
+            p.error(f"unknown variant {v!r}; known: {', '.join(VARIANTS + EXTRA_VARIANTS)}")
     t_start = time.perf_counter()
     for name in sets:
         t0 = time.perf_counter()
