@@ -81,3 +81,41 @@ def test_a_switch_with_no_time_left_keeps_the_text_and_says_so(speech: np.ndarra
     kept = engine.transcribe(speech, language=LanguageRequest(kept="ko", confirmed=True))
     assert _counts(engine) == (1, 1, 0)
     assert kept.language == "ko" and kept.language_probability < 0.1 and kept.timed_out
+
+
+@pytest.fixture(scope="module")
+def reverberant() -> np.ndarray:
+    """The last 4 s of a shipped LibriSpeech sentence ("...the fantasy, the hopes, the dreams
+    built around it") in a reverberant room (RT60 0.9 s, direct-to-reverberant -8 dB, seeded):
+    Whisper's detector calls it Welsh (0.61) over English (0.37)."""
+    from scipy.signal import fftconvolve
+
+    from bench.variants import room_impulse_response
+
+    x, rate = sf.read(DATA / "librispeech_test-clean_1995-1837-0001.wav", dtype="float64")
+    y = fftconvolve(x, room_impulse_response(rate, 0.9, -8.0, np.random.default_rng(1)))[: len(x)]
+    y *= np.sqrt(np.mean(x * x) / np.mean(y * y))
+    return np.ascontiguousarray(y[-4 * rate:].astype(np.float32))
+
+
+def test_a_switch_the_decode_does_not_trust_more_is_refused(reverberant: np.ndarray) -> None:
+    # a policy that lets the detector propose the switch here (the kept language's probability
+    # 0.37 is under redetect_below 0.5), after every decode of a confirmed language and before
+    # every decode of an unconfirmed one
+    options = engine_options_from_config(load_config(None))
+    options = replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=0.0, redetect_below=0.5),
+                      limits=replace(options.limits, budget_base_s=60.0))
+    engine = FasterWhisperEngine(options)
+    english = engine.transcribe(reverberant, language=LanguageRequest(fixed="en"))
+    welsh = engine.transcribe(reverberant, language=LanguageRequest(fixed="cy"))
+    assert "fantasy" in english.text.lower() and "fantasy" not in welsh.text.lower()
+    assert max(s.avg_logprob for s in welsh.segments) < min(s.avg_logprob for s in english.segments)
+    # confirmed: decoded in English, rechecked, decoded again in Welsh, and the Welsh text refused
+    confirmed = engine.transcribe(reverberant, language=LanguageRequest(kept="en", confirmed=True))
+    assert (engine.language_redecodes, engine.language_switches_refused) == (1, 1)
+    assert confirmed.language == "en" and confirmed.text == english.text
+    assert 0.1 < confirmed.language_probability < 0.5  # the detector's doubt is passed on (the tracker stops confirming)
+    # not yet confirmed: detected first, decoded in Welsh, then in English, and English kept
+    unconfirmed = engine.transcribe(reverberant, language=LanguageRequest(kept="en"))
+    assert engine.language_switches_refused == 2
+    assert unconfirmed.language == "en" and unconfirmed.text == english.text

@@ -27,6 +27,10 @@ therefore:
   (``docs/benchmarks.md``): Korean speech decoded as English scores -1.05 to -1.13, English
   speech as English no lower than -0.87 even at 10 dB SNR of babble; English decoded as
   Korean either comes out as English text anyway or scores -1.2 to -2.3.
+* **switched only when the decode agrees**: whenever the detector replaces the kept language
+  for an utterance, the utterance is decoded in both languages and the text the model trusts
+  more (:func:`prefer_switch`) is kept, with its language; the detector alone put Chinese on
+  reverberant English with probability 0.95.
 
 ``docs/benchmarks.md`` has the measurements behind the defaults.
 """
@@ -35,7 +39,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LanguagePolicy", "LanguageRequest", "LanguageTracker", "choose_language", "detect_first", "recheck_language"]
+__all__ = ["LanguagePolicy", "LanguageRequest", "LanguageTracker", "choose_language", "detect_first", "prefer_switch",
+           "recheck_language"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,23 @@ def recheck_language(request: LanguageRequest, duration_s: float, worst_log_prob
     if duration_s < policy.min_detect_s or worst_log_prob is None or threshold is None:
         return False
     return worst_log_prob < threshold
+
+
+def prefer_switch(switched_log_prob: float | None, kept_log_prob: float | None) -> bool:
+    """Whether an utterance's decode in a newly detected language replaces its decode in the
+    stream's kept language: only when the model trusts the new text more.
+
+    Each argument is a decode's mean token log-probability (Whisper's ``avg_logprob``, natural
+    log), None for a decode with no text.  True when the switched decode has text and the kept
+    one has none, or a strictly higher value.  The detector alone is not enough: on reverberant
+    English (a speakerphone, RT60 0.9 s) it gave Chinese with probability 0.95, and the Chinese
+    decode scored -0.97 against -0.89 for English; Korean speech on an English stream scored
+    -0.23 in Korean against -0.95 in English (``docs/benchmarks.md``, "A language switch must
+    win on the decode").
+    """
+    if switched_log_prob is None:
+        return False
+    return kept_log_prob is None or switched_log_prob > kept_log_prob
 
 
 class LanguageTracker:

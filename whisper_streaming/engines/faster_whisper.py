@@ -34,7 +34,7 @@ from whisper_streaming.engines.decoding import AttemptOutcome, Attempts, DecodeB
 from whisper_streaming.core.transcript import Transcript, TranscriptSegment, TranscriptWord
 from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, BatchDecode, DecodeOptions, EngineOptions, pcm16_to_float32
 from whisper_streaming.errors import AsrError, TranscriptionStopped, UsageError
-from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, choose_language, detect_first, recheck_language
+from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, choose_language, detect_first, prefer_switch, recheck_language
 
 __all__ = ["FasterWhisperEngine", "MINIMAL_WINDOW_PAD_S", "trim_window_padding"]
 
@@ -157,6 +157,7 @@ class FasterWhisperEngine:
         self.language_detections = 0  # detector runs (before a decode, or after one as a recheck)
         self.language_rechecks = 0  # detector runs after a decode in the kept language (recheck_language)
         self.language_redecodes = 0  # rechecks that replaced the kept language: the utterance decoded again
+        self.language_switches_refused = 0  # decodes in another language than the kept one that trusted their text less
         try:
             self._model = _trimmed_model_class()(
                 options.model,
@@ -344,11 +345,32 @@ class FasterWhisperEngine:
                 else:
                     _check_stop(should_stop)
                     self.language_redecodes += 1
+                    kept = (result, code, probabilities.get(code, 0.0) if code else 0.0)
                     code, probability = checked, checked_p
                     result = decode()
                     attempts += result.attempts
                     loops_seen += result.loops_seen
                     timed_out = timed_out or result.timed_out
+                    if not prefer_switch(result.chosen.avg_logprob if result.chosen.result else None, kept[0].chosen.avg_logprob
+                                         if kept[0].chosen.result else None):
+                        self.language_switches_refused += 1
+                        result, code, probability = kept
+            elif not minimal and request.kept is not None and code is not None and code != request.kept:
+                # detected before the decode, and the detector replaced the kept language for this
+                # utterance: decode it in the kept language too, and keep the text the model trusts more
+                if budget.allows(result.chosen.elapsed_s):
+                    _check_stop(should_stop)
+                    switched = (result, code, probability)
+                    code, probability = request.kept, probabilities.get(request.kept, 0.0) if probabilities else 0.0
+                    result = decode()
+                    attempts += result.attempts
+                    loops_seen += result.loops_seen
+                    timed_out = timed_out or result.timed_out
+                    if prefer_switch(switched[0].chosen.avg_logprob if switched[0].chosen.result else None,
+                                     result.chosen.avg_logprob if result.chosen.result else None):
+                        result, code, probability = switched
+                    else:
+                        self.language_switches_refused += 1
         except TranscriptionStopped:
             raise
         except Exception as exc:  # noqa: BLE001

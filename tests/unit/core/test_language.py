@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, LanguageTracker, choose_language, detect_first, recheck_language
+from whisper_streaming.core.language import (LanguagePolicy, LanguageRequest, LanguageTracker, choose_language, detect_first, prefer_switch,
+                                             recheck_language)
 
 POLICY = LanguagePolicy(min_detect_s=2.0, min_probability=0.5, redetect_below=0.1)
 
@@ -92,3 +93,14 @@ def test_requests_decode_in_the_same_language_whether_confirmed_or_not() -> None
     assert not LanguageRequest(kept="en").same_language(LanguageRequest())
     assert not LanguageRequest(fixed="en").same_language(LanguageRequest(kept="en"))
     assert not LanguageRequest().same_language(None)
+
+
+def test_a_switch_is_kept_only_when_the_model_trusts_its_text_more() -> None:
+    # Korean speech on an English stream: the Korean decode is far more confident (measured -0.23 / -0.95)
+    assert prefer_switch(-0.23, -0.95)
+    # reverberant English that the detector called Chinese: the Chinese decode is less confident (-0.97 / -0.89)
+    assert not prefer_switch(-0.97, -0.89)
+    assert not prefer_switch(-0.5, -0.5)  # a tie keeps the stream's language
+    assert not prefer_switch(None, -2.0)  # no text in the new language
+    assert prefer_switch(-1.5, None)  # the kept language gave no text at all
+    assert not prefer_switch(None, None)
