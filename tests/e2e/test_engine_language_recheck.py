@@ -86,36 +86,43 @@ def test_a_switch_with_no_time_left_keeps_the_text_and_says_so(speech: np.ndarra
 @pytest.fixture(scope="module")
 def reverberant() -> np.ndarray:
     """The last 4 s of a shipped LibriSpeech sentence ("...the fantasy, the hopes, the dreams
-    built around it") in a reverberant room (RT60 0.9 s, direct-to-reverberant -8 dB, seeded):
-    Whisper's detector calls it Welsh (0.61) over English (0.37)."""
-    from scipy.signal import fftconvolve
-
-    from bench.variants import room_impulse_response
+    built around it") in a reverberant room (bench/variants.py's impulse response, RT60 0.9 s,
+    direct-to-reverberant -8 dB, seed 1): Whisper's detector calls it Welsh (0.61) over English (0.37)."""
+    from bench.variants import reverberate
 
     x, rate = sf.read(DATA / "librispeech_test-clean_1995-1837-0001.wav", dtype="float64")
-    y = fftconvolve(x, room_impulse_response(rate, 0.9, -8.0, np.random.default_rng(1)))[: len(x)]
-    y *= np.sqrt(np.mean(x * x) / np.mean(y * y))
+    y, _ = reverberate(x, rate, 0.9, -8.0, np.random.default_rng(1))
     return np.ascontiguousarray(y[-4 * rate:].astype(np.float32))
 
 
 def test_a_switch_the_decode_does_not_trust_more_is_refused(reverberant: np.ndarray) -> None:
-    # a policy that lets the detector propose the switch here (the kept language's probability
-    # 0.37 is under redetect_below 0.5), after every decode of a confirmed language and before
-    # every decode of an unconfirmed one
+    # a policy under which the detector proposes the switch here (the kept language's
+    # probability 0.37 is under redetect_below 0.5); default time budgets
     options = engine_options_from_config(load_config(None))
-    options = replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=0.0, redetect_below=0.5),
-                      limits=replace(options.limits, budget_base_s=60.0))
-    engine = FasterWhisperEngine(options)
-    english = engine.transcribe(reverberant, language=LanguageRequest(fixed="en"))
-    welsh = engine.transcribe(reverberant, language=LanguageRequest(fixed="cy"))
+    options = replace(options, language_policy=replace(options.language_policy, redetect_below=0.5))
+    english = FasterWhisperEngine(options).transcribe(reverberant, language=LanguageRequest(fixed="en"))
+    welsh = FasterWhisperEngine(options).transcribe(reverberant, language=LanguageRequest(fixed="cy"))
     assert "fantasy" in english.text.lower() and "fantasy" not in welsh.text.lower()
     assert max(s.avg_logprob for s in welsh.segments) < min(s.avg_logprob for s in english.segments)
-    # confirmed: decoded in English, rechecked, decoded again in Welsh, and the Welsh text refused
-    confirmed = engine.transcribe(reverberant, language=LanguageRequest(kept="en", confirmed=True))
-    assert (engine.language_redecodes, engine.language_switches_refused) == (1, 1)
-    assert confirmed.language == "en" and confirmed.text == english.text
+    # confirmed, rechecked after every decode: decoded in English, then in Welsh, and the Welsh refused
+    recheck_always = FasterWhisperEngine(replace(options, language_policy=replace(options.language_policy, recheck_below_log_prob=0.0)))
+    confirmed = recheck_always.transcribe(reverberant, language=LanguageRequest(kept="en", confirmed=True))
+    assert (recheck_always.language_rechecks, recheck_always.language_redecodes, recheck_always.language_switches_refused) == (1, 1, 1)
+    assert confirmed.language == "en" and confirmed.text == english.text and not confirmed.timed_out
     assert 0.1 < confirmed.language_probability < 0.5  # the detector's doubt is passed on (the tracker stops confirming)
-    # not yet confirmed: detected first, decoded in Welsh, then in English, and English kept
+    # not yet confirmed (default recheck threshold): detected first, decoded in Welsh, which the
+    # model doubts, then in English, and English kept
+    engine = FasterWhisperEngine(options)
     unconfirmed = engine.transcribe(reverberant, language=LanguageRequest(kept="en"))
-    assert engine.language_switches_refused == 2
-    assert unconfirmed.language == "en" and unconfirmed.text == english.text
+    assert (engine.language_redecodes, engine.language_switches_refused) == (1, 1)
+    assert unconfirmed.language == "en" and unconfirmed.text == english.text and not unconfirmed.timed_out
+
+
+def test_a_switch_the_decode_trusts_is_followed_without_a_second_decode(engine: FasterWhisperEngine, speech: np.ndarray) -> None:
+    # a wrong first detection (Korean kept, not confirmed) on English speech: the detector says
+    # English, the English decode has no doubtful segment, so it is kept at once
+    fixed = engine.transcribe(speech, language=LanguageRequest(fixed="en"))
+    before = engine.language_redecodes
+    replaced = engine.transcribe(speech, language=LanguageRequest(kept="ko"))
+    assert engine.language_redecodes == before
+    assert replaced.language == "en" and replaced.language_probability > 0.5 and replaced.text == fixed.text

@@ -136,9 +136,11 @@ class ModelConfig(BaseModel):
     """faster-whisper: once a stream's language is kept, the detector (about 30 ms of a base
     model's call on one thread) runs only after a decode in it that has a segment whose average
     log-probability is below this, and the utterance is decoded again when the detector
-    replaces the language (``redetect_below``); null = the detector runs before every decode.
-    Only once the kept language is confirmed (``language_confirm_utterances``).  openai-whisper
-    always detects first."""
+    replaces the language (``redetect_below``), the new text kept only if the model trusts it
+    more (``core.language.prefer_switch``); null = the detector runs before every decode.
+    Only once the kept language is confirmed (``language_confirm_utterances``).  Before that,
+    a replacing detection whose decode has a segment below this value is compared the same way
+    (null: not compared).  openai-whisper always detects first and never compares."""
 
     language_confirm_utterances: Annotated[StrictInt, Field(ge=1, le=100)] = 3
     """Detections of the kept language in a row (utterances of at least

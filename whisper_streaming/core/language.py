@@ -27,10 +27,13 @@ therefore:
   (``docs/benchmarks.md``): Korean speech decoded as English scores -1.05 to -1.13, English
   speech as English no lower than -0.87 even at 10 dB SNR of babble; English decoded as
   Korean either comes out as English text anyway or scores -1.2 to -2.3.
-* **switched only when the decode agrees**: whenever the detector replaces the kept language
-  for an utterance, the utterance is decoded in both languages and the text the model trusts
-  more (:func:`prefer_switch`) is kept, with its language; the detector alone put Chinese on
-  reverberant English with probability 0.95.
+* **switched only when the decode agrees** (faster-whisper, finals): when the detector replaces
+  the kept language for an utterance, the decode in the new language is kept if the model
+  trusts it (no segment below ``recheck_below_log_prob``: a wrong first detection is replaced
+  so); a doubtful one is compared with the decode in the kept language, and the text the model
+  trusts more (:func:`prefer_switch`) is kept, with its language.  After a recheck the kept
+  language's decode is already doubtful, so the two are always compared.  The detector alone
+  put Chinese on reverberant English with probability 0.95.
 
 ``docs/benchmarks.md`` has the measurements behind the defaults.
 """
@@ -145,8 +148,9 @@ def prefer_switch(switched_log_prob: float | None, kept_log_prob: float | None) 
     stream's kept language: only when the model trusts the new text more.
 
     Each argument is a decode's mean token log-probability (Whisper's ``avg_logprob``, natural
-    log), None for a decode with no text.  True when the switched decode has text and the kept
-    one has none, or a strictly higher value.  The detector alone is not enough: on reverberant
+    log), None for a decode with no text or one that loops or compresses too well (Whisper
+    loops confidently).  True when the switched decode has a value and the kept one has none,
+    or a strictly higher value.  The detector alone is not enough: on reverberant
     English (a speakerphone, RT60 0.9 s) it gave Chinese with probability 0.95, and the Chinese
     decode scored -0.97 against -0.89 for English; Korean speech on an English stream scored
     -0.23 in Korean against -0.95 in English (``docs/benchmarks.md``, "A language switch must

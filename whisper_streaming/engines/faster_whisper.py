@@ -143,7 +143,11 @@ class FasterWhisperEngine:
     ``transcribe()`` runs here, one temperature per attempt, with a loop as one more reason to
     fall back and a time budget checked before each attempt; a text that still loops has its
     repeated tail cut.  A short utterance whose decode says no speech is dropped.  The
-    language follows :func:`~whisper_streaming.core.language.choose_language`.
+    language follows :func:`~whisper_streaming.core.language.choose_language`; when the detector
+    replaces the stream's kept language for an utterance, the new language's decode (first
+    temperature only) is kept if the model trusts it (no segment below
+    ``recheck_below_log_prob``), and otherwise only if it beats a decode in the kept language
+    (:func:`~whisper_streaming.core.language.prefer_switch`).  Minimal decodes are never compared.
 
     Raises:
         AsrError: from construction if the model cannot be loaded.
@@ -156,8 +160,8 @@ class FasterWhisperEngine:
         self.full_window_retries = 0
         self.language_detections = 0  # detector runs (before a decode, or after one as a recheck)
         self.language_rechecks = 0  # detector runs after a decode in the kept language (recheck_language)
-        self.language_redecodes = 0  # rechecks that replaced the kept language: the utterance decoded again
-        self.language_switches_refused = 0  # decodes in another language than the kept one that trusted their text less
+        self.language_redecodes = 0  # utterances decoded in both the kept and a newly detected language (prefer_switch)
+        self.language_switches_refused = 0  # of those, the ones whose new language's decode the model trusted less
         try:
             self._model = _trimmed_model_class()(
                 options.model,
@@ -312,13 +316,14 @@ class FasterWhisperEngine:
                 run.applies = lambda: kind != "retry" or bool(outcomes and outcomes[0].suspect)  # type: ignore[attr-defined]
                 return run
 
-            def decode() -> Attempts[tuple[TranscriptSegment, ...]]:
+            def decode(first_temperature_only: bool = False) -> Attempts[tuple[TranscriptSegment, ...]]:
                 outcomes.clear()
                 temps = d.temperatures or (0.0,)
                 plan = [attempt("first", temps[0])]
                 if pad_s is not None and not minimal:
                     plan.append(attempt("retry", temps[0]))
-                plan += [attempt("fallback", t) for t in temps[1:]]
+                if not first_temperature_only:
+                    plan += [attempt("fallback", t) for t in temps[1:]]
                 return run_attempts(
                     plan,
                     budget,
@@ -327,10 +332,30 @@ class FasterWhisperEngine:
                     no_speech_threshold=d.no_speech_threshold,
                 )
 
-            result = decode()
+            def score(r: Attempts[tuple[TranscriptSegment, ...]]) -> float | None:
+                """A decode's confidence for :func:`prefer_switch`: None for no text, a loop or an
+                over-compressed text (which Whisper decodes confidently), else its mean token log-probability."""
+                c = r.chosen
+                if not c.result or r.looped or c.compression_ratio > d.compression_ratio_threshold:
+                    return None
+                return c.avg_logprob
+
+            def doubtful(r: Attempts[tuple[TranscriptSegment, ...]]) -> bool:
+                worst_of = min((seg.avg_logprob for seg in r.chosen.result), default=None)
+                return score(r) is None or worst_of is None or (policy.recheck_below_log_prob is not None
+                                                                and worst_of < policy.recheck_below_log_prob)
+
+            # The detector (run before this decode: the kept language is not confirmed yet) replaces
+            # the stream's kept language for this utterance.  Decode in the new language on the
+            # first temperature; a decode the model trusts is followed (a wrong first detection is
+            # replaced so), a doubtful one is compared with a decode in the kept language.
+            proposed = (not minimal and request.fixed is None and request.kept is not None and code is not None
+                        and code != request.kept and policy.recheck_below_log_prob is not None)
+            result = decode(first_temperature_only=proposed)
             attempts, loops_seen, timed_out = result.attempts, result.loops_seen, result.timed_out
-            worst = min((s.avg_logprob for s in result.chosen.result), default=None)
-            # a partial (minimal) is never rechecked: its final decides the language
+            worst = min((seg.avg_logprob for seg in result.chosen.result), default=None)
+            # a minimal decode (a partial, or a final retried after a hung worker) is never rechecked
+            # or compared: the language stays as detected or kept
             if not minimal and probabilities is None and recheck_language(request, duration_s, worst, policy):
                 # the confirmed language was not checked before the decode, and the decode doubts it
                 _check_stop(should_stop)
@@ -347,27 +372,26 @@ class FasterWhisperEngine:
                     self.language_redecodes += 1
                     kept = (result, code, probabilities.get(code, 0.0) if code else 0.0)
                     code, probability = checked, checked_p
-                    result = decode()
+                    result = decode(first_temperature_only=True)  # compared, not trusted: no fallbacks
                     attempts += result.attempts
                     loops_seen += result.loops_seen
                     timed_out = timed_out or result.timed_out
-                    if not prefer_switch(result.chosen.avg_logprob if result.chosen.result else None, kept[0].chosen.avg_logprob
-                                         if kept[0].chosen.result else None):
+                    if not prefer_switch(score(result), score(kept[0])):
                         self.language_switches_refused += 1
                         result, code, probability = kept
-            elif not minimal and request.kept is not None and code is not None and code != request.kept:
-                # detected before the decode, and the detector replaced the kept language for this
-                # utterance: decode it in the kept language too, and keep the text the model trusts more
-                if budget.allows(result.chosen.elapsed_s):
+            elif proposed and doubtful(result):
+                if not budget.allows(result.chosen.elapsed_s):
+                    timed_out = True  # no time for the kept language: the new language's text, counted as time limited
+                else:
                     _check_stop(should_stop)
+                    self.language_redecodes += 1
                     switched = (result, code, probability)
                     code, probability = request.kept, probabilities.get(request.kept, 0.0) if probabilities else 0.0
                     result = decode()
                     attempts += result.attempts
                     loops_seen += result.loops_seen
                     timed_out = timed_out or result.timed_out
-                    if prefer_switch(switched[0].chosen.avg_logprob if switched[0].chosen.result else None,
-                                     result.chosen.avg_logprob if result.chosen.result else None):
+                    if prefer_switch(score(switched[0]), score(result)):
                         result, code, probability = switched
                     else:
                         self.language_switches_refused += 1
