@@ -99,7 +99,7 @@ def test_status_during_streaming(server: ServerProcess) -> None:
     assert re.fullmatch(r"engine 0: (running|idle|busy|starting|restarting)", lines[0]), status
     assert re.search(r"^sessions: [1-4]/4$", status, re.M), status
     assert re.search(r"^utterances queued: \d+$", status, re.M), status
-    assert re.search(r"^decoding guards: loops \d+, loops cut \d+, time limited \d+, no-speech fragments dropped \d+, non-speech screened \d+$", status, re.M), status
+    assert re.search(r"^decoding guards: loops \d+, loops cut \d+, time limited \d+, no-speech fragments dropped \d+, non-speech screened \d+, language switches refused \d+$", status, re.M), status
     assert_transcript(JFK, text)
 
 

@@ -84,7 +84,7 @@ def test_the_server_skips_hold_music_and_keeps_the_speech(server: ServerProcess)
         return results, status
 
     def screened(status: str) -> int:
-        m = re.search(r"non-speech screened (\d+)$", status, re.M)
+        m = re.search(r"non-speech screened (\d+),", status, re.M)
         assert m is not None, status
         return int(m[1])
 

@@ -39,13 +39,15 @@ class GuardCounts:
     (``loops``), whose text was cut because every decode looped (``loop_cuts``), whose
     fallbacks the time budget stopped (``time_limited``), short fragments dropped as
     no speech (``no_speech_dropped``), and utterances the speech screen kept from decoding
-    (``no_speech_screened``: music, tones)."""
+    (``no_speech_screened``: music, tones), and utterances whose detected change of language
+    the decode did not bear out (``language_switches_refused``)."""
 
     loops: int = 0
     loop_cuts: int = 0
     time_limited: int = 0
     no_speech_dropped: int = 0
     no_speech_screened: int = 0
+    language_switches_refused: int = 0
 
     def add(self, transcript: Transcript) -> GuardCounts:
         return GuardCounts(
@@ -54,6 +56,7 @@ class GuardCounts:
             self.time_limited + transcript.timed_out,
             self.no_speech_dropped + transcript.dropped_no_speech,
             self.no_speech_screened + transcript.no_speech_screened,
+            self.language_switches_refused + transcript.language_switch_refused,
         )
 
 

@@ -51,7 +51,10 @@ class Transcript:
     was cut from the text; ``timed_out``: the time budget stopped the fallbacks;
     ``dropped_no_speech``: a short fragment judged not to be speech (text emptied);
     ``no_speech_screened``: not decoded, the speech screen found no speech in it (music, tones:
-    :mod:`whisper_streaming.engines.speech_screen`); ``decode_s``: seconds spent.
+    :mod:`whisper_streaming.engines.speech_screen`); ``language_switch_refused``: the detector
+    replaced the stream's language, and the decode in the new language was refused for one the
+    model trusted more (:func:`whisper_streaming.core.language.prefer_switch`); ``decode_s``:
+    seconds spent.
     """
 
     text: str
@@ -66,3 +69,4 @@ class Transcript:
     dropped_no_speech: bool = False
     decode_s: float = 0.0
     no_speech_screened: bool = False
+    language_switch_refused: bool = False

@@ -349,6 +349,7 @@ class FasterWhisperEngine:
             # the stream's kept language for this utterance.  Decode in the new language on the
             # first temperature; a decode the model trusts is followed (a wrong first detection is
             # replaced so), a doubtful one is compared with a decode in the kept language.
+            refused = False  # a switch of language refused (prefer_switch): Transcript.language_switch_refused
             proposed = (not minimal and request.fixed is None and request.kept is not None and code is not None
                         and code != request.kept and policy.recheck_below_log_prob is not None)
             result = decode(first_temperature_only=proposed)
@@ -378,6 +379,7 @@ class FasterWhisperEngine:
                     timed_out = timed_out or result.timed_out
                     if not prefer_switch(score(result), score(kept[0])):
                         self.language_switches_refused += 1
+                        refused = True
                         result, code, probability = kept
             elif proposed and doubtful(result):
                 if not budget.allows(result.chosen.elapsed_s):
@@ -395,6 +397,7 @@ class FasterWhisperEngine:
                         result, code, probability = switched
                     else:
                         self.language_switches_refused += 1
+                        refused = True
         except TranscriptionStopped:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -420,6 +423,7 @@ class FasterWhisperEngine:
             timed_out=timed_out,
             dropped_no_speech=dropped,
             decode_s=time.perf_counter() - t0,
+            language_switch_refused=refused,
         )
 
 

@@ -336,7 +336,8 @@ class Runtime:
         lines.append(f"partials: decoded {stats.partials_decoded}, sent {stats.partials_sent}, dropped under load {stats.partials_refused}")
         g = st.guards
         lines.append(f"decoding guards: loops {g.loops}, loops cut {g.loop_cuts}, time limited {g.time_limited}, "
-                     f"no-speech fragments dropped {g.no_speech_dropped}, non-speech screened {g.no_speech_screened}")
+                     f"no-speech fragments dropped {g.no_speech_dropped}, non-speech screened {g.no_speech_screened}, "
+                     f"language switches refused {g.language_switches_refused}")
         r = st.remote
         if r is not None:
             lines.append(f"{r.broker}: {'connected' if r.connected else 'UNREACHABLE'}; worker hosts live {r.workers_live} "

@@ -104,3 +104,13 @@ def test_a_switch_is_kept_only_when_the_model_trusts_its_text_more() -> None:
     assert not prefer_switch(None, -2.0)  # no text in the new language
     assert prefer_switch(-1.5, None)  # the kept language gave no text at all
     assert not prefer_switch(None, None)
+
+
+def test_a_refused_switch_is_counted_for_the_status_line() -> None:
+    from whisper_streaming.backends.base import GuardCounts
+    from whisper_streaming.core.transcript import Transcript
+
+    refused = Transcript("hello there", "en", 0.02, (), 3.0, language_switch_refused=True)
+    plain = Transcript("hello there", "en", 0.9, (), 3.0)
+    counts = GuardCounts().add(refused).add(plain).add(refused)
+    assert counts.language_switches_refused == 2 and counts.time_limited == 0 and counts.no_speech_screened == 0
