@@ -97,9 +97,10 @@ def reverberant() -> np.ndarray:
 
 def test_a_switch_the_decode_does_not_trust_more_is_refused(reverberant: np.ndarray) -> None:
     # a policy under which the detector proposes the switch here (the kept language's
-    # probability 0.37 is under redetect_below 0.5); default time budgets
+    # probability 0.37 is under redetect_below 0.9, a margin for other CPUs' int8 kernels: it is
+    # the top language, Welsh 0.61 over English, that proposes it); default time budgets
     options = engine_options_from_config(load_config(None))
-    options = replace(options, language_policy=replace(options.language_policy, redetect_below=0.5))
+    options = replace(options, language_policy=replace(options.language_policy, redetect_below=0.9))
     # the references on the first temperature only, as the compared decode runs (the fallbacks
     # sample at random and their time budget depends on the machine's load)
     first_only = FasterWhisperEngine(replace(options, decode=replace(options.decode, temperatures=options.decode.temperatures[:1])))
@@ -113,7 +114,7 @@ def test_a_switch_the_decode_does_not_trust_more_is_refused(reverberant: np.ndar
     assert (recheck_always.language_rechecks, recheck_always.language_redecodes, recheck_always.language_switches_refused) == (1, 1, 1)
     assert confirmed.language == "en" and confirmed.text == english.text and not confirmed.timed_out
     assert confirmed.language_switch_refused and not english.language_switch_refused
-    assert 0.1 < confirmed.language_probability < 0.5  # the detector's doubt is passed on (the tracker stops confirming)
+    assert 0.1 < confirmed.language_probability < 0.9  # the detector's doubt (0.37 here) is passed on, not 1.0
     # not yet confirmed (default recheck threshold): detected first, decoded in Welsh, which the
     # model doubts, then in English, and English kept
     engine = FasterWhisperEngine(options)
