@@ -340,11 +340,6 @@ class FasterWhisperEngine:
                     return None
                 return c.avg_logprob
 
-            def doubtful(r: Attempts[tuple[TranscriptSegment, ...]]) -> bool:
-                worst_of = min((seg.avg_logprob for seg in r.chosen.result), default=None)
-                return score(r) is None or worst_of is None or (policy.recheck_below_log_prob is not None
-                                                                and worst_of < policy.recheck_below_log_prob)
-
             # The detector (run before this decode: the kept language is not confirmed yet) replaces
             # the stream's kept language for this utterance.  Decode in the new language on the
             # first temperature; a decode the model trusts is followed (a wrong first detection is
@@ -381,7 +376,9 @@ class FasterWhisperEngine:
                         self.language_switches_refused += 1
                         refused = True
                         result, code, probability = kept
-            elif proposed and doubtful(result):
+            elif proposed and (score(result) is None or worst is None or worst < policy.recheck_below_log_prob):
+                # (proposed: the threshold is set) the new language's decode is doubtful: compare
+                # it with a decode in the kept language
                 if not budget.allows(result.chosen.elapsed_s):
                     timed_out = True  # no time for the kept language: the new language's text, counted as time limited
                 else:
