@@ -37,7 +37,15 @@ means stay comparable over time):
   starting at each packet with the probability that gives 5 % (10 %) of packets lost overall,
   in bursts of 1-2 (1-3) packets (a two-state, Gilbert-like channel);
 - ``music15``: hold music under the speech (an IVR prompt over a music bed):
-  ``bench/signals.hold_music`` 15 dB below the active-speech RMS, at the set's rate.
+  ``bench/signals.hold_music`` 15 dB below the active-speech RMS, at the set's rate;
+- ``clip12``: a hot line: the file amplified until its peak is 12 dB above int16 full scale,
+  then hard-clipped there (the clipped samples are counted, as for the levels);
+- ``gsm``, ``g721``: the GSM 06.10 full-rate codec (13 kbit/s) and G.721 32 kbit/s ADPCM
+  (ITU-T G.721, since G.726), both through libsndfile in a WAV container at 8 kHz (the
+  codecs' only rate: a 16 kHz file goes down and back up with soxr, so it also loses
+  everything above 4 kHz);
+- ``hum20``: mains hum on an analog line: 50 Hz and its odd harmonics up to 950 Hz (amplitude
+  1/n, seeded phases), 20 dB below the active-speech RMS.
 
 SNR is relative to the file's **active-speech RMS**: the RMS over the 30 ms frames whose
 energy is within 30 dB of the file's loudest frame (silences and pauses do not lower it).
@@ -57,7 +65,7 @@ mean RMS dBFS, clipped samples, codec bitrate).
 
     .venv/bin/python bench/variants.py [--out bench/results/variants] [--seed 0] [--sets en,tel]
         [--variants orig,level-20,...] [--no-mix] [--files N]
-    .venv/bin/python bench/variants.py --variants reverb-0.5,reverb-far,loss5,loss10,music15 --no-mix \
+    .venv/bin/python bench/variants.py --variants reverb-0.5,reverb-far,loss5,loss10,music15,clip12,gsm,g721,hum20 --no-mix \
         --out bench/results/variants-extra
 
 Then ``bench/generalization.py`` measures streaming and offline WER on each variant.
@@ -87,7 +95,7 @@ SETS: dict[str, tuple[Path, int]] = {"en": (SPEECH_DIR / "en", 16000), "tel": (S
 """Set name -> (source directory, native sample rate)."""
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "variants"
 VARIANTS = ("orig", "level-20", "level-45", "level-65", "opus", "mp3", "white10", "babble10")
-EXTRA_VARIANTS = ("reverb-0.5", "reverb-far", "loss5", "loss10", "music15")
+EXTRA_VARIANTS = ("reverb-0.5", "reverb-far", "loss5", "loss10", "music15", "clip12", "gsm", "g721", "hum20")
 """Built only when asked for; not in ``mix`` (module docstring)."""
 MIX = "mix"
 MIX_VARIANTS = tuple(v for v in VARIANTS if v != "orig")
@@ -158,7 +166,7 @@ def relevel(x: Float, target_dbfs: float) -> Float:
 
 
 def codec_roundtrip(x: Float, sample_rate_hz: int, codec: str) -> tuple[Float, float]:
-    """Encode ``x`` with ``codec`` (opus or mp3) in memory with libsndfile and decode it back at
+    """Encode ``x`` with ``codec`` (opus, mp3, gsm or g721) in memory with libsndfile and decode it back at
     ``sample_rate_hz``; returns the decoded samples (int16 units, same length) and the bitrate
     of the encoded file in kbit/s (container included)."""
     import soundfile
@@ -168,11 +176,13 @@ def codec_roundtrip(x: Float, sample_rate_hz: int, codec: str) -> tuple[Float, f
         fmt, subtype, level, mode, rates = "OGG", "OPUS", OPUS_LEVEL, None, OPUS_RATES_HZ
     elif codec == "mp3":
         fmt, subtype, level, mode, rates = "MP3", "MPEG_LAYER_III", MP3_LEVEL, MP3_BITRATE_MODE, MP3_RATES_HZ
+    elif codec in ("gsm", "g721"):
+        fmt, subtype, level, mode, rates = "WAV", {"gsm": "GSM610", "g721": "G721_32"}[codec], None, None, (8000,)
     else:
         raise ValueError(f"unknown codec {codec!r}")
     if subtype not in soundfile.available_subtypes(fmt):
         raise RuntimeError(f"this libsndfile cannot write {fmt}/{subtype}")
-    rate = sample_rate_hz if sample_rate_hz in rates else 48000
+    rate = sample_rate_hz if sample_rate_hz in rates else max(rates)
     audio = (x / FULL_SCALE).astype(np.float32)
     if rate != sample_rate_hz:
         audio = soxr.resample(audio, sample_rate_hz, rate, quality="VHQ")
@@ -278,6 +288,23 @@ def music_bed(x: Float, sample_rate_hz: int, snr_db: float, seed: int) -> tuple[
     return x + music * scale, {"snr_db": snr_db, "music_seed": seed}
 
 
+def mains_hum(x: Float, sample_rate_hz: int, snr_db: float, rng: np.random.Generator, *, mains_hz: float = 50.0,
+              top_hz: float = 1000.0) -> tuple[Float, dict[str, object]]:
+    """``x`` plus ``mains_hz`` and its odd harmonics below ``top_hz`` (amplitude 1/n, phases from
+    ``rng``: the spectrum of a rectified, clipped mains field), ``snr_db`` below ``x``'s
+    active-speech RMS."""
+    t = np.arange(len(x)) / sample_rate_hz
+    hum = np.zeros(len(x))
+    for n in range(1, int(top_hz // mains_hz) + 1, 2):
+        if n * mains_hz < sample_rate_hz / 2:
+            hum += np.sin(2 * np.pi * n * mains_hz * t + rng.uniform(0, 2 * np.pi)) / n
+    level = active_speech_rms(x, sample_rate_hz)
+    rms = float(np.sqrt(np.mean(hum**2))) if len(hum) else 0.0
+    if rms > 0:
+        hum *= level / rms / 10 ** (snr_db / 20)
+    return x + hum, {"snr_db": snr_db, "mains_hz": mains_hz}
+
+
 def make_variant(set_name: str, variant: str, source: Source, pool: list[Source], sample_rate_hz: int, *, seed: int = 0,
                  babble_talkers: int = BABBLE_TALKERS) -> VariantFile:
     """Build ``variant`` of ``source``; ``pool`` is every referenced file of the set (babble talkers)."""
@@ -289,7 +316,7 @@ def make_variant(set_name: str, variant: str, source: Source, pool: list[Source]
         target = -float(variant.split("-", 1)[1])
         y = relevel(x, target)
         info["gain_db"] = target - rms_dbfs(x)
-    elif variant in ("opus", "mp3"):
+    elif variant in ("opus", "mp3", "gsm", "g721"):
         y, kbps = codec_roundtrip(x, sample_rate_hz, variant)
         info["kbps"] = kbps
     elif variant.startswith("white"):
@@ -309,6 +336,14 @@ def make_variant(set_name: str, variant: str, source: Source, pool: list[Source]
     elif variant.startswith("music"):
         bed_seed = int(rng_for(seed, set_name, variant, source.stem).integers(2**31))
         y, info = music_bed(x, sample_rate_hz, float(variant[len("music"):]), bed_seed)
+    elif variant.startswith("hum"):
+        y, info = mains_hum(x, sample_rate_hz, float(variant[len("hum"):]), rng_for(seed, set_name, variant, source.stem))
+    elif variant.startswith("clip"):
+        over_db = float(variant[len("clip"):])
+        peak = float(np.max(np.abs(x))) if len(x) else 0.0
+        gain = FULL_SCALE * 10 ** (over_db / 20) / peak if peak > 0 else 1.0
+        y = x * gain
+        info["gain_db"] = 20 * np.log10(gain)
     else:
         raise ValueError(f"unknown variant {variant!r}")
     samples, clipped = to_int16(y)

@@ -36,11 +36,28 @@ from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, BatchDecod
 from whisper_streaming.errors import AsrError, TranscriptionStopped, UsageError
 from whisper_streaming.core.language import LanguagePolicy, LanguageRequest, choose_language, detect_first, prefer_switch, recheck_language
 
-__all__ = ["FasterWhisperEngine", "MINIMAL_WINDOW_PAD_S", "trim_window_padding"]
+__all__ = ["FasterWhisperEngine", "MINIMAL_WINDOW_PAD_S", "MIN_FOLLOW_WINDOW_S", "content_frames", "trim_window_padding"]
 
 log = logging.getLogger(__name__)
 
 
+
+
+def content_frames(features: np.ndarray) -> int:
+    """Frames up to and including the last non-zero one of a log-mel window (shape ``(...,
+    n_mels, frames)``, zero-padded by ``pad_or_trim``): the audio the window holds, at 100
+    frames per second."""
+    voiced = np.flatnonzero(np.any(features != 0, axis=-2).reshape(-1, features.shape[-1]).any(axis=0))
+    return int(voiced[-1]) + 1 if voiced.size else 0
+
+
+MIN_FOLLOW_WINDOW_S = 0.25
+"""A later window of one decode holding less audio than this is decoded (faster-whisper's loop
+cannot skip it) but its text is dropped.  Such a window is the rest of the audio after the last
+timestamp of the window before: for a final, the VAD's trailing non-speech (``vad.trailing_ms``,
+180 ms); for a partial, a word cut off.  Whisper fills it with its stock hallucination: `` You``
+on the 0.16 s left of a 6.72 s utterance over a GSM 06.10 line (``bench/variants.py gsm``, tel,
+the only later window with text among 857 utterances of 34 generalization sessions)."""
 
 
 def trim_window_padding(features: np.ndarray, pad_frames: int, frames_per_s: int = 100) -> np.ndarray:
@@ -52,8 +69,7 @@ def trim_window_padding(features: np.ndarray, pad_frames: int, frames_per_s: int
     frame is all-zero only in theory).  The window kept is rounded up to whole seconds
     (``frames_per_s``), at least one second, never longer than the input.
     """
-    voiced = np.flatnonzero(np.any(features != 0, axis=-2).reshape(-1, features.shape[-1]).any(axis=0))
-    content = int(voiced[-1]) + 1 if voiced.size else 0
+    content = content_frames(features)
     frames = -(-(content + pad_frames) // frames_per_s) * frames_per_s
     return features[..., : min(features.shape[-1], max(frames, frames_per_s))]
 
@@ -97,6 +113,7 @@ def _trimmed_model_class():  # type: ignore[no-untyped-def]
     class _PrimedWhisperModel(WhisperModel):  # type: ignore[misc]
         _primed = None
         _follow_pad_frames: int | None = None
+        _follow_content_frames: int | None = None  # audio frames of the last later window encoded
 
         def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             super().__init__(*args, **kwargs)
@@ -106,6 +123,9 @@ def _trimmed_model_class():  # type: ignore[no-untyped-def]
             primed, self._primed = self._primed, None
             if primed is not None:
                 return primed
+            # a later window of the same decode (the first is always primed): its audio, whose
+            # segments the engine drops when it is too short to hold a word (MIN_FOLLOW_WINDOW_S)
+            self._follow_content_frames = content_frames(features)
             if self._follow_pad_frames is not None:
                 # A decode whose last segment is unfinished (audio cut mid-word, as a partial
                 # always is) makes faster-whisper seek to the last timestamp and decode the rest
@@ -162,6 +182,7 @@ class FasterWhisperEngine:
         self.language_rechecks = 0  # detector runs after a decode in the kept language (recheck_language)
         self.language_redecodes = 0  # utterances decoded in both the kept and a newly detected language (prefer_switch)
         self.language_switches_refused = 0  # of those, the ones whose new language's decode the model trusted less
+        self.short_windows_dropped = 0  # segments of a later window shorter than MIN_FOLLOW_WINDOW_S
         try:
             self._model = _trimmed_model_class()(
                 options.model,
@@ -207,6 +228,8 @@ class FasterWhisperEngine:
         t0 = started
         self._model._primed = encoded
         self._model._follow_pad_frames = None if window_pad_s is None else int(window_pad_s * 100)
+        self._model._follow_content_frames = None
+        duration_s = len(audio) / SAMPLE_RATE_HZ
         try:
             segments, _ = self._model.transcribe(
                 audio,
@@ -225,6 +248,11 @@ class FasterWhisperEngine:
             )
             decoded, tokens, weighted, weights = [], 0, 0.0, 0
             for s in segments:  # consume the lazy generator here, in the worker
+                follow = self._model._follow_content_frames  # set once a later window was encoded
+                if follow is not None and follow < MIN_FOLLOW_WINDOW_S * 100 and s.start >= duration_s - follow / 100 - 0.02:
+                    self.short_windows_dropped += 1  # a segment of a later window too short for a word
+                    log.debug("dropped %r: a later window of %d ms", s.text, follow * 10)
+                    continue
                 seg_words = tuple(TranscriptWord(float(w.start), float(w.end), w.word, float(w.probability)) for w in (s.words or ()))
                 decoded.append(TranscriptSegment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob, s.compression_ratio, seg_words))
                 n = sum(1 for t in s.tokens if t < self._eot)  # text tokens, not timestamps
@@ -234,9 +262,9 @@ class FasterWhisperEngine:
         finally:
             self._model._primed = None
             self._model._follow_pad_frames = None
+            self._model._follow_content_frames = None
         segs = tuple(decoded)
         text = " ".join(s.text.strip() for s in segs if s.text.strip())
-        duration_s = len(audio) / SAMPLE_RATE_HZ
         suspect = suspect_check and (_looks_truncated(segs, tokens, duration_s) or _looks_repeated(segs))
         if not segs:  # every segment judged silence: nothing to fall back from
             return AttemptOutcome(segs, "", 0.0, 0.0, 1.0, time.perf_counter() - t0)

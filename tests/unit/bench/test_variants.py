@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.variants import Source, active_speech_rms, make_variant, music_bed, packet_loss, room_impulse_response
+from bench.variants import (EXTRA_VARIANTS, FULL_SCALE, Source, active_speech_rms, codec_roundtrip, mains_hum, make_variant, music_bed,
+                            packet_loss, room_impulse_response)
 
 
 def test_room_impulse_response_has_the_asked_decay_and_direct_to_reverberant_ratio() -> None:
@@ -41,7 +42,34 @@ def test_music_bed_sits_the_asked_decibels_under_the_speech() -> None:
 def test_extra_variants_are_reproducible() -> None:
     rng = np.random.default_rng(4)
     src = Source("a", rng.normal(0, 2000, 32000), reference=None)  # type: ignore[arg-type]
-    for variant in ("reverb-0.5", "reverb-far", "loss5", "loss10", "music15"):
+    for variant in EXTRA_VARIANTS:
         a = make_variant("en", variant, src, [src], 16000, seed=0)
         b = make_variant("en", variant, src, [src], 16000, seed=0)
         assert np.array_equal(a.samples, b.samples) and not np.array_equal(a.samples, src.samples.astype(np.int16))
+
+
+def test_mains_hum_sits_the_asked_decibels_under_the_speech_at_50_hz_and_odd_harmonics() -> None:
+    speech = np.random.default_rng(5).normal(0, 3000, 16000)
+    y, _ = mains_hum(speech, 16000, 20.0, np.random.default_rng(6))
+    hum = y - speech
+    assert 20 * np.log10(active_speech_rms(speech, 16000) / np.sqrt(np.mean(hum**2))) == pytest.approx(20.0, abs=0.01)
+    spectrum = np.abs(np.fft.rfft(hum))  # 1 s: bin k is k Hz
+    assert set(np.argsort(spectrum)[-3:]) == {50, 150, 250}
+    assert spectrum[100] < 1e-6 * spectrum[50]  # no even harmonics
+
+
+def test_clip12_drives_the_peak_past_full_scale_and_counts_the_clipped_samples() -> None:
+    x = np.sin(np.linspace(0, 200 * np.pi, 16000)) * 1000.0
+    v = make_variant("en", "clip12", Source("a", x, reference=None), [], 16000)  # type: ignore[arg-type]
+    assert v.clipped > 0 and np.max(np.abs(v.samples.astype(np.int32))) >= FULL_SCALE - 1
+    assert v.info["gain_db"] == pytest.approx(20 * np.log10(FULL_SCALE / 1000.0) + 12.0, abs=0.01)
+
+
+@pytest.mark.parametrize("codec, kbps", [("gsm", 13.0), ("g721", 32.0)])
+def test_telephone_codecs_round_trip_at_8_khz_keeping_the_length(codec: str, kbps: float) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 2000, 16000 * 2)
+    y, measured = codec_roundtrip(x, 16000, codec)
+    assert len(y) == len(x) and measured == pytest.approx(kbps, rel=0.1)
+    spectrum = np.abs(np.fft.rfft(y))
+    assert spectrum[len(spectrum) * 5 // 8 :].mean() < 0.05 * spectrum[: len(spectrum) // 4].mean()  # nothing above 4 kHz

@@ -1,0 +1,103 @@
+"""A later window too short to hold a word gives no text (``MIN_FOLLOW_WINDOW_S``).
+
+faster-whisper decodes the audio after the last timestamp of a window in a window of its own.
+The fake model below plays faster-whisper's part: the first window is the primed encoder
+output, the later one goes through the engine's ``encode()`` override (as
+``WhisperModel.generate_segments`` calls it) before its segments are yielded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from whisper_streaming.engines.base import DecodeOptions
+from whisper_streaming.engines.faster_whisper import MIN_FOLLOW_WINDOW_S, FasterWhisperEngine, _trimmed_model_class, content_frames
+
+EOT = 50257
+
+
+@dataclass
+class _Segment:  # the fields of faster_whisper.transcribe.Segment the engine reads
+    start: float
+    end: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float = 1.2
+    tokens: tuple[int, ...] = (1, 2, 3)
+    words: Any = None
+
+
+class _FakeCT2:
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.encoded_frames: list[int] = []
+
+    def encode(self, features: Any, to_cpu: bool = False) -> str:
+        self.encoded_frames.append(int(np.asarray(features).shape[-1]))
+        return "later window"
+
+
+def _engine(later_window_frames: int, later_text: str) -> tuple[FasterWhisperEngine, _FakeCT2]:
+    class _FakeWhisper(_trimmed_model_class()):  # type: ignore[misc]
+        def __init__(self) -> None:  # no weights: WhisperModel.__init__ is not run
+            self.model = _FakeCT2()
+
+        def transcribe(self, audio: np.ndarray, **kwargs: Any) -> tuple[Any, None]:
+            duration_s = len(audio) / 16000
+
+            def segments() -> Any:
+                assert self.encode(np.zeros((80, 3000), np.float32)) == "primed"  # the first window
+                cut = duration_s - later_window_frames / 100
+                yield _Segment(0.0, cut, " She called his name many times.", -0.41, 0.04)
+                later = np.zeros((80, 3000), np.float32)
+                later[:, :later_window_frames] = -0.5  # the rest of the audio, then pad_or_trim's zeros
+                assert self.encode(later) == "later window"
+                yield _Segment(cut, cut + 2.0, later_text, -1.13, 0.5)
+
+            return segments(), None
+
+    engine = object.__new__(FasterWhisperEngine)
+    engine._model = _FakeWhisper()
+    engine._eot = EOT
+    engine.short_windows_dropped = 0
+    return engine, engine._model.model
+
+
+def _attempt(engine: FasterWhisperEngine, duration_s: float) -> Any:
+    audio = np.zeros(int(duration_s * 16000), np.float32)
+    return engine._attempt(audio, "primed", "en", 0.0, 100, suspect_check=False, started=time.perf_counter(),
+                           d=DecodeOptions(), window_pad_s=4.0)
+
+
+def test_the_text_of_a_later_window_too_short_for_a_word_is_dropped() -> None:
+    # tel over GSM 06.10: " You" on the 0.16 s left after the last timestamp of a 6.72 s utterance
+    engine, ct2 = _engine(16, " You")
+    out = _attempt(engine, 6.72)
+    assert out.text == "She called his name many times."
+    assert [s.text for s in out.result] == [" She called his name many times."]
+    assert engine.short_windows_dropped == 1
+    assert ct2.encoded_frames == [500]  # the later window was encoded (trimmed: 0.16 s + 4 s, rounded up)
+    assert engine._model._follow_content_frames is None  # nothing carried into the next decode
+
+
+@pytest.mark.parametrize("frames", [int(MIN_FOLLOW_WINDOW_S * 100), 100])
+def test_a_later_window_long_enough_for_a_word_keeps_its_text(frames: int) -> None:
+    engine, _ = _engine(frames, " Like?")
+    out = _attempt(engine, 7.11)
+    assert out.text == "She called his name many times. Like?"
+    assert engine.short_windows_dropped == 0
+
+
+def test_content_frames_is_the_audio_before_the_zero_padding() -> None:
+    window = np.zeros((80, 3000), np.float32)
+    assert content_frames(window) == 0
+    window[3, 15] = -0.9
+    assert content_frames(window) == 16
+    assert content_frames(window[None]) == 16  # batched
