@@ -133,3 +133,21 @@ def test_a_switch_the_decode_trusts_is_followed_without_a_second_decode(engine: 
     assert engine.language_redecodes == before
     assert replaced.language == "en" and replaced.language_probability > 0.5 and replaced.text == fixed.text
     assert not replaced.language_switch_refused
+
+
+def test_a_minimal_decode_never_changes_the_streams_language(reverberant: np.ndarray, speech: np.ndarray) -> None:
+    # the policy of the refusal test above: the detector proposes Welsh over the kept English.
+    # A partial (minimal decode) never runs the comparison, so it stays in the kept language
+    # instead of showing the proposed one before its final.
+    options = engine_options_from_config(load_config(None))
+    engine = FasterWhisperEngine(replace(options, language_policy=replace(options.language_policy, redetect_below=0.9)))
+    partial = engine.transcribe(reverberant, language=LanguageRequest(kept="en"), minimal=True)
+    assert engine.language_detections == 1  # not confirmed: detected, and its probability passed on
+    assert partial.language == "en" and 0.1 < partial.language_probability < 0.9
+    assert "fantasy" in partial.text.lower()
+    # the same holds for a wrong kept language: only a final can replace it
+    wrong = engine.transcribe(speech, language=LanguageRequest(kept="ko"), minimal=True)
+    assert wrong.language == "ko" and wrong.language_probability < 0.1
+    # with nothing kept yet, a minimal decode detects and follows the detector
+    fresh = engine.transcribe(speech, language=LanguageRequest(), minimal=True)
+    assert fresh.language == "en" and "quilter" in fresh.text.lower()

@@ -26,7 +26,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -52,12 +52,22 @@ def content_frames(features: np.ndarray) -> int:
 
 
 MIN_FOLLOW_WINDOW_S = 0.25
-"""A later window of one decode holding less audio than this is decoded (faster-whisper's loop
-cannot skip it) but its text is dropped.  Such a window is the rest of the audio after the last
-timestamp of the window before: for a final, the VAD's trailing non-speech (``vad.trailing_ms``,
-180 ms); for a partial, a word cut off.  Whisper fills it with its stock hallucination: `` You``
-on the 0.16 s left of a 6.72 s utterance over a GSM 06.10 line (``bench/variants.py gsm``, tel,
-the only later window with text among 857 utterances of 34 generalization sessions)."""
+"""A later window of one decode holding less audio than this is not decoded.  Such a window is
+the rest of the audio after the last timestamp of the window before: for a final, the VAD's
+trailing non-speech (``vad.trailing_ms``, 180 ms); for a partial, a word cut off.  Whisper fills
+it with its stock hallucinations: `` You`` on the 0.16 s left of a 6.72 s utterance over a GSM
+06.10 line (``bench/variants.py gsm``, tel: the only later window with text among 909
+utterances of 36 generalization sessions), and in whole-file decodes loops up to the token
+limit (`` I'm sorry I'm sorry ...`` on 70 ms, `` new, new, new, ...`` on 20 ms)."""
+
+
+class _ShortLaterWindow(Exception):
+    """Raised from ``encode()`` for a later window under :data:`MIN_FOLLOW_WINDOW_S`: it ends
+    faster-whisper's window loop after the segments of the window before were yielded."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__(f"a later window of {frames * 10} ms")
+        self.frames = frames
 
 
 def trim_window_padding(features: np.ndarray, pad_frames: int, frames_per_s: int = 100) -> np.ndarray:
@@ -113,7 +123,7 @@ def _trimmed_model_class():  # type: ignore[no-untyped-def]
     class _PrimedWhisperModel(WhisperModel):  # type: ignore[misc]
         _primed = None
         _follow_pad_frames: int | None = None
-        _follow_content_frames: int | None = None  # audio frames of the last later window encoded
+        _decoding = False  # inside FasterWhisperEngine._attempt (a later encode is a later window)
 
         def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             super().__init__(*args, **kwargs)
@@ -123,9 +133,12 @@ def _trimmed_model_class():  # type: ignore[no-untyped-def]
             primed, self._primed = self._primed, None
             if primed is not None:
                 return primed
-            # a later window of the same decode (the first is always primed): its audio, whose
-            # segments the engine drops when it is too short to hold a word (MIN_FOLLOW_WINDOW_S)
-            self._follow_content_frames = content_frames(features)
+            if self._decoding:
+                # a later window of a decode (its first is always primed): too short to hold a
+                # word, it is not decoded (MIN_FOLLOW_WINDOW_S)
+                frames = content_frames(features)
+                if frames < MIN_FOLLOW_WINDOW_S * 100:
+                    raise _ShortLaterWindow(frames)
             if self._follow_pad_frames is not None:
                 # A decode whose last segment is unfinished (audio cut mid-word, as a partial
                 # always is) makes faster-whisper seek to the last timestamp and decode the rest
@@ -167,7 +180,8 @@ class FasterWhisperEngine:
     replaces the stream's kept language for an utterance, the new language's decode (first
     temperature only) is kept if the model trusts it (no segment below
     ``recheck_below_log_prob``), and otherwise only if it beats a decode in the kept language
-    (:func:`~whisper_streaming.core.language.prefer_switch`).  Minimal decodes are never compared.
+    (:func:`~whisper_streaming.core.language.prefer_switch`).  Minimal decodes are never
+    compared: they keep the stream's language when it has one.
 
     Raises:
         AsrError: from construction if the model cannot be loaded.
@@ -182,7 +196,7 @@ class FasterWhisperEngine:
         self.language_rechecks = 0  # detector runs after a decode in the kept language (recheck_language)
         self.language_redecodes = 0  # utterances decoded in both the kept and a newly detected language (prefer_switch)
         self.language_switches_refused = 0  # of those, the ones whose new language's decode the model trusted less
-        self.short_windows_dropped = 0  # segments of a later window shorter than MIN_FOLLOW_WINDOW_S
+        self.short_windows_skipped = 0  # later windows shorter than MIN_FOLLOW_WINDOW_S, not decoded
         try:
             self._model = _trimmed_model_class()(
                 options.model,
@@ -228,8 +242,7 @@ class FasterWhisperEngine:
         t0 = started
         self._model._primed = encoded
         self._model._follow_pad_frames = None if window_pad_s is None else int(window_pad_s * 100)
-        self._model._follow_content_frames = None
-        duration_s = len(audio) / SAMPLE_RATE_HZ
+        self._model._decoding = True
         try:
             segments, _ = self._model.transcribe(
                 audio,
@@ -247,12 +260,7 @@ class FasterWhisperEngine:
                 word_timestamps=words,
             )
             decoded, tokens, weighted, weights = [], 0, 0.0, 0
-            for s in segments:  # consume the lazy generator here, in the worker
-                follow = self._model._follow_content_frames  # set once a later window was encoded
-                if follow is not None and follow < MIN_FOLLOW_WINDOW_S * 100 and s.start >= duration_s - follow / 100 - 0.02:
-                    self.short_windows_dropped += 1  # a segment of a later window too short for a word
-                    log.debug("dropped %r: a later window of %d ms", s.text, follow * 10)
-                    continue
+            for s in _until_short_window(segments, self):  # consume the lazy generator here, in the worker
                 seg_words = tuple(TranscriptWord(float(w.start), float(w.end), w.word, float(w.probability)) for w in (s.words or ()))
                 decoded.append(TranscriptSegment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob, s.compression_ratio, seg_words))
                 n = sum(1 for t in s.tokens if t < self._eot)  # text tokens, not timestamps
@@ -262,9 +270,10 @@ class FasterWhisperEngine:
         finally:
             self._model._primed = None
             self._model._follow_pad_frames = None
-            self._model._follow_content_frames = None
+            self._model._decoding = False
         segs = tuple(decoded)
         text = " ".join(s.text.strip() for s in segs if s.text.strip())
+        duration_s = len(audio) / SAMPLE_RATE_HZ
         suspect = suspect_check and (_looks_truncated(segs, tokens, duration_s) or _looks_repeated(segs))
         if not segs:  # every segment judged silence: nothing to fall back from
             return AttemptOutcome(segs, "", 0.0, 0.0, 1.0, time.perf_counter() - t0)
@@ -311,6 +320,12 @@ class FasterWhisperEngine:
             first_encoded, probabilities = self._encode(audio, pad_s, detect=detect_first(request, policy))
             _check_stop(should_stop)
             code, probability = choose_language(request, probabilities, duration_s, policy)
+            if minimal and request.fixed is None and request.kept is not None and code != request.kept:
+                # a minimal decode (a partial, or a final retried after a hung worker) never
+                # changes the stream's language: a change must win on a full decode
+                # (prefer_switch), which a minimal one never runs.  A reverberant English
+                # partial was shown in Chinese before its final came back in English.
+                code, probability = request.kept, probabilities.get(request.kept, 0.0) if probabilities else 0.0
             encoded: dict[float | None, object] = {pad_s: first_encoded}
 
             retry = o.retry_window_pad_s
@@ -460,6 +475,21 @@ The encoder's cost grows with its window: a partial of 3 s of audio encodes 4 s 
 MIN_TOKENS_PER_S = 1.5
 """A trimmed-window decode with fewer text tokens per second of audio (minus the endpointing
 silence and pre-roll) is redone with the full window; read speech runs at 3-5 tokens/s."""
+
+
+def _until_short_window(segments: Iterable[Any], engine: FasterWhisperEngine) -> Iterator[Any]:
+    """faster-whisper's segments, ending where it would decode a later window shorter than
+    :data:`MIN_FOLLOW_WINDOW_S` (``encode()`` raises :class:`_ShortLaterWindow`)."""
+    it = iter(segments)
+    while True:
+        try:
+            yield next(it)
+        except StopIteration:
+            return
+        except _ShortLaterWindow as short:
+            engine.short_windows_skipped += 1
+            log.debug("not decoded: %s", short)
+            return
 
 
 def _check_stop(should_stop: Callable[[], bool] | None) -> None:

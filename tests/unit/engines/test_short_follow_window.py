@@ -1,9 +1,9 @@
-"""A later window too short to hold a word gives no text (``MIN_FOLLOW_WINDOW_S``).
+"""A later window too short to hold a word is not decoded (``MIN_FOLLOW_WINDOW_S``).
 
 faster-whisper decodes the audio after the last timestamp of a window in a window of its own.
 The fake model below plays faster-whisper's part: the first window is the primed encoder
-output, the later one goes through the engine's ``encode()`` override (as
-``WhisperModel.generate_segments`` calls it) before its segments are yielded.
+output; the later one goes through the engine's ``encode()`` override (as
+``WhisperModel.generate_segments`` calls it) after the first window's segments were yielded.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _engine(later_window_frames: int, later_text: str) -> tuple[FasterWhisperEng
     engine = object.__new__(FasterWhisperEngine)
     engine._model = _FakeWhisper()
     engine._eot = EOT
-    engine.short_windows_dropped = 0
+    engine.short_windows_skipped = 0
     return engine, engine._model.model
 
 
@@ -76,23 +76,31 @@ def _attempt(engine: FasterWhisperEngine, duration_s: float) -> Any:
                            d=DecodeOptions(), window_pad_s=4.0)
 
 
-def test_the_text_of_a_later_window_too_short_for_a_word_is_dropped() -> None:
+def test_a_later_window_too_short_for_a_word_is_not_decoded() -> None:
     # tel over GSM 06.10: " You" on the 0.16 s left after the last timestamp of a 6.72 s utterance
     engine, ct2 = _engine(16, " You")
     out = _attempt(engine, 6.72)
     assert out.text == "She called his name many times."
     assert [s.text for s in out.result] == [" She called his name many times."]
-    assert engine.short_windows_dropped == 1
-    assert ct2.encoded_frames == [500]  # the later window was encoded (trimmed: 0.16 s + 4 s, rounded up)
-    assert engine._model._follow_content_frames is None  # nothing carried into the next decode
+    assert engine.short_windows_skipped == 1
+    assert ct2.encoded_frames == []  # no encoder pass, no decode for it
+    assert engine._model._decoding is False  # nothing carried past the decode
+
+
+def test_an_encode_outside_a_decode_is_never_refused() -> None:
+    engine, ct2 = _engine(16, " You")
+    short = np.zeros((80, 100), np.float32)
+    short[:, :10] = -0.5  # 0.1 s of audio: an utterance's own (first) window, as FasterWhisperEngine._encode asks
+    assert engine._model.encode(short) == "later window"
+    assert ct2.encoded_frames == [100]
 
 
 @pytest.mark.parametrize("frames", [int(MIN_FOLLOW_WINDOW_S * 100), 100])
 def test_a_later_window_long_enough_for_a_word_keeps_its_text(frames: int) -> None:
-    engine, _ = _engine(frames, " Like?")
+    engine, ct2 = _engine(frames, " Like?")
     out = _attempt(engine, 7.11)
     assert out.text == "She called his name many times. Like?"
-    assert engine.short_windows_dropped == 0
+    assert engine.short_windows_skipped == 0 and len(ct2.encoded_frames) == 1
 
 
 def test_content_frames_is_the_audio_before_the_zero_padding() -> None:
