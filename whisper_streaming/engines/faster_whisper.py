@@ -58,7 +58,11 @@ trailing non-speech (``vad.trailing_ms``, 180 ms); for a partial, a word cut off
 it with its stock hallucinations: `` You`` on the 0.16 s left of a 6.72 s utterance over a GSM
 06.10 line (``bench/variants.py gsm``, tel: the only later window with text among 909
 utterances of 36 generalization sessions), and in whole-file decodes loops up to the token
-limit (`` I'm sorry I'm sorry ...`` on 70 ms, `` new, new, new, ...`` on 20 ms)."""
+limit (`` I'm sorry I'm sorry ...`` on 70 ms, `` new, new, new, ...`` on 20 ms).  faster-whisper
+drops a window's unfinished last segment and decodes it again in the later window.  A
+final's audio ends ``vad.trailing_ms`` (180 ms) after its last voiced frame, so a short later
+window there is non-speech; with a ``trailing_ms`` far below the default, it could hold the end
+of the last word, which would then be lost."""
 
 
 class _ShortLaterWindow(Exception):
@@ -123,7 +127,8 @@ def _trimmed_model_class():  # type: ignore[no-untyped-def]
     class _PrimedWhisperModel(WhisperModel):  # type: ignore[misc]
         _primed = None
         _follow_pad_frames: int | None = None
-        _decoding = False  # inside FasterWhisperEngine._attempt (a later encode is a later window)
+        _decoding = False  # inside FasterWhisperEngine._attempt
+        _primed_used = False  # the decode's first window took the primed output: later encodes are later windows
 
         def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             super().__init__(*args, **kwargs)
@@ -132,10 +137,11 @@ def _trimmed_model_class():  # type: ignore[no-untyped-def]
         def encode(self, features):  # type: ignore[no-untyped-def]
             primed, self._primed = self._primed, None
             if primed is not None:
+                self._primed_used = True
                 return primed
-            if self._decoding:
-                # a later window of a decode (its first is always primed): too short to hold a
-                # word, it is not decoded (MIN_FOLLOW_WINDOW_S)
+            if self._decoding and self._primed_used:
+                # a later window of the decode: too short to hold a word, it is not decoded
+                # (MIN_FOLLOW_WINDOW_S); a first window is never refused
                 frames = content_frames(features)
                 if frames < MIN_FOLLOW_WINDOW_S * 100:
                     raise _ShortLaterWindow(frames)
@@ -232,6 +238,10 @@ class FasterWhisperEngine:
         self.language_detections += 1
         return {token[2:-2]: p for token, p in self._model.model.detect_language(encoder_output)[0]}
 
+    def _count_short_window(self, short: _ShortLaterWindow) -> None:
+        self.short_windows_skipped += 1
+        log.debug("not decoded: %s", short)
+
     def _attempt(self, audio: np.ndarray, encoded: object, language: str | None, temperature: float,
                  max_tokens: int, suspect_check: bool, started: float, d: DecodeOptions,
                  window_pad_s: float | None = None, words: bool = False) -> AttemptOutcome[tuple[TranscriptSegment, ...]]:
@@ -242,7 +252,7 @@ class FasterWhisperEngine:
         t0 = started
         self._model._primed = encoded
         self._model._follow_pad_frames = None if window_pad_s is None else int(window_pad_s * 100)
-        self._model._decoding = True
+        self._model._decoding, self._model._primed_used = True, False
         try:
             segments, _ = self._model.transcribe(
                 audio,
@@ -260,7 +270,7 @@ class FasterWhisperEngine:
                 word_timestamps=words,
             )
             decoded, tokens, weighted, weights = [], 0, 0.0, 0
-            for s in _until_short_window(segments, self):  # consume the lazy generator here, in the worker
+            for s in _until_short_window(segments, self._count_short_window):  # consume the lazy generator here, in the worker
                 seg_words = tuple(TranscriptWord(float(w.start), float(w.end), w.word, float(w.probability)) for w in (s.words or ()))
                 decoded.append(TranscriptSegment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob, s.compression_ratio, seg_words))
                 n = sum(1 for t in s.tokens if t < self._eot)  # text tokens, not timestamps
@@ -270,7 +280,7 @@ class FasterWhisperEngine:
         finally:
             self._model._primed = None
             self._model._follow_pad_frames = None
-            self._model._decoding = False
+            self._model._decoding = self._model._primed_used = False
         segs = tuple(decoded)
         text = " ".join(s.text.strip() for s in segs if s.text.strip())
         duration_s = len(audio) / SAMPLE_RATE_HZ
@@ -394,7 +404,7 @@ class FasterWhisperEngine:
             attempts, loops_seen, timed_out = result.attempts, result.loops_seen, result.timed_out
             worst = min((seg.avg_logprob for seg in result.chosen.result), default=None)
             # a minimal decode (a partial, or a final retried after a hung worker) is never rechecked
-            # or compared: the language stays as detected or kept
+            # or compared: the language stays the kept one, or the detected one when none is kept
             if not minimal and probabilities is None and recheck_language(request, duration_s, worst, policy):
                 # the confirmed language was not checked before the decode, and the decode doubts it
                 _check_stop(should_stop)
@@ -477,19 +487,19 @@ MIN_TOKENS_PER_S = 1.5
 silence and pre-roll) is redone with the full window; read speech runs at 3-5 tokens/s."""
 
 
-def _until_short_window(segments: Iterable[Any], engine: FasterWhisperEngine) -> Iterator[Any]:
+def _until_short_window(segments: Iterable[Any], skipped: Callable[[_ShortLaterWindow], None]) -> Iterator[Any]:
     """faster-whisper's segments, ending where it would decode a later window shorter than
-    :data:`MIN_FOLLOW_WINDOW_S` (``encode()`` raises :class:`_ShortLaterWindow`)."""
+    :data:`MIN_FOLLOW_WINDOW_S` (``encode()`` raises :class:`_ShortLaterWindow`, passed to ``skipped``)."""
     it = iter(segments)
     while True:
         try:
-            yield next(it)
+            segment = next(it)
         except StopIteration:
             return
         except _ShortLaterWindow as short:
-            engine.short_windows_skipped += 1
-            log.debug("not decoded: %s", short)
+            skipped(short)
             return
+        yield segment
 
 
 def _check_stop(should_stop: Callable[[], bool] | None) -> None:

@@ -93,6 +93,10 @@ def test_an_encode_outside_a_decode_is_never_refused() -> None:
     short[:, :10] = -0.5  # 0.1 s of audio: an utterance's own (first) window, as FasterWhisperEngine._encode asks
     assert engine._model.encode(short) == "later window"
     assert ct2.encoded_frames == [100]
+    # inside a decode, a window encoded before the primed output was taken is a first window too
+    engine._model._decoding = True
+    assert engine._model.encode(short) == "later window"
+    assert ct2.encoded_frames == [100, 100]
 
 
 @pytest.mark.parametrize("frames", [int(MIN_FOLLOW_WINDOW_S * 100), 100])
@@ -109,3 +113,54 @@ def test_content_frames_is_the_audio_before_the_zero_padding() -> None:
     window[3, 15] = -0.9
     assert content_frames(window) == 16
     assert content_frames(window[None]) == 16  # batched
+
+
+# ---------------------------------------------------------------- a minimal decode's language
+
+
+def _language_engine(probabilities: dict[str, float]) -> tuple[FasterWhisperEngine, list[str | None]]:
+    """An engine whose encoder "detects" ``probabilities`` and whose decode records its language."""
+    from types import SimpleNamespace
+
+    from whisper_streaming.core.transcript import TranscriptSegment
+    from whisper_streaming.engines.base import EngineOptions
+    from whisper_streaming.engines.decoding import AttemptOutcome
+
+    engine = object.__new__(FasterWhisperEngine)
+    engine.options = EngineOptions(encoder_window_pad_s=4.0, retry_window_pad_s=10.0)
+    for counter in ("full_window_retries", "language_detections", "language_rechecks", "language_redecodes",
+                    "language_switches_refused", "short_windows_skipped"):
+        setattr(engine, counter, 0)
+    engine._model = SimpleNamespace(feature_extractor=SimpleNamespace(remember=lambda *a: None))
+    decoded_in: list[str | None] = []
+
+    def encode(audio: np.ndarray, pad_s: float | None, detect: bool) -> tuple[str, dict[str, float] | None]:
+        if detect:
+            engine.language_detections += 1
+        return "encoded", dict(probabilities) if detect else None
+
+    def attempt(audio: np.ndarray, encoded: object, language: str | None, *args: Any, **kwargs: Any) -> Any:
+        decoded_in.append(language)
+        seg = TranscriptSegment(0.0, 3.0, " the fantasy, the hopes", -0.3, 0.01, 1.2)
+        return AttemptOutcome((seg,), "the fantasy, the hopes", -0.3, 1.2, 0.01, 0.01)
+
+    engine._encode = encode  # type: ignore[method-assign]
+    engine._attempt = attempt  # type: ignore[method-assign]
+    return engine, decoded_in
+
+
+def test_a_minimal_decode_keeps_the_streams_language_when_the_detector_proposes_another() -> None:
+    from whisper_streaming.core.language import LanguageRequest
+
+    audio = np.zeros(3 * 16000, np.float32)  # 3 s: long enough for a detection to replace the kept language
+    engine, decoded_in = _language_engine({"zh": 0.95, "en": 0.02})
+    partial = engine.transcribe(audio, language=LanguageRequest(kept="en"), minimal=True)
+    assert decoded_in == ["en"] and partial.language == "en"
+    assert partial.language_probability == pytest.approx(0.02)  # the detector's doubt is passed on
+    assert engine.language_detections == 1 and engine.language_redecodes == 0
+    # a full decode follows the same detection (its decode is trusted: no segment below -0.8)
+    final = engine.transcribe(audio, language=LanguageRequest(kept="en"))
+    assert decoded_in[1:] == ["zh"] and final.language == "zh"
+    # nothing kept yet: a minimal decode follows the detector
+    fresh = engine.transcribe(audio, language=LanguageRequest(), minimal=True)
+    assert decoded_in[2:] == ["zh"] and fresh.language == "zh"
