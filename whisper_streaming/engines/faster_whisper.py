@@ -59,10 +59,11 @@ it with its stock hallucinations: `` You`` on the 0.16 s left of a 6.72 s uttera
 06.10 line (``bench/variants.py gsm``, tel: the only later window with text among 909
 utterances of 36 generalization sessions), and in whole-file decodes loops up to the token
 limit (`` I'm sorry I'm sorry ...`` on 70 ms, `` new, new, new, ...`` on 20 ms).  faster-whisper
-drops a window's unfinished last segment and decodes it again in the later window.  A
-final's audio ends ``vad.trailing_ms`` (180 ms) after its last voiced frame, so a short later
-window there is non-speech; with a ``trailing_ms`` far below the default, it could hold the end
-of the last word, which would then be lost."""
+drops a window's unfinished last segment and decodes it again in the later window, so a
+refused window could hold the end of a word: up to 70 ms before a final's last voiced frame
+(``vad.trailing_ms`` is 180 ms), more with a shorter ``trailing_ms``, and a final cut at the
+length cap has no trailing audio.  Measured, none was lost: the 909 finals above, cap-cut ones
+included, gave the same words with and without the rule."""
 
 
 class _ShortLaterWindow(Exception):
@@ -252,7 +253,11 @@ class FasterWhisperEngine:
         t0 = started
         self._model._primed = encoded
         self._model._follow_pad_frames = None if window_pad_s is None else int(window_pad_s * 100)
-        self._model._decoding, self._model._primed_used = True, False
+        # a short later window is refused only after the primed first window was taken; with no
+        # language, faster-whisper's own detection would take it first (not done: the engine
+        # always names the language of a multilingual model)
+        self._model._decoding = language is not None or not self._model.model.is_multilingual
+        self._model._primed_used = False
         try:
             segments, _ = self._model.transcribe(
                 audio,

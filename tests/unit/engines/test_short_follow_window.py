@@ -164,3 +164,30 @@ def test_a_minimal_decode_keeps_the_streams_language_when_the_detector_proposes_
     # nothing kept yet: a minimal decode follows the detector
     fresh = engine.transcribe(audio, language=LanguageRequest(), minimal=True)
     assert decoded_in[2:] == ["zh"] and fresh.language == "zh"
+
+
+def test_a_first_window_that_was_not_primed_is_never_refused() -> None:
+    # _attempt with no precomputed output: faster-whisper encodes the first window itself, and
+    # a short one (a 0.1 s utterance) is decoded, not refused as a later window
+    class _Unprimed(_trimmed_model_class()):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.model = _FakeCT2()
+
+        def transcribe(self, audio: np.ndarray, **kwargs: Any) -> tuple[Any, None]:
+            def segments() -> Any:
+                first = np.zeros((80, 3000), np.float32)
+                first[:, :10] = -0.5
+                assert self.encode(first) == "later window"  # the fake's encoder output, whatever the window
+                yield _Segment(0.0, 0.1, " No.", -0.2, 0.05)
+
+            return segments(), None
+
+    engine = object.__new__(FasterWhisperEngine)
+    engine._model = _Unprimed()
+    engine._eot = EOT
+    engine.short_windows_skipped = 0
+    audio = np.zeros(1600, np.float32)
+    out = engine._attempt(audio, None, "en", 0.0, 100, suspect_check=False, started=time.perf_counter(),
+                          d=DecodeOptions(), window_pad_s=4.0)
+    assert out.text == "No." and engine.short_windows_skipped == 0
+    assert engine._model.model.encoded_frames == [500]  # encoded (on the trimmed window: 0.1 s + 4 s, rounded up)
