@@ -72,7 +72,6 @@ class _ShortLaterWindow(Exception):
 
     def __init__(self, frames: int) -> None:
         super().__init__(f"a later window of {frames * 10} ms")
-        self.frames = frames
 
 
 def trim_window_padding(features: np.ndarray, pad_frames: int, frames_per_s: int = 100) -> np.ndarray:
@@ -335,12 +334,17 @@ class FasterWhisperEngine:
             first_encoded, probabilities = self._encode(audio, pad_s, detect=detect_first(request, policy))
             _check_stop(should_stop)
             code, probability = choose_language(request, probabilities, duration_s, policy)
+
+            def detected(language_code: str | None) -> float:
+                """The detector's probability of ``language_code`` (0 when it did not run)."""
+                return probabilities.get(language_code, 0.0) if probabilities and language_code else 0.0
+
             if minimal and request.fixed is None and request.kept is not None and code != request.kept:
                 # a minimal decode (a partial, or a final retried after a hung worker) never
                 # changes the stream's language: a change must win on a full decode
                 # (prefer_switch), which a minimal one never runs.  A reverberant English
                 # partial was shown in Chinese before its final came back in English.
-                code, probability = request.kept, probabilities.get(request.kept, 0.0) if probabilities else 0.0
+                code, probability = request.kept, detected(request.kept)
             encoded: dict[float | None, object] = {pad_s: first_encoded}
 
             retry = o.retry_window_pad_s
@@ -424,7 +428,7 @@ class FasterWhisperEngine:
                 else:
                     _check_stop(should_stop)
                     self.language_redecodes += 1
-                    kept = (result, code, probabilities.get(code, 0.0) if code else 0.0)
+                    kept = (result, code, detected(code))
                     code, probability = checked, checked_p
                     result = decode(first_temperature_only=True)  # compared, not trusted: no fallbacks
                     attempts += result.attempts
@@ -443,7 +447,7 @@ class FasterWhisperEngine:
                     _check_stop(should_stop)
                     self.language_redecodes += 1
                     switched = (result, code, probability)
-                    code, probability = request.kept, probabilities.get(request.kept, 0.0) if probabilities else 0.0
+                    code, probability = request.kept, detected(request.kept)
                     result = decode()
                     attempts += result.attempts
                     loops_seen += result.loops_seen
