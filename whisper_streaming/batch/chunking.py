@@ -55,8 +55,8 @@ def speech_regions(samples: np.ndarray, sample_rate_hz: int, options: VadOptions
     """The utterances the streaming VAD (``options``, the server's ``vad`` config) finds in a whole file.
 
     ``samples``: float32 mono in [-1, 1], shape ``(n,)``, at ``sample_rate_hz`` (which must be
-    ``options.sample_rate_hz``).  The VAD's length cap (``max_speech_s``) cuts long speech at its
-    quietest point, as on a stream.
+    ``options.sample_rate_hz``).  The VAD's length cap (``max_speech_s``) cuts long speech in its
+    longest pause near the cap, as on a stream.
 
     Raises:
         UsageError: from :class:`~whisper_streaming.pipeline.vad.VadSegmenter` (bad options, rate).

@@ -17,8 +17,8 @@ Endpointing follows the ring-buffer idea of py-webrtcvad's ``example.py``
 enough of the last few frames are voiced; the audio of the utterance then starts a pre-roll
 before the first voiced frame so word onsets are never clipped.  While in speech, the
 utterance ends after a run of consecutive unvoiced frames.  On top of that this module adds a
-hard maximum utterance length (cutting preferably inside a pause, else at the quietest frame of
-the last 30 %), a minimum amount of voiced
+hard maximum utterance length (cut in the longest pause of the last 30 %: unvoiced frames, or
+frames at the noise floor), a minimum amount of voiced
 audio (to drop clicks), and exact sample bookkeeping so that:
 
 * no sample ever appears in two utterances;
@@ -57,6 +57,11 @@ _MIN_PREROLL_MS = 200
 # fraction of the maximum length.  In the same final fraction, half the endpointing silence
 # already ends an utterance (a long utterance ends at its next pause, not at the cap).
 _CUT_SEARCH_FRACTION = 0.3
+# A cut at the cap goes in the longest pause of that window: unvoiced frames, or frames at most
+# this many dB over its floor (10th percentile of its frame levels) when its levels span at
+# least _PAUSE_MIN_RANGE_DB (10th to 90th percentile) (VadSegmenter._pause_point).
+_PAUSE_FLOOR_MARGIN_DB = 3.0
+_PAUSE_MIN_RANGE_DB = 6.0
 
 
 def _is_int(value: object) -> bool:
@@ -723,30 +728,11 @@ class VadSegmenter:
         return max(start, self._audio_start), min(start + self._frames[k].size, self._end)
 
     def _cut_to_max(self, out: list[Utterance]) -> None:
-        """While the utterance exceeds the maximum length, cut it (preferably in a pause)."""
+        """While the utterance exceeds the maximum length, cut it in its longest pause (:meth:`_pause_point`)."""
         while self._end - self._audio_start > self._max:
             limit = self._audio_start + self._max
             lo = limit - int(self._max * _CUT_SEARCH_FRACTION)
-            best_len, cut = 0, limit
-            run_start: int | None = None
-            seen_voiced = False  # only a pause *after* speech counts (never the pre-roll)
-            for k in range(len(self._frames)):
-                s, e = self._frame_bounds(k)
-                if s >= limit:
-                    break
-                if self._flags[k]:
-                    seen_voiced = True
-                    run_start = None
-                    continue
-                s, e = max(s, lo), min(e, limit)
-                if e <= s or not seen_voiced:
-                    continue
-                if run_start is None:
-                    run_start = s
-                if e - run_start >= best_len:  # ties: prefer the later pause
-                    best_len, cut = e - run_start, (run_start + e) // 2
-            if best_len == 0:
-                cut = self._quietest_point(lo, limit, cut)
+            cut = self._pause_point(lo, limit, limit)
             self._emit(cut, EndReason.MAX_LENGTH, out)
             # Carry the rest over as a new utterance that is already in speech.
             k_cut = (cut - self._first_frame_start) // self._fs
@@ -757,12 +743,27 @@ class VadSegmenter:
             # _silence_run is unchanged: it counts consecutive unvoiced frames of the stream,
             # and a pause that spans the cut still ends the (new) utterance on time.
 
-    def _quietest_point(self, lo: int, limit: int, default: int) -> int:
-        """The middle of the quietest whole frame in ``[lo, limit)``: where to cut speech that has
-        no pause (babble or a noisy line keeps the detector voiced for 10 s, and a cut at the
-        cap itself splits a word; the energy still dips between words).  ``default`` if none."""
-        best, cut = math.inf, default
-        voiced = 0  # never in the pre-roll, nor so early that the first part would be dropped
+    def _pause_point(self, lo: int, limit: int, default: int) -> int:
+        """Where to cut speech at the length cap: the middle of the longest run of *pause* frames
+        among the whole frames in ``[lo, limit)`` (the later run on a tie), else the middle of
+        the quietest of those frames (the later on a tie), else ``default``.
+
+        A pause frame is unvoiced, or, when the window's frame levels span at least
+        :data:`_PAUSE_MIN_RANGE_DB` from their 10th to their 90th percentile, within
+        :data:`_PAUSE_FLOOR_MARGIN_DB` of the 10th percentile (the window's floor).  On a noisy
+        line the detector calls the pauses between sentences voiced, and the quietest single
+        frame is as often a dip between two syllables, 1 dB under a pause of a second at the
+        noise floor: a cut there splits a word.  A run of frames at the floor is a pause
+        whatever the detector said (energy against a noise floor, as energy endpointers do:
+        Rabiner and Sambur, "An algorithm for determining the endpoints of isolated
+        utterances", Bell System Technical Journal 54(2), 1975).  The floor is a percentile, not
+        the minimum, so that a lost packet's zeros cannot be the only pause; the range
+        condition keeps a window of level speech (or a steady tone) from being all floor.
+        Frames in the pre-roll, or so early that the first part would be dropped, are never
+        candidates; levels are dB of the frame's mean square in int16 units."""
+        levels: list[float] = []
+        frames: list[tuple[int, int, bool]] = []
+        voiced = 0
         for k in range(len(self._frames)):
             s, e = self._frame_bounds(k)
             if s >= limit:
@@ -770,12 +771,34 @@ class VadSegmenter:
             enough = voiced >= self._min_voiced + self._fs  # voiced audio before this frame
             if self._flags[k]:
                 voiced += e - s
-            if not enough or s < lo or e > limit or e - s < self._fs:
+            whole = lo <= s and e <= limit and e - s == self._fs
+            s, e = max(s, lo), min(e, limit)
+            if not enough or e <= s:
                 continue
             x = self._frames[k].astype(np.float64)
-            energy = float(np.dot(x, x))
-            if energy <= best:  # ties: the later frame
-                best, cut = energy, (s + e) // 2
+            # a frame cut by the window's edges can only be an unvoiced pause
+            levels.append(10.0 * math.log10(float(np.dot(x, x)) / x.size + 1.0) if whole else math.inf)
+            frames.append((s, e, bool(self._flags[k])))
+        whole_levels = [v for v in levels if v != math.inf]
+        if not whole_levels:
+            return default
+        floor, top = (float(v) for v in np.percentile(whole_levels, (10.0, 90.0)))
+        ceiling = floor + _PAUSE_FLOOR_MARGIN_DB if top - floor >= _PAUSE_MIN_RANGE_DB else -math.inf
+        best_len, cut = 0, default
+        run_start = run_end = -1
+        for (s, e, flag), level in zip(frames, levels):
+            if flag and level > ceiling:
+                run_start = -1
+                continue
+            if run_start < 0 or s != run_end:
+                run_start = s
+            run_end = e
+            if e - run_start >= best_len:  # ties: the later pause
+                best_len, cut = e - run_start, (run_start + e) // 2
+        if best_len == 0:  # no pause: the quietest whole frame (the energy still dips between words)
+            k = len(levels) - 1 - int(np.argmin(levels[::-1]))  # ties: the later frame
+            s, e, _ = frames[k]
+            cut = (s + e) // 2
         return cut
 
     def _base_silence(self) -> int:

@@ -341,6 +341,44 @@ def test_max_length_without_pause_cuts_at_the_quietest_frame() -> None:
     assert second.end_reason is EndReason.SILENCE
 
 
+def _noisy_line_vad(frame: bytes, rate: int) -> bool:
+    """A detector fooled by line noise: the noise floor between sentences is voiced too."""
+    x = np.frombuffer(frame, dtype=np.int16).astype(np.int32)
+    return bool(np.abs(x).mean() > 100)
+
+
+@pytest.mark.parametrize("dip", ["quieter_noise", "lost_packet"])
+def test_max_length_on_a_noisy_line_cuts_in_the_pause_at_the_noise_floor(dip: str) -> None:
+    """The detector calls a 0.9 s pause at the noise floor voiced; late in the window one frame
+    inside the speech is quieter still (a dip between syllables, or a lost packet's zeros).  The
+    quietest frame would split a word there: the cut goes in the middle of the pause."""
+    rng = np.random.default_rng(3)
+    loud = lambda n: (rng.integers(1000, 3000, n * FS) * rng.choice([-1, 1], n * FS)).astype(np.int16)  # noqa: E731
+    floor = lambda n: rng.integers(-300, 301, n * FS).astype(np.int16)  # noqa: E731  voiced for _noisy_line_vad
+    sig = np.concatenate([loud(260), floor(30), loud(40), floor(1) // 2 if dip == "quieter_noise" else np.zeros(FS, np.int16),
+                          loud(70), from_pattern("." * 20)])
+    opts = VadOptions(min_dynamic_range_db=None)
+    utts = run(sig, opts, is_speech=_noisy_line_vad)
+    check_invariants(utts, sig, opts)
+    first, second = utts[0], utts[1]
+    assert first.audio_start_sample == 0 and first.end_reason is EndReason.MAX_LENGTH
+    assert audio_end(first) == (260 * FS + 290 * FS) // 2  # the floor run 260..289, not the dip at 330
+    assert second.audio_start_sample == audio_end(first)
+
+
+def test_max_length_cut_prefers_the_longer_floor_run_to_a_short_unvoiced_one() -> None:
+    """A single unvoiced frame late in the window is a shorter pause than a run of 20 frames at
+    the floor that the detector called voiced: the cut goes in the run."""
+    rng = np.random.default_rng(4)
+    loud = lambda n: (rng.integers(1000, 3000, n * FS) * rng.choice([-1, 1], n * FS)).astype(np.int16)  # noqa: E731
+    floor = lambda n: rng.integers(-300, 301, n * FS).astype(np.int16)  # noqa: E731
+    sig = np.concatenate([loud(270), floor(20), loud(35), from_pattern("."), loud(80), from_pattern("." * 20)])
+    opts = VadOptions(min_dynamic_range_db=None)
+    first = run(sig, opts, is_speech=_noisy_line_vad)[0]
+    assert first.end_reason is EndReason.MAX_LENGTH
+    assert audio_end(first) == (270 * FS + 290 * FS) // 2
+
+
 def test_max_length_respects_custom_limit() -> None:
     sig = from_pattern(_LEAD + "#" * 300 + "." * 20)
     opts = VadOptions(max_speech_s=2.5, min_dynamic_range_db=None)
