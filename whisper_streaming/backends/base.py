@@ -36,7 +36,8 @@ class EngineState(enum.Enum):
 @dataclass(frozen=True)
 class GuardCounts:
     """How often the decoding guards acted (``%C``): utterances in which a decode looped
-    (``loops``), whose text was cut because every decode looped (``loop_cuts``), whose
+    (``loops``), whose text was cut because every decode looped or it said a sentence again
+    after itself (``loop_cuts``), whose
     fallbacks the time budget stopped (``time_limited``), short fragments dropped as
     no speech (``no_speech_dropped``), and utterances the speech screen kept from decoding
     (``no_speech_screened``: music, tones), and utterances whose detected change of language

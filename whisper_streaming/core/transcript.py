@@ -48,7 +48,8 @@ class Transcript:
 
     Guard counters (:mod:`whisper_streaming.engines.decoding`): ``attempts`` decodes ran;
     ``loops_seen`` of them looped; ``loop_cut``: no decode was loop-free and the repeated tail
-    was cut from the text; ``timed_out``: the time budget stopped the fallbacks;
+    was cut from the text, or the text said a sentence again after itself and was cut to one
+    copy (:func:`~whisper_streaming.engines.decoding.find_echo`); ``timed_out``: the time budget stopped the fallbacks;
     ``dropped_no_speech``: a short fragment judged not to be speech (text emptied);
     ``no_speech_screened``: not decoded, the speech screen found no speech in it (music, tones:
     :mod:`whisper_streaming.engines.speech_screen`); ``language_switch_refused``: the detector

@@ -15,6 +15,13 @@ and tests drive it with fake attempts.
   script, a 1-4-character unit repeated :data:`MIN_CHAR_REPEATS` times (inside a Latin word,
   :data:`MIN_LATIN_CHAR_REPEATS` times).  Numbers are never
   cut: a PIN read digit by digit is speech, not a loop.
+* **Echoes.**  On a short window Whisper sometimes writes a whole sentence again after itself
+  ("She saw a cat in the neighbor's house she saw a cat in the neighbor's house she saw a cat
+  in" for 2.9 s of a noisy line): too long a unit for :func:`find_loop`, too short a text for
+  the compression check.  :func:`find_echo` finds a phrase of at least
+  :data:`MIN_ECHO_WORDS` words said again right after itself in a text with more words than
+  the audio can hold (:attr:`DecodeLimits.short_max_words_per_s`); :func:`cut_echo` keeps the
+  first copy.
 * **Token bound.**  :func:`max_new_tokens` allows a generous multiple of the tokens speech can
   carry in the utterance's duration instead of Whisper's 448 per window, so a loop ends early.
 * **Time bound.**  :class:`DecodeBudget`: one utterance may hold a worker for at most
@@ -43,6 +50,9 @@ __all__ = [
     "Loop",
     "find_loop",
     "cut_loops",
+    "MIN_ECHO_WORDS",
+    "find_echo",
+    "cut_echo",
     "max_new_tokens",
     "DecodeLimits",
     "DecodeBudget",
@@ -172,6 +182,57 @@ def cut_loops(text: str) -> str:
             break
         text = text[: loop.keep_end_char] + text[loop.end_char :]
     return re.sub(r"\s+", " ", text).strip()
+
+
+MIN_ECHO_WORDS = 5
+"""A phrase of at least this many words said again right after itself is an echo (when the audio
+cannot hold the text, :func:`find_echo`); shorter repeats are :func:`find_loop`'s."""
+
+
+def _words(text: str) -> tuple[list[tuple[int, int]], list[str]]:
+    """Word spans of ``text`` (split as :func:`find_loop` splits them) and their normalized forms."""
+    spaced = _JOINER.sub(" ", text)
+    spans = [(m.start(), m.end()) for m in _TOKEN.finditer(spaced)]
+    return spans, [_norm(spaced[a:b]) for a, b in spans]
+
+
+def find_echo(text: str, duration_s: float, limits: DecodeLimits) -> Loop | None:
+    """The first phrase of at least :data:`MIN_ECHO_WORDS` words that ``text`` says again right
+    after itself, with any further copies and an unfinished copy that ends the text
+    (``keep_end_char``: the end of the first copy), or None.
+
+    Judged only when the text has more words than ``limits.short_max_words +
+    limits.short_max_words_per_s * duration_s`` (``duration_s``: the utterance's audio, s;
+    fast speech is about 4 words a second): a speaker who really repeats a sentence needs the
+    time to say it twice, and keeps it.  Words compare as in :func:`find_loop`.  Pure.
+    """
+    spans, norms = _words(text)
+    n = len(norms)
+    if n <= limits.short_max_words + limits.short_max_words_per_s * max(duration_s, 0.0):
+        return None
+    for i in range(n - 2 * MIN_ECHO_WORDS + 1):
+        for size in range(MIN_ECHO_WORDS, (n - i) // 2 + 1):
+            unit = norms[i : i + size]
+            if not all(unit) or norms[i + size : i + 2 * size] != unit:
+                continue
+            reps = 2
+            while norms[i + reps * size : i + (reps + 1) * size] == unit:
+                reps += 1
+            end = i + reps * size
+            tail = n - end  # an unfinished copy that ends the text (the decode stopped inside it)
+            if 0 < tail < size and norms[end:] == unit[:tail]:
+                end = n
+            return Loop(" ".join(unit), reps, spans[i][0], spans[end - 1][1], spans[i + size - 1][1])
+    return None
+
+
+def cut_echo(text: str, duration_s: float, limits: DecodeLimits) -> str:
+    """``text`` with the copies of its :func:`find_echo` phrase after the first removed (stripped;
+    ``text`` itself when it has none)."""
+    echo = find_echo(text, duration_s, limits)
+    if echo is None:
+        return text
+    return re.sub(r"\s+", " ", text[: echo.keep_end_char] + text[echo.end_char :]).strip()
 
 
 def max_new_tokens(duration_s: float, *, tokens_per_s: float, base_tokens: int, model_limit: int = 220) -> int:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkabl
 
 import numpy as np
 
-from whisper_streaming.engines.decoding import AttemptOutcome, Attempts, DecodeBudget, DecodeLimits, cut_loops, is_non_speech_fragment, run_attempts
+from whisper_streaming.engines.decoding import AttemptOutcome, Attempts, DecodeBudget, DecodeLimits, cut_echo, cut_loops, is_non_speech_fragment, run_attempts
 from whisper_streaming.core.transcript import Transcript, TranscriptSegment, TranscriptWord
 from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, BatchDecode, DecodeOptions, EngineOptions, pcm16_to_float32
 from whisper_streaming.errors import AsrError, TranscriptionStopped, UsageError
@@ -181,7 +181,8 @@ class FasterWhisperEngine:
     at most :meth:`DecodeLimits.tokens_for` tokens; the temperature fallback of Whisper's
     ``transcribe()`` runs here, one temperature per attempt, with a loop as one more reason to
     fall back and a time budget checked before each attempt; a text that still loops has its
-    repeated tail cut.  A short utterance whose decode says no speech is dropped.  The
+    repeated tail cut, and one that writes a sentence again after itself in less time than
+    saying it twice takes keeps one copy (:func:`~whisper_streaming.engines.decoding.find_echo`).  A short utterance whose decode says no speech is dropped.  The
     language follows :func:`~whisper_streaming.core.language.choose_language`; when the detector
     replaces the stream's kept language for an utterance, the new language's decode (first
     temperature only) is kept if the model trusts it (no segment below
@@ -467,6 +468,8 @@ class FasterWhisperEngine:
         text = chosen.text
         if result.looped:
             text = cut_loops(text)
+        echoed = cut_echo(text, duration_s, o.limits)  # a sentence written again after itself
+        echo_cut, text = echoed != text, echoed
         dropped = is_non_speech_fragment(text, duration_s, chosen.no_speech_prob, d.no_speech_threshold, o.limits)
         if dropped:
             text = ""
@@ -478,7 +481,7 @@ class FasterWhisperEngine:
             duration_s,
             attempts=attempts,
             loops_seen=loops_seen,
-            loop_cut=result.looped,
+            loop_cut=result.looped or echo_cut,
             timed_out=timed_out,
             dropped_no_speech=dropped,
             decode_s=time.perf_counter() - t0,

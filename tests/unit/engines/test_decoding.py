@@ -8,7 +8,9 @@ from whisper_streaming.engines.decoding import (
     AttemptOutcome,
     DecodeBudget,
     DecodeLimits,
+    cut_echo,
     cut_loops,
+    find_echo,
     find_loop,
     max_new_tokens,
     run_attempts,
@@ -89,6 +91,35 @@ def test_loop_unit_and_repeats_are_reported() -> None:
 )
 def test_cut_loops_keeps_one_copy(text: str, expected: str) -> None:
     assert cut_loops(text) == expected
+
+
+ECHO = "She saw a cat in the neighbor's house she saw a cat in the neighbor's house she saw a cat in"
+"""tel noisy-gsm-45 (bench/variants.py), 2.88 s of the Harvard list: the decode on the trimmed window
+and its redo on the wider one both wrote this."""
+
+
+def test_an_echo_the_audio_cannot_hold_keeps_its_first_copy() -> None:
+    limits = DecodeLimits()  # at most 2 + 4 words per second
+    echo = find_echo(ECHO, 2.88, limits)
+    assert echo is not None and echo.unit == "she saw a cat in the neighbors house" and echo.repeats == 2
+    assert echo.end_char == len(ECHO)  # the unfinished third copy goes too
+    assert cut_echo(ECHO, 2.88, limits) == "She saw a cat in the neighbor's house"
+    three = "Press 1 for sales and service. Press 1 for sales and service. Press 1 for sales and service. Goodbye."
+    assert cut_echo(three, 2.5, limits) == "Press 1 for sales and service. Goodbye."
+
+
+@pytest.mark.parametrize(
+    "text, duration_s",
+    [
+        (ECHO, 5.0),  # 21 words in 5 s: someone can say that twice (2 + 4 * 5 = 22)
+        ("Please hold, please hold, please hold and wait for the next agent", 1.0),  # a 2-word unit: find_loop's
+        ("A gold ring will please most any girl. The long journey home took a year.", 1.0),  # no repeat
+        ("Press 1 to record. Press 2 to record your busy message. Press 3 to record your name.", 1.0),
+    ],
+)
+def test_no_echo_in_speech_that_fits_its_time_or_does_not_repeat_a_long_phrase(text: str, duration_s: float) -> None:
+    assert find_echo(text, duration_s, DecodeLimits()) is None
+    assert cut_echo(text, duration_s, DecodeLimits()) == text
 
 
 def test_max_new_tokens_grows_with_duration_and_is_capped() -> None:

@@ -118,8 +118,9 @@ def test_content_frames_is_the_audio_before_the_zero_padding() -> None:
 # ---------------------------------------------------------------- a minimal decode's language
 
 
-def _language_engine(probabilities: dict[str, float]) -> tuple[FasterWhisperEngine, list[str | None]]:
-    """An engine whose encoder "detects" ``probabilities`` and whose decode records its language."""
+def _language_engine(probabilities: dict[str, float], text: str = "the fantasy, the hopes") -> tuple[FasterWhisperEngine, list[str | None]]:
+    """An engine whose encoder "detects" ``probabilities`` and whose decode records its language
+    and writes ``text``."""
     from types import SimpleNamespace
 
     from whisper_streaming.core.transcript import TranscriptSegment
@@ -141,8 +142,8 @@ def _language_engine(probabilities: dict[str, float]) -> tuple[FasterWhisperEngi
 
     def attempt(audio: np.ndarray, encoded: object, language: str | None, *args: Any, **kwargs: Any) -> Any:
         decoded_in.append(language)
-        seg = TranscriptSegment(0.0, 3.0, " the fantasy, the hopes", -0.3, 0.01, 1.2)
-        return AttemptOutcome((seg,), "the fantasy, the hopes", -0.3, 1.2, 0.01, 0.01)
+        seg = TranscriptSegment(0.0, 3.0, " " + text, -0.3, 0.01, 1.2)
+        return AttemptOutcome((seg,), text, -0.3, 1.2, 0.01, 0.01)
 
     engine._encode = encode  # type: ignore[method-assign]
     engine._attempt = attempt  # type: ignore[method-assign]
@@ -191,3 +192,18 @@ def test_a_first_window_that_was_not_primed_is_never_refused() -> None:
                           d=DecodeOptions(), window_pad_s=4.0)
     assert out.text == "No." and engine.short_windows_skipped == 0
     assert engine._model.model.encoded_frames == [500]  # encoded (on the trimmed window: 0.1 s + 4 s, rounded up)
+
+
+# ---------------------------------------------------------------- an echo
+
+
+def test_a_final_that_writes_its_sentence_again_keeps_one_copy_and_is_counted() -> None:
+    from whisper_streaming.core.language import LanguageRequest
+
+    echo = "She saw a cat in the neighbor's house she saw a cat in the neighbor's house she saw a cat in"
+    engine, _ = _language_engine({"en": 0.99}, text=echo)
+    short = engine.transcribe(np.zeros(int(2.88 * 16000), np.float32), language=LanguageRequest(fixed="en"))
+    assert short.text == "She saw a cat in the neighbor's house" and short.loop_cut
+    # the same words over 6 s of audio could be said: kept as they are
+    long = engine.transcribe(np.zeros(6 * 16000, np.float32), language=LanguageRequest(fixed="en"))
+    assert long.text == echo and not long.loop_cut
