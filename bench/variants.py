@@ -45,7 +45,12 @@ means stay comparable over time):
   codecs' only rate: a 16 kHz file goes down and back up with soxr, so it also loses
   everything above 4 kHz);
 - ``hum20``: mains hum on an analog line: 50 Hz and its odd harmonics up to 950 Hz (amplitude
-  1/n, seeded phases), 20 dB below the active-speech RMS.
+  1/n, seeded phases), 20 dB below the active-speech RMS;
+- ``noisy-gsm-45``: several faults of one bad line at once: white noise 15 dB under the
+  speech, then the GSM round trip, then re-levelled to -45 dBFS RMS;
+- ``alt-20-60``: two parties at very different levels on one mono line (a loud agent's
+  headset, a quiet caller): the set's files in sorted order alternate between -20 and -60 dBFS
+  RMS, so that each session has a level jump of 40 dB at every file.
 
 SNR is relative to the file's **active-speech RMS**: the RMS over the 30 ms frames whose
 energy is within 30 dB of the file's loudest frame (silences and pauses do not lower it).
@@ -65,7 +70,7 @@ mean RMS dBFS, clipped samples, codec bitrate).
 
     .venv/bin/python bench/variants.py [--out bench/results/variants] [--seed 0] [--sets en,tel]
         [--variants orig,level-20,...] [--no-mix] [--files N]
-    .venv/bin/python bench/variants.py --variants reverb-0.5,reverb-far,loss5,loss10,music15,clip12,gsm,g721,hum20 --no-mix \
+    .venv/bin/python bench/variants.py --variants reverb-0.5,reverb-far,loss5,loss10,music15,clip12,gsm,g721,hum20,noisy-gsm-45,alt-20-60 --no-mix \
         --out bench/results/variants-extra
 
 Then ``bench/generalization.py`` measures streaming and offline WER on each variant.
@@ -95,7 +100,8 @@ SETS: dict[str, tuple[Path, int]] = {"en": (SPEECH_DIR / "en", 16000), "tel": (S
 """Set name -> (source directory, native sample rate)."""
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "variants"
 VARIANTS = ("orig", "level-20", "level-45", "level-65", "opus", "mp3", "white10", "babble10")
-EXTRA_VARIANTS = ("reverb-0.5", "reverb-far", "loss5", "loss10", "music15", "clip12", "gsm", "g721", "hum20")
+EXTRA_VARIANTS = ("reverb-0.5", "reverb-far", "loss5", "loss10", "music15", "clip12", "gsm", "g721", "hum20", "noisy-gsm-45",
+                  "alt-20-60")
 """Built only when asked for; not in ``mix`` (module docstring)."""
 MIX = "mix"
 MIX_VARIANTS = tuple(v for v in VARIANTS if v != "orig")
@@ -338,6 +344,16 @@ def make_variant(set_name: str, variant: str, source: Source, pool: list[Source]
         y, info = music_bed(x, sample_rate_hz, float(variant[len("music"):]), bed_seed)
     elif variant.startswith("hum"):
         y, info = mains_hum(x, sample_rate_hz, float(variant[len("hum"):]), rng_for(seed, set_name, variant, source.stem))
+    elif variant == "noisy-gsm-45":
+        y, info = white_noise(x, sample_rate_hz, 15.0, rng_for(seed, set_name, variant, source.stem))
+        y, kbps = codec_roundtrip(y, sample_rate_hz, "gsm")
+        info["kbps"] = kbps
+        y = relevel(y, -45.0)
+    elif variant == "alt-20-60":
+        position = next((i for i, s in enumerate(pool) if s.stem == source.stem), 0)
+        target = -20.0 if position % 2 == 0 else -60.0
+        y = relevel(x, target)
+        info["gain_db"] = target - rms_dbfs(x)
     elif variant.startswith("clip"):
         over_db = float(variant[len("clip"):])
         peak = float(np.max(np.abs(x))) if len(x) else 0.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.variants import (EXTRA_VARIANTS, FULL_SCALE, Source, active_speech_rms, codec_roundtrip, mains_hum, make_variant, music_bed,
-                            packet_loss, room_impulse_response)
+                            packet_loss, rms_dbfs, room_impulse_response)
 
 
 def test_room_impulse_response_has_the_asked_decay_and_direct_to_reverberant_ratio() -> None:
@@ -73,3 +73,20 @@ def test_telephone_codecs_round_trip_at_8_khz_keeping_the_length(codec: str, kbp
     assert len(y) == len(x) and measured == pytest.approx(kbps, rel=0.1)
     spectrum = np.abs(np.fft.rfft(y))
     assert spectrum[len(spectrum) * 5 // 8 :].mean() < 0.05 * spectrum[: len(spectrum) // 4].mean()  # nothing above 4 kHz
+
+
+def test_noisy_gsm_45_is_quiet_noisy_and_through_the_codec() -> None:
+    rng = np.random.default_rng(8)
+    x = np.concatenate([rng.normal(0, 3000, 8000), np.zeros(4000), rng.normal(0, 3000, 8000)])
+    v = make_variant("tel", "noisy-gsm-45", Source("a", x, reference=None), [], 8000)  # type: ignore[arg-type]
+    assert rms_dbfs(v.samples) == pytest.approx(-45.0, abs=0.1)
+    assert v.info["snr_db"] == 15.0 and v.info["kbps"] == pytest.approx(13.0, abs=0.5)
+    pause = v.samples[8400:11600].astype(np.float64)  # the silence now carries noise at about -45 - 15 dB
+    assert np.sqrt(np.mean(pause**2)) > 1.0
+
+
+def test_alt_20_60_alternates_the_level_by_the_file_order_of_the_set() -> None:
+    rng = np.random.default_rng(9)
+    pool = [Source(stem, rng.normal(0, 2000, 16000), reference=None) for stem in ("a", "b", "c")]  # type: ignore[arg-type]
+    levels = [rms_dbfs(make_variant("en", "alt-20-60", s, pool, 16000).samples) for s in pool]
+    assert levels == pytest.approx([-20.0, -60.0, -20.0], abs=0.05)
