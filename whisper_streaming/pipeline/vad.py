@@ -17,8 +17,8 @@ Endpointing follows the ring-buffer idea of py-webrtcvad's ``example.py``
 enough of the last few frames are voiced; the audio of the utterance then starts a pre-roll
 before the first voiced frame so word onsets are never clipped.  While in speech, the
 utterance ends after a run of consecutive unvoiced frames.  On top of that this module adds a
-hard maximum utterance length (cut in the longest pause of the last 30 %: unvoiced frames, or
-frames at the noise floor), a minimum amount of voiced
+hard maximum utterance length (cut in the longest pause of the last 30 %: unvoiced frames, or,
+where the detector found none, frames at the noise floor), a minimum amount of voiced
 audio (to drop clicks), and exact sample bookkeeping so that:
 
 * no sample ever appears in two utterances;
@@ -57,9 +57,11 @@ _MIN_PREROLL_MS = 200
 # fraction of the maximum length.  In the same final fraction, half the endpointing silence
 # already ends an utterance (a long utterance ends at its next pause, not at the cap).
 _CUT_SEARCH_FRACTION = 0.3
-# A cut at the cap goes in the longest pause of that window: unvoiced frames, or frames at most
-# this many dB over its floor (10th percentile of its frame levels) when its levels span at
-# least _PAUSE_MIN_RANGE_DB (10th to 90th percentile) (VadSegmenter._pause_point).
+# A cut at the cap goes in the longest run of unvoiced frames of that window when one has at
+# least _DETECTED_PAUSE_FRAMES frames; else in the longest run of unvoiced frames or frames at
+# most _PAUSE_FLOOR_MARGIN_DB over its floor (10th percentile of its frame levels), when its
+# levels span at least _PAUSE_MIN_RANGE_DB (10th to 90th percentile) (VadSegmenter._pause_point).
+_DETECTED_PAUSE_FRAMES = 3
 _PAUSE_FLOOR_MARGIN_DB = 3.0
 _PAUSE_MIN_RANGE_DB = 6.0
 
@@ -744,23 +746,27 @@ class VadSegmenter:
             # and a pause that spans the cut still ends the (new) utterance on time.
 
     def _pause_point(self, lo: int, limit: int, default: int) -> int:
-        """Where to cut speech at the length cap: the middle of the longest run of *pause* frames
-        among the whole frames in ``[lo, limit)`` (the later run on a tie), else the middle of
-        the quietest of those frames (the later on a tie), else ``default``.
+        """Where to cut speech at the length cap, among the frames in ``[lo, limit)`` (clipped to
+        it): the middle of the longest run of *pause* frames (the later run on a tie), else the
+        middle of the quietest whole frame (the later on a tie), else ``default``.
 
-        A pause frame is unvoiced, or, when the window's frame levels span at least
-        :data:`_PAUSE_MIN_RANGE_DB` from their 10th to their 90th percentile, within
-        :data:`_PAUSE_FLOOR_MARGIN_DB` of the 10th percentile (the window's floor).  On a noisy
-        line the detector calls the pauses between sentences voiced, and the quietest single
-        frame is as often a dip between two syllables, 1 dB under a pause of a second at the
-        noise floor: a cut there splits a word.  A run of frames at the floor is a pause
-        whatever the detector said (energy against a noise floor, as energy endpointers do:
-        Rabiner and Sambur, "An algorithm for determining the endpoints of isolated
-        utterances", Bell System Technical Journal 54(2), 1975).  The floor is a percentile, not
-        the minimum, so that a lost packet's zeros cannot be the only pause; the range
-        condition keeps a window of level speech (or a steady tone) from being all floor.
-        Frames in the pre-roll, or so early that the first part would be dropped, are never
-        candidates; levels are dB of the frame's mean square in int16 units."""
+        When the detector found a pause there (a run of at least :data:`_DETECTED_PAUSE_FRAMES`
+        unvoiced frames), the pause frames are the unvoiced ones.  Otherwise they are the
+        unvoiced frames and, when the window's frame levels span at least
+        :data:`_PAUSE_MIN_RANGE_DB` from their 10th to their 90th percentile, the whole frames
+        within :data:`_PAUSE_FLOOR_MARGIN_DB` of the 10th percentile (the window's floor).  On a
+        noisy line the detector calls the pauses between sentences voiced (or leaves one
+        unvoiced frame in them), and the quietest single frame is as often a dip between two
+        syllables, 1 dB under a pause of a second at the noise floor: a cut there splits a word.
+        A run of frames at the floor is a pause whatever the detector said (energy against a
+        noise floor, as energy endpointers do: Rabiner and Sambur, "An algorithm for
+        determining the endpoints of isolated utterances", Bell System Technical Journal 54(2),
+        1975).  On a clean line the detector's own pauses are kept, so a quiet word is never
+        preferred to them.  The floor is a percentile, not the minimum, so that a lost packet's
+        zeros cannot be the only pause; the range condition keeps a window of level speech (or
+        a steady tone) from being all floor.  Frames in the pre-roll, or so early that the first
+        part would be dropped, are never candidates.  Levels are dB of the frame's mean square
+        in int16 units (plus one, so that digital silence has a level)."""
         levels: list[float] = []
         frames: list[tuple[int, int, bool]] = []
         voiced = 0
@@ -782,24 +788,36 @@ class VadSegmenter:
         whole_levels = [v for v in levels if v != math.inf]
         if not whole_levels:
             return default
+        length, cut = self._longest_run(frames, lambda k: not frames[k][2])
+        if length >= _DETECTED_PAUSE_FRAMES * self._fs:
+            return cut  # the detector found a pause
         floor, top = (float(v) for v in np.percentile(whole_levels, (10.0, 90.0)))
-        ceiling = floor + _PAUSE_FLOOR_MARGIN_DB if top - floor >= _PAUSE_MIN_RANGE_DB else -math.inf
-        best_len, cut = 0, default
+        if top - floor >= _PAUSE_MIN_RANGE_DB:
+            ceiling = floor + _PAUSE_FLOOR_MARGIN_DB
+            length, cut = self._longest_run(frames, lambda k: not frames[k][2] or levels[k] <= ceiling)
+        if length > 0:
+            return cut
+        k = len(levels) - 1 - int(np.argmin(levels[::-1]))  # no pause: the quietest whole frame, the later on a tie
+        s, e, _ = frames[k]
+        return (s + e) // 2
+
+    @staticmethod
+    def _longest_run(frames: list[tuple[int, int, bool]], pause: Callable[[int], bool]) -> tuple[int, int]:
+        """The samples in, and the middle of, the longest run of contiguous frames ``k`` of
+        ``frames`` (``(start, end, voiced)``) with ``pause(k)``, the later run on a tie;
+        ``(0, -1)`` when there is none."""
+        best_len, cut = 0, -1
         run_start = run_end = -1
-        for (s, e, flag), level in zip(frames, levels):
-            if flag and level > ceiling:
+        for k, (s, e, _) in enumerate(frames):
+            if not pause(k):
                 run_start = -1
                 continue
             if run_start < 0 or s != run_end:
                 run_start = s
             run_end = e
-            if e - run_start >= best_len:  # ties: the later pause
+            if e - run_start >= best_len:
                 best_len, cut = e - run_start, (run_start + e) // 2
-        if best_len == 0:  # no pause: the quietest whole frame (the energy still dips between words)
-            k = len(levels) - 1 - int(np.argmin(levels[::-1]))  # ties: the later frame
-            s, e, _ = frames[k]
-            cut = (s + e) // 2
-        return cut
+        return best_len, cut
 
     def _base_silence(self) -> int:
         """Unvoiced frames that end the current utterance without :meth:`end_early`: fewer once its speech is long."""

@@ -347,16 +347,18 @@ def _noisy_line_vad(frame: bytes, rate: int) -> bool:
     return bool(np.abs(x).mean() > 100)
 
 
-@pytest.mark.parametrize("dip", ["quieter_noise", "lost_packet"])
+@pytest.mark.parametrize("dip", ["voiced_dip", "lost_packet"])
 def test_max_length_on_a_noisy_line_cuts_in_the_pause_at_the_noise_floor(dip: str) -> None:
     """The detector calls a 0.9 s pause at the noise floor voiced; late in the window one frame
-    inside the speech is quieter still (a dip between syllables, or a lost packet's zeros).  The
-    quietest frame would split a word there: the cut goes in the middle of the pause."""
+    inside the speech is quieter still: a dip between syllables (voiced, 1.6 dB under the
+    floor), or a lost packet's zeros (unvoiced).  A cut there would split a word: it goes in the
+    middle of the pause."""
     rng = np.random.default_rng(3)
     loud = lambda n: (rng.integers(1000, 3000, n * FS) * rng.choice([-1, 1], n * FS)).astype(np.int16)  # noqa: E731
     floor = lambda n: rng.integers(-300, 301, n * FS).astype(np.int16)  # noqa: E731  voiced for _noisy_line_vad
-    sig = np.concatenate([loud(260), floor(30), loud(40), floor(1) // 2 if dip == "quieter_noise" else np.zeros(FS, np.int16),
-                          loud(70), from_pattern("." * 20)])
+    low = rng.integers(-250, 251, FS).astype(np.int16) if dip == "voiced_dip" else np.zeros(FS, np.int16)
+    assert _noisy_line_vad(low.tobytes(), RATE) == (dip == "voiced_dip")
+    sig = np.concatenate([loud(260), floor(30), loud(40), low, loud(70), from_pattern("." * 20)])
     opts = VadOptions(min_dynamic_range_db=None)
     utts = run(sig, opts, is_speech=_noisy_line_vad)
     check_invariants(utts, sig, opts)
@@ -377,6 +379,19 @@ def test_max_length_cut_prefers_the_longer_floor_run_to_a_short_unvoiced_one() -
     first = run(sig, opts, is_speech=_noisy_line_vad)[0]
     assert first.end_reason is EndReason.MAX_LENGTH
     assert audio_end(first) == (270 * FS + 290 * FS) // 2
+
+
+def test_max_length_on_a_clean_line_keeps_the_detectors_pause_over_a_quiet_word() -> None:
+    """Speech at varied levels: a 6-frame unvoiced pause, then a 12-frame word 10 dB down (still
+    voiced).  The pause the detector found wins; the floor rule is for lines where it found none."""
+    rng = np.random.default_rng(5)
+    loud = lambda n, amp: (rng.integers(amp // 3, amp, n * FS) * rng.choice([-1, 1], n * FS)).astype(np.int16)  # noqa: E731
+    sig = np.concatenate([from_pattern(_LEAD), loud(270, 3000), from_pattern("." * 6), loud(14, 3000), loud(12, 950),
+                          loud(100, 3000), from_pattern("." * 20)])
+    opts = VadOptions(min_dynamic_range_db=None)
+    first = run(sig, opts, is_speech=energy_vad)[0]
+    assert first.end_reason is EndReason.MAX_LENGTH
+    assert audio_end(first) == (300 * FS + 306 * FS) // 2
 
 
 def test_max_length_respects_custom_limit() -> None:
