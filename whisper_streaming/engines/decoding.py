@@ -201,20 +201,22 @@ def find_echo(text: str, duration_s: float, limits: DecodeLimits) -> Loop | None
     after itself, with any further copies and an unfinished copy that ends the text
     (``keep_end_char``: the end of the first copy), or None.
 
-    Judged only when the text has more words than ``limits.short_max_words +
-    limits.short_max_words_per_s * duration_s`` (``duration_s``: the utterance's audio, s;
-    fast speech is about 4 words a second): a speaker who really repeats a sentence needs the
-    time to say it twice, and keeps it.  Words compare as in :func:`find_loop`.  Pure.
+    Judged only when the text has more words (split at white space) than
+    ``limits.short_max_words + limits.short_max_words_per_s * duration_s`` (``duration_s``: the
+    utterance's audio, s; fast speech is about 4 words a second): a speaker who really repeats
+    a sentence needs the time to say it twice, and keeps it.  Words compare as in
+    :func:`find_loop`; a phrase of digits only (a PIN or an account number read back) is never
+    an echo.  Pure.
     """
+    if len(text.split()) <= limits.short_max_words + limits.short_max_words_per_s * max(duration_s, 0.0):
+        return None  # words counted as is_non_speech_fragment counts them
     spans, norms = _words(text)
     n = len(norms)
-    if n <= limits.short_max_words + limits.short_max_words_per_s * max(duration_s, 0.0):
-        return None
     for i in range(n - 2 * MIN_ECHO_WORDS + 1):
         for size in range(MIN_ECHO_WORDS, (n - i) // 2 + 1):
             unit = norms[i : i + size]
-            if not all(unit) or norms[i + size : i + 2 * size] != unit:
-                continue
+            if not all(unit) or all(u.isdigit() for u in unit) or norms[i + size : i + 2 * size] != unit:
+                continue  # a number read twice (a PIN, an account) is speech
             reps = 2
             while norms[i + reps * size : i + (reps + 1) * size] == unit:
                 reps += 1

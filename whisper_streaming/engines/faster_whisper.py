@@ -468,11 +468,10 @@ class FasterWhisperEngine:
         text = chosen.text
         if result.looped:
             text = cut_loops(text)
-        echoed = cut_echo(text, duration_s, o.limits)  # a sentence written again after itself
-        echo_cut, text = echoed != text, echoed
+        # judged on the whole text: an echo is one more sign of a fragment with no speech
         dropped = is_non_speech_fragment(text, duration_s, chosen.no_speech_prob, d.no_speech_threshold, o.limits)
-        if dropped:
-            text = ""
+        echoed = "" if dropped else cut_echo(text, duration_s, o.limits)  # a sentence written again after itself
+        echo_cut, text = not dropped and echoed != text, echoed
         return Transcript(
             text,
             code or "",

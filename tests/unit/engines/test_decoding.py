@@ -115,6 +115,7 @@ def test_an_echo_the_audio_cannot_hold_keeps_its_first_copy() -> None:
         ("Please hold, please hold, please hold and wait for the next agent", 1.0),  # a 2-word unit: find_loop's
         ("A gold ring will please most any girl. The long journey home took a year.", 1.0),  # no repeat
         ("Press 1 to record. Press 2 to record your busy message. Press 3 to record your name.", 1.0),
+        ("Your PIN is 1 2 3 4 5 1 2 3 4 5", 1.5),  # digits only: a number read twice is speech
     ],
 )
 def test_no_echo_in_speech_that_fits_its_time_or_does_not_repeat_a_long_phrase(text: str, duration_s: float) -> None:

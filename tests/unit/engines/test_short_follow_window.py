@@ -207,3 +207,13 @@ def test_a_final_that_writes_its_sentence_again_keeps_one_copy_and_is_counted() 
     # the same words over 6 s of audio could be said: kept as they are
     long = engine.transcribe(np.zeros(6 * 16000, np.float32), language=LanguageRequest(fixed="en"))
     assert long.text == echo and not long.loop_cut
+
+
+def test_a_short_fragment_is_judged_on_its_whole_text_before_an_echo_is_cut() -> None:
+    from whisper_streaming.core.language import LanguageRequest
+
+    # 1.0 s of audio: 10 words is more than 2 + 4 per second, so the fragment is dropped as
+    # no speech; cutting the echo first would have saved "Thanks for watching this video."
+    engine, _ = _language_engine({"en": 0.99}, text="Thanks for watching this video. Thanks for watching this video.")
+    fragment = engine.transcribe(np.zeros(16000, np.float32), language=LanguageRequest(fixed="en"))
+    assert fragment.text == "" and fragment.dropped_no_speech and not fragment.loop_cut
