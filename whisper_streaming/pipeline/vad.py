@@ -17,8 +17,8 @@ Endpointing follows the ring-buffer idea of py-webrtcvad's ``example.py``
 enough of the last few frames are voiced; the audio of the utterance then starts a pre-roll
 before the first voiced frame so word onsets are never clipped.  While in speech, the
 utterance ends after a run of consecutive unvoiced frames.  On top of that this module adds a
-hard maximum utterance length (cut in the longest pause of the last 30 %: unvoiced frames, or,
-where the detector found none, frames at the noise floor), a minimum amount of voiced
+hard maximum utterance length (cut in the longest pause of the last 30 %, or, where the detector
+found none, in its quietest 150 ms), a minimum amount of voiced
 audio (to drop clicks), and exact sample bookkeeping so that:
 
 * no sample ever appears in two utterances;
@@ -58,12 +58,10 @@ _MIN_PREROLL_MS = 200
 # already ends an utterance (a long utterance ends at its next pause, not at the cap).
 _CUT_SEARCH_FRACTION = 0.3
 # A cut at the cap goes in the longest run of unvoiced frames of that window when one has at
-# least _DETECTED_PAUSE_FRAMES frames; else in the longest run of unvoiced frames or frames at
-# most _PAUSE_FLOOR_MARGIN_DB over its floor (10th percentile of its frame levels), when its
-# levels span at least _PAUSE_MIN_RANGE_DB (10th to 90th percentile) (VadSegmenter._pause_point).
+# least _DETECTED_PAUSE_FRAMES frames; else in the quietest stretch of _QUIET_SPAN_FRAMES whole
+# frames (VadSegmenter._pause_point).
 _DETECTED_PAUSE_FRAMES = 3
-_PAUSE_FLOOR_MARGIN_DB = 3.0
-_PAUSE_MIN_RANGE_DB = 6.0
+_QUIET_SPAN_FRAMES = 5
 
 
 def _is_int(value: object) -> bool:
@@ -747,27 +745,24 @@ class VadSegmenter:
 
     def _pause_point(self, lo: int, limit: int, default: int) -> int:
         """Where to cut speech at the length cap, among the frames in ``[lo, limit)`` (clipped to
-        it): the middle of the longest run of *pause* frames (the later run on a tie), else the
-        middle of the quietest whole frame (the later on a tie), else ``default``.
+        it); ``default`` when there is none.
 
-        When the detector found a pause there (a run of at least :data:`_DETECTED_PAUSE_FRAMES`
-        unvoiced frames), the pause frames are the unvoiced ones.  Otherwise they are the
-        unvoiced frames and, when the window's frame levels span at least
-        :data:`_PAUSE_MIN_RANGE_DB` from their 10th to their 90th percentile, the whole frames
-        within :data:`_PAUSE_FLOOR_MARGIN_DB` of the 10th percentile (the window's floor).  On a
-        noisy line the detector calls the pauses between sentences voiced (or leaves one
-        unvoiced frame in them), and the quietest single frame is as often a dip between two
-        syllables, 1 dB under a pause of a second at the noise floor: a cut there splits a word.
-        A run of frames at the floor is a pause whatever the detector said (energy against a
-        noise floor, as energy endpointers do: Rabiner and Sambur, "An algorithm for
-        determining the endpoints of isolated utterances", Bell System Technical Journal 54(2),
-        1975).  On a clean line the detector's own pauses are kept, so a quiet word is never
-        preferred to them.  The floor is a percentile, not the minimum, so that a lost packet's
-        zeros cannot be the only pause; the range condition keeps a window of level speech (or
-        a steady tone) from being all floor.  Frames in the pre-roll, or so early that the first
-        part would be dropped, are never candidates.  Levels are dB of the frame's mean square
-        in int16 units (plus one, so that digital silence has a level)."""
-        levels: list[float] = []
+        1. The detector found a pause there (a run of at least :data:`_DETECTED_PAUSE_FRAMES`
+           unvoiced frames): the middle of the longest such run (the later on a tie).
+        2. Else the quietest stretch of :data:`_QUIET_SPAN_FRAMES` contiguous whole frames
+           (150 ms at 30 ms frames; least mean energy, the later on a tie), cut in the middle
+           of its quietest frame.  On a noisy line the detector calls the pauses between
+           sentences voiced, or leaves one unvoiced frame in them, and the quietest single
+           frame is as often a dip between two syllables (a stop's closure), 1 dB under a pause
+           of a second at the noise floor: a cut there splits a word.  A stretch of 150 ms is
+           longer than a word's internal dips, and the mean is of energy, not of dB, so that one
+           lost packet's zeros inside speech do not make a stretch quiet.
+        3. Else (fewer than that many whole frames) the longest unvoiced run, else the quietest
+           whole frame.
+
+        Frames in the pre-roll, or so early that the first part would be dropped, are never
+        candidates."""
+        energies: list[float] = []  # mean square of each whole frame (int16 units); inf for a clipped one
         frames: list[tuple[int, int, bool]] = []
         voiced = 0
         for k in range(len(self._frames)):
@@ -783,21 +778,30 @@ class VadSegmenter:
                 continue
             x = self._frames[k].astype(np.float64)
             # a frame cut by the window's edges can only be an unvoiced pause
-            levels.append(10.0 * math.log10(float(np.dot(x, x)) / x.size + 1.0) if whole else math.inf)
+            energies.append(float(np.dot(x, x)) / x.size if whole else math.inf)
             frames.append((s, e, bool(self._flags[k])))
-        whole_levels = [v for v in levels if v != math.inf]
-        if not whole_levels:
+        if not frames:
             return default
         length, cut = self._longest_run(frames, lambda k: not frames[k][2])
         if length >= _DETECTED_PAUSE_FRAMES * self._fs:
             return cut  # the detector found a pause
-        floor, top = (float(v) for v in np.percentile(whole_levels, (10.0, 90.0)))
-        if top - floor >= _PAUSE_MIN_RANGE_DB:
-            ceiling = floor + _PAUSE_FLOOR_MARGIN_DB
-            length, cut = self._longest_run(frames, lambda k: not frames[k][2] or levels[k] <= ceiling)
+        span = _QUIET_SPAN_FRAMES
+        best, quietest = math.inf, -1
+        for k in range(len(frames) - span + 1):
+            window = energies[k : k + span]
+            if math.inf in window or frames[k + span - 1][0] - frames[k][0] != (span - 1) * self._fs:
+                continue  # not whole, or not contiguous
+            mean = sum(window) / span
+            if mean <= best:  # ties: the later stretch
+                best, quietest = mean, max(range(k, k + span), key=lambda j: (-energies[j], j))
+        if quietest >= 0:
+            s, e, _ = frames[quietest]
+            return (s + e) // 2
         if length > 0:
             return cut
-        k = len(levels) - 1 - int(np.argmin(levels[::-1]))  # no pause: the quietest whole frame, the later on a tie
+        if min(energies) == math.inf:
+            return default
+        k = len(energies) - 1 - int(np.argmin(energies[::-1]))  # the quietest whole frame, the later on a tie
         s, e, _ = frames[k]
         return (s + e) // 2
 
