@@ -57,11 +57,11 @@ _MIN_PREROLL_MS = 200
 # fraction of the maximum length.  In the same final fraction, half the endpointing silence
 # already ends an utterance (a long utterance ends at its next pause, not at the cap).
 _CUT_SEARCH_FRACTION = 0.3
-# A cut at the cap goes in the longest run of unvoiced frames of that window when one has at
-# least _DETECTED_PAUSE_FRAMES frames; else in the quietest stretch of _QUIET_SPAN_FRAMES whole
-# frames (VadSegmenter._pause_point).
-_DETECTED_PAUSE_FRAMES = 3
-_QUIET_SPAN_FRAMES = 5
+# A cut at the cap goes in the longest run of unvoiced frames of that window when one lasts at
+# least _DETECTED_PAUSE_MS; else in the quietest stretch of _QUIET_SPAN_MS of whole frames
+# (VadSegmenter._pause_point; both rounded up to whole frames).
+_DETECTED_PAUSE_MS = 90
+_QUIET_SPAN_MS = 150
 
 
 def _is_int(value: object) -> bool:
@@ -747,10 +747,10 @@ class VadSegmenter:
         """Where to cut speech at the length cap, among the frames in ``[lo, limit)`` (clipped to
         it); ``default`` when there is none.
 
-        1. The detector found a pause there (a run of at least :data:`_DETECTED_PAUSE_FRAMES`
-           unvoiced frames): the middle of the longest such run (the later on a tie).
-        2. Else the quietest stretch of :data:`_QUIET_SPAN_FRAMES` contiguous whole frames
-           (150 ms at 30 ms frames; least mean energy, the later on a tie), cut in the middle
+        1. The detector found a pause there (a run of unvoiced frames of at least
+           :data:`_DETECTED_PAUSE_MS`): the middle of the longest such run (the later on a tie).
+        2. Else the quietest stretch of contiguous whole frames spanning
+           :data:`_QUIET_SPAN_MS` (5 frames of 30 ms; least mean energy, the later on a tie), cut in the middle
            of its quietest frame.  On a noisy line the detector calls the pauses between
            sentences voiced, or leaves one unvoiced frame in them, and the quietest single
            frame is as often a dip between two syllables (a stop's closure), 1 dB under a pause
@@ -783,9 +783,9 @@ class VadSegmenter:
         if not frames:
             return default
         length, cut = self._longest_run(frames, lambda k: not frames[k][2])
-        if length >= _DETECTED_PAUSE_FRAMES * self._fs:
+        if length >= -(-_DETECTED_PAUSE_MS * self._rate // 1000 // self._fs) * self._fs:
             return cut  # the detector found a pause
-        span = _QUIET_SPAN_FRAMES
+        span = -(-_QUIET_SPAN_MS * self._rate // 1000 // self._fs)  # frames, rounded up
         best, quietest = math.inf, -1
         for k in range(len(frames) - span + 1):
             window = energies[k : k + span]

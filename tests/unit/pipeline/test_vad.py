@@ -381,9 +381,24 @@ def test_max_length_cut_prefers_a_quiet_stretch_at_the_floor_to_a_single_unvoice
     assert 270 * FS < audio_end(first) < 290 * FS
 
 
+def test_max_length_on_babble_prefers_a_short_deep_pause_to_a_longer_shallow_dip() -> None:
+    """JFK under babble: a 6-frame pause at the floor (voiced for the detector), and later a
+    12-frame stretch of soft speech 8 dB above it.  A run near a percentile floor would take
+    the longer, shallower stretch and cut a word; the quietest 150 ms is in the pause."""
+    rng = np.random.default_rng(6)
+    loud = lambda n: (rng.integers(1000, 3000, n * FS) * rng.choice([-1, 1], n * FS)).astype(np.int16)  # noqa: E731
+    level = lambda n, amp: rng.integers(-amp, amp + 1, n * FS).astype(np.int16)  # noqa: E731  voiced for _noisy_line_vad
+    sig = np.concatenate([loud(260), level(6, 300), loud(30), level(12, 750), loud(60), from_pattern("." * 20)])
+    opts = VadOptions(min_dynamic_range_db=None)
+    first = run(sig, opts, is_speech=_noisy_line_vad)[0]
+    assert first.end_reason is EndReason.MAX_LENGTH
+    assert 260 * FS < audio_end(first) < 266 * FS
+
+
 def test_max_length_on_a_clean_line_keeps_the_detectors_pause_over_a_quiet_word() -> None:
     """Speech at varied levels: a 6-frame unvoiced pause, then a 12-frame word 10 dB down (still
-    voiced).  The pause the detector found wins; the floor rule is for lines where it found none."""
+    voiced).  The pause the detector found wins; the quietest stretch is for lines where it
+    found none."""
     rng = np.random.default_rng(5)
     loud = lambda n, amp: (rng.integers(amp // 3, amp, n * FS) * rng.choice([-1, 1], n * FS)).astype(np.int16)  # noqa: E731
     sig = np.concatenate([from_pattern(_LEAD), loud(270, 3000), from_pattern("." * 6), loud(14, 3000), loud(12, 950),
