@@ -107,11 +107,16 @@ class Loop:
     keep_end_char: int
 
 
-def _token_loop(text: str) -> Loop | None:
+def _words(text: str) -> tuple[list[tuple[int, int]], list[str], list[str]]:
+    """Word spans of ``text`` (split also at :data:`_JOINER`), the words, and their normalized forms."""
     spaced = _JOINER.sub(" ", text)
     spans = [(m.start(), m.end()) for m in _TOKEN.finditer(spaced)]
     tokens = [spaced[s:e] for s, e in spans]
-    norms = [_norm(t) for t in tokens]
+    return spans, tokens, [_norm(t) for t in tokens]
+
+
+def _token_loop(text: str) -> Loop | None:
+    spans, tokens, norms = _words(text)
     n = len(tokens)
     # punctuation/symbol runs: tokens with no word character
     i = 0
@@ -189,13 +194,6 @@ MIN_ECHO_WORDS = 5
 cannot hold the text, :func:`find_echo`); shorter repeats are :func:`find_loop`'s."""
 
 
-def _words(text: str) -> tuple[list[tuple[int, int]], list[str]]:
-    """Word spans of ``text`` (split as :func:`find_loop` splits them) and their normalized forms."""
-    spaced = _JOINER.sub(" ", text)
-    spans = [(m.start(), m.end()) for m in _TOKEN.finditer(spaced)]
-    return spans, [_norm(spaced[a:b]) for a, b in spans]
-
-
 def find_echo(text: str, duration_s: float, limits: DecodeLimits) -> Loop | None:
     """The first phrase of at least :data:`MIN_ECHO_WORDS` words that ``text`` says again right
     after itself, with any further copies and an unfinished copy that ends the text
@@ -210,7 +208,7 @@ def find_echo(text: str, duration_s: float, limits: DecodeLimits) -> Loop | None
     """
     if len(text.split()) <= limits.short_max_words + limits.short_max_words_per_s * max(duration_s, 0.0):
         return None  # words counted as is_non_speech_fragment counts them
-    spans, norms = _words(text)
+    spans, _, norms = _words(text)
     n = len(norms)
     for i in range(n - 2 * MIN_ECHO_WORDS + 1):
         for size in range(MIN_ECHO_WORDS, (n - i) // 2 + 1):

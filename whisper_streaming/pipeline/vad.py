@@ -420,6 +420,9 @@ class VadSegmenter:
         self._silence_frames = options.silence_frames
         self._long_silence_frames = max(1, options.silence_frames // 2)
         self._long_samples = self._max - int(self._max * _CUT_SEARCH_FRACTION)
+        # the cap cut's durations in whole frames, rounded up (_pause_point)
+        self._detected_pause_frames = -(-_DETECTED_PAUSE_MS * self._rate // 1000 // self._fs)
+        self._quiet_span_frames = -(-_QUIET_SPAN_MS * self._rate // 1000 // self._fs)
         self._floor_energy = options.silence_floor_energy
         self._trailing = options.trailing_samples
         self._trailing_frames = -(-self._trailing // self._fs)  # unvoiced frames that complete the audio
@@ -782,15 +785,15 @@ class VadSegmenter:
             frames.append((s, e, bool(self._flags[k])))
         if not frames:
             return default
-        length, cut = self._longest_run(frames, lambda k: not frames[k][2])
-        if length >= -(-_DETECTED_PAUSE_MS * self._rate // 1000 // self._fs) * self._fs:
+        length, cut = self._longest_unvoiced_run(frames)
+        if length >= self._detected_pause_frames * self._fs:
             return cut  # the detector found a pause
-        span = -(-_QUIET_SPAN_MS * self._rate // 1000 // self._fs)  # frames, rounded up
+        span = self._quiet_span_frames
         best, quietest = math.inf, -1
-        for k in range(len(frames) - span + 1):
+        for k in range(len(frames) - span + 1):  # frames holds consecutive frames of the utterance
             window = energies[k : k + span]
-            if math.inf in window or frames[k + span - 1][0] - frames[k][0] != (span - 1) * self._fs:
-                continue  # not whole, or not contiguous
+            if math.inf in window:
+                continue  # a frame clipped by the window's edges
             mean = sum(window) / span
             if mean <= best:  # ties: the later stretch
                 best, quietest = mean, max(range(k, k + span), key=lambda j: (-energies[j], j))
@@ -806,19 +809,17 @@ class VadSegmenter:
         return (s + e) // 2
 
     @staticmethod
-    def _longest_run(frames: list[tuple[int, int, bool]], pause: Callable[[int], bool]) -> tuple[int, int]:
-        """The samples in, and the middle of, the longest run of contiguous frames ``k`` of
-        ``frames`` (``(start, end, voiced)``) with ``pause(k)``, the later run on a tie;
-        ``(0, -1)`` when there is none."""
+    def _longest_unvoiced_run(frames: list[tuple[int, int, bool]]) -> tuple[int, int]:
+        """The samples in, and the middle of, the longest run of consecutive unvoiced frames of
+        ``frames`` (``(start, end, voiced)``), the later run on a tie; ``(0, -1)`` when there is none."""
         best_len, cut = 0, -1
-        run_start = run_end = -1
-        for k, (s, e, _) in enumerate(frames):
-            if not pause(k):
+        run_start = -1
+        for s, e, voiced in frames:
+            if voiced:
                 run_start = -1
                 continue
-            if run_start < 0 or s != run_end:
+            if run_start < 0:
                 run_start = s
-            run_end = e
             if e - run_start >= best_len:
                 best_len, cut = e - run_start, (run_start + e) // 2
         return best_len, cut
