@@ -50,9 +50,11 @@ __all__ = [
     "Loop",
     "find_loop",
     "cut_loops",
+    "cut_loops_kept",
     "MIN_ECHO_WORDS",
     "find_echo",
     "cut_echo",
+    "cut_echo_kept",
     "max_new_tokens",
     "DecodeLimits",
     "DecodeBudget",
@@ -175,18 +177,44 @@ def find_loop(text: str) -> Loop | None:
     return _token_loop(text) or _char_loop(text)
 
 
+def _squash(text: str, kept: list[int]) -> tuple[str, tuple[int, ...]]:
+    """``re.sub(r"\\s+", " ", text).strip()``, and for each character left the entry of ``kept``
+    (its position in the text before any cut) that it came from."""
+    chars: list[str] = []
+    where: list[int] = []
+    for c, k in zip(text, kept):
+        if c.isspace():
+            if not chars or chars[-1] == " ":
+                continue
+            c = " "
+        chars.append(c)
+        where.append(k)
+    if chars and chars[-1] == " ":
+        chars.pop()
+        where.pop()
+    return "".join(chars), tuple(where)
+
+
+def cut_loops_kept(text: str) -> tuple[str, tuple[int, ...]]:
+    """:func:`cut_loops`, and the position in ``text`` of each character of its result (what a
+    segment trimmer needs to cut the same characters out of the segments; strictly increasing)."""
+    kept = list(range(len(text)))
+    for _ in range(100):  # each pass removes one run; texts are short
+        loop = find_loop(text)
+        if loop is None:
+            break
+        text = text[: loop.keep_end_char] + text[loop.end_char :]
+        kept = kept[: loop.keep_end_char] + kept[loop.end_char :]
+    return _squash(text, kept)
+
+
 def cut_loops(text: str) -> str:
     """``text`` with every repeated run reduced to one copy of its unit (stripped).
 
     The last resort when no decode is free of the loop: ``In In In In In`` -> ``In``,
     ``style . . . . .`` -> ``style``.
     """
-    for _ in range(100):  # each pass removes one run; texts are short
-        loop = find_loop(text)
-        if loop is None:
-            break
-        text = text[: loop.keep_end_char] + text[loop.end_char :]
-    return re.sub(r"\s+", " ", text).strip()
+    return cut_loops_kept(text)[0]
 
 
 MIN_ECHO_WORDS = 5
@@ -226,13 +254,20 @@ def find_echo(text: str, duration_s: float, limits: DecodeLimits) -> Loop | None
     return None
 
 
+def cut_echo_kept(text: str, duration_s: float, limits: DecodeLimits) -> tuple[str, tuple[int, ...]]:
+    """:func:`cut_echo`, and the position in ``text`` of each character of its result (as
+    :func:`cut_loops_kept`; ``text`` itself and every position when it has no echo)."""
+    echo = find_echo(text, duration_s, limits)
+    if echo is None:
+        return text, tuple(range(len(text)))
+    kept = list(range(echo.keep_end_char)) + list(range(echo.end_char, len(text)))
+    return _squash(text[: echo.keep_end_char] + text[echo.end_char :], kept)
+
+
 def cut_echo(text: str, duration_s: float, limits: DecodeLimits) -> str:
     """``text`` with the copies of its :func:`find_echo` phrase after the first removed (stripped;
     ``text`` itself when it has none)."""
-    echo = find_echo(text, duration_s, limits)
-    if echo is None:
-        return text
-    return re.sub(r"\s+", " ", text[: echo.keep_end_char] + text[echo.end_char :]).strip()
+    return cut_echo_kept(text, duration_s, limits)[0]
 
 
 def max_new_tokens(duration_s: float, *, tokens_per_s: float, base_tokens: int, model_limit: int = 220) -> int:

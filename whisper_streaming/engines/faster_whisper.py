@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkabl
 
 import numpy as np
 
-from whisper_streaming.engines.decoding import AttemptOutcome, Attempts, DecodeBudget, DecodeLimits, cut_echo, cut_loops, is_non_speech_fragment, run_attempts
+from whisper_streaming.engines.decoding import AttemptOutcome, Attempts, DecodeBudget, DecodeLimits, cut_echo_kept, cut_loops_kept, is_non_speech_fragment, run_attempts
+from whisper_streaming.engines.segment_trim import joined_text, trim_segments
 from whisper_streaming.core.transcript import Transcript, TranscriptSegment, TranscriptWord
 from whisper_streaming.engines.base import SAMPLE_RATE_HZ, AsrEngine, BatchDecode, DecodeOptions, EngineOptions, pcm16_to_float32
 from whisper_streaming.errors import AsrError, TranscriptionStopped, UsageError
@@ -287,7 +288,7 @@ class FasterWhisperEngine:
             self._model._follow_pad_frames = None
             self._model._decoding = self._model._primed_used = False
         segs = tuple(decoded)
-        text = " ".join(s.text.strip() for s in segs if s.text.strip())
+        text = joined_text(segs)
         duration_s = len(audio) / SAMPLE_RATE_HZ
         suspect = suspect_check and (_looks_truncated(segs, tokens, duration_s) or _looks_repeated(segs))
         if not segs:  # every segment judged silence: nothing to fall back from
@@ -465,18 +466,26 @@ class FasterWhisperEngine:
         finally:
             self._model.feature_extractor.remember(None)  # hold no utterance past its call
         chosen = result.chosen
-        text = chosen.text
+        text, segments = chosen.text, chosen.result
+        kept: tuple[int, ...] = tuple(range(len(text)))  # positions in chosen.text of text's characters
         if result.looped:
-            text = cut_loops(text)
+            text, kept = cut_loops_kept(text)
         # judged on the whole text: an echo is one more sign of a fragment with no speech
         dropped = is_non_speech_fragment(text, duration_s, chosen.no_speech_prob, d.no_speech_threshold, o.limits)
-        echoed = "" if dropped else cut_echo(text, duration_s, o.limits)  # a sentence written again after itself
-        echo_cut, text = not dropped and echoed != text, echoed
+        echo_cut = False
+        if dropped:
+            text, segments = "", ()
+        else:
+            echoed, echo_kept = cut_echo_kept(text, duration_s, o.limits)  # a sentence written again after itself
+            echo_cut = echoed != text
+            text, kept = echoed, tuple(kept[i] for i in echo_kept)
+            if text != chosen.text and joined_text(segments) == chosen.text:
+                segments = trim_segments(segments, kept)  # the segments (batch SRT, JSON, words) lose what the text lost
         return Transcript(
             text,
             code or "",
             probability,
-            chosen.result,
+            segments,
             duration_s,
             attempts=attempts,
             loops_seen=loops_seen,

@@ -32,6 +32,7 @@ import numpy as np
 from whisper_streaming.engines.base import SAMPLE_RATE_HZ, BatchDecode, EngineOptions
 
 from whisper_streaming.core.transcript import Transcript, TranscriptSegment, TranscriptWord
+from whisper_streaming.engines.segment_trim import joined_text
 from whisper_streaming.errors import AsrError, TranscriptionStopped, UsageError
 from whisper_streaming.core.language import LanguageRequest, choose_language
 
@@ -153,5 +154,5 @@ class OpenAIWhisperEngine:
             )
             for s in result["segments"]
         )
-        text = " ".join(s.text.strip() for s in segments if s.text.strip())
+        text = joined_text(segments)
         return Transcript(text, result.get("language") or language, probability, segments, len(audio) / SAMPLE_RATE_HZ)

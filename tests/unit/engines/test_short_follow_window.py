@@ -204,9 +204,12 @@ def test_a_final_that_writes_its_sentence_again_keeps_one_copy_and_is_counted() 
     engine, _ = _language_engine({"en": 0.99}, text=echo)
     short = engine.transcribe(np.zeros(int(2.88 * 16000), np.float32), language=LanguageRequest(fixed="en"))
     assert short.text == "She saw a cat in the neighbor's house" and short.loop_cut
+    # the segments (what the batch API writes as SRT and JSON) lost the same copies
+    assert [s.text for s in short.segments] == [" She saw a cat in the neighbor's house"]
     # the same words over 6 s of audio could be said: kept as they are
     long = engine.transcribe(np.zeros(6 * 16000, np.float32), language=LanguageRequest(fixed="en"))
     assert long.text == echo and not long.loop_cut
+    assert "".join(s.text for s in long.segments).strip() == echo
 
 
 def test_a_short_fragment_is_judged_on_its_whole_text_before_an_echo_is_cut() -> None:
@@ -217,3 +220,4 @@ def test_a_short_fragment_is_judged_on_its_whole_text_before_an_echo_is_cut() ->
     engine, _ = _language_engine({"en": 0.99}, text="Thanks for watching this video. Thanks for watching this video.")
     fragment = engine.transcribe(np.zeros(16000, np.float32), language=LanguageRequest(fixed="en"))
     assert fragment.text == "" and fragment.dropped_no_speech and not fragment.loop_cut
+    assert fragment.segments == ()  # nothing for the batch API to write either
