@@ -16,7 +16,9 @@ Endpointing follows the ring-buffer idea of py-webrtcvad's ``example.py``
 (``vad_collector``): while idle, keep a short history of recent frames and *trigger* when
 enough of the last few frames are voiced; the audio of the utterance then starts a pre-roll
 before the first voiced frame so word onsets are never clipped.  While in speech, the
-utterance ends after a run of consecutive unvoiced frames.  On top of that this module adds a
+utterance ends after a run of consecutive unvoiced frames (half as many once its speech is
+long, when a frame far under its loudest also counts as unvoiced: ``_LONG_SPEECH_QUIET_DB``).
+On top of that this module adds a
 hard maximum utterance length (cut in the longest pause of the last 30 %, or, where the detector
 found none, in its quietest 150 ms), a minimum amount of voiced
 audio (to drop clicks), and exact sample bookkeeping so that:
@@ -61,6 +63,17 @@ _CUT_SEARCH_FRACTION = 0.3
 # least _DETECTED_PAUSE_MS; else in the quietest stretch of _QUIET_SPAN_MS of whole frames
 # (VadSegmenter._pause_point; both rounded up to whole frames).
 _DETECTED_PAUSE_MS = 90
+# Once an utterance's speech is long (the last _CUT_SEARCH_FRACTION of the cap), a frame at least
+# _LONG_SPEECH_QUIET_DB under its loudest frame is a pause whatever the detector says.  WebRTC
+# VAD's hangover calls the first 3-5 frames after speech voiced, so on a clean line a 250 ms
+# pause between two read sentences (an IVR prompt: -60 to -72 dBFS between words peaking at
+# -10) shows only 3-5 unvoiced frames, never the 8 of the long-speech endpoint, and the speech
+# ran on to the cap, its text up to 3 s late.  30 dB under the loudest frame is under ITU-T
+# P.56's activity threshold (15.9 dB under the active speech level, itself some 10 dB under the
+# loudest 30 ms frame); on a noisy line (10-20 dB SNR) no frame is that far down, and nothing
+# changes there.
+_LONG_SPEECH_QUIET_DB = 30.0
+_LONG_SPEECH_QUIET_RATIO = 10.0 ** (-_LONG_SPEECH_QUIET_DB / 10.0)
 _QUIET_SPAN_MS = 150
 
 
@@ -461,6 +474,7 @@ class VadSegmenter:
         self._audio_start = 0
         self._end = 0  # absolute end (exclusive) of the utterance's audio
         self._silence_run = 0
+        self._peak_energy = 0.0  # mean square (int16 units) of the utterance's loudest frame
         self._voiced_end = 0  # absolute end of the last voiced frame of the utterance
         self._tentative_cache: tuple[tuple[int, int, int], Utterance] | None = None
         self._early = False  # the session said the tentative utterance's text ends a sentence
@@ -648,6 +662,12 @@ class VadSegmenter:
             voiced = float(np.dot(x, x)) >= self._floor_energy
         frame_start = self._next_frame_start
         self._next_frame_start += self._fs
+        if self._triggered and frame.size:
+            x = frame.astype(np.float64)
+            energy = float(np.dot(x, x)) / x.size
+            if voiced and self._voiced_end - self._audio_start >= self._long_samples and energy <= self._peak_energy * _LONG_SPEECH_QUIET_RATIO:
+                voiced = False  # a clean line's pause that the detector's hangover calls voiced
+            self._peak_energy = max(self._peak_energy, energy)
         if self._triggered:
             if voiced and self._silence_run >= self._offer_frames() and self._offered():
                 self._withdrawn += 1  # speech resumed after an offer: the next one waits longer
@@ -693,6 +713,7 @@ class VadSegmenter:
         self._audio_start = audio_start
         self._end = self._hist_start + n * self._fs
         self._silence_run = 0  # the frame that triggered is voiced
+        self._peak_energy = 0.0
         self._voiced_end = self._end
         self._triggered = True
         self._hist.clear()

@@ -439,6 +439,67 @@ def test_long_utterance_ends_at_half_the_endpointing_silence() -> None:
     assert second.endpoint_sample == second.speech_end_sample + 16 * FS
 
 
+class _HangoverVad:
+    """A detector with WebRTC VAD's hangover: a loud frame (mean |x| > 500) is voiced, and so
+    are the 5 frames after one, however quiet."""
+
+    def __init__(self) -> None:
+        self.since_loud = 99
+
+    def __call__(self, frame: bytes, rate: int) -> bool:
+        x = np.frombuffer(frame, dtype=np.int16).astype(np.int32)
+        self.since_loud = 0 if np.abs(x).mean() > 500 else self.since_loud + 1
+        return self.since_loud <= 5
+
+
+def _loud(rng: np.random.Generator, n: int) -> np.ndarray:
+    return (rng.integers(1000, 3000, n * FS) * rng.choice([-1, 1], n * FS)).astype(np.int16)
+
+
+def test_long_speech_ends_in_a_clean_pause_that_the_detectors_hangover_hides() -> None:
+    """An IVR prompt on a clean line: 8.4 s of speech, a 300 ms pause 39 dB under the loudest
+    frame, more speech.  The hangover leaves 5 unvoiced frames in the pause, fewer than the 8
+    that end long speech.  Past 7 s frames that quiet are a pause: the utterance ends there,
+    not at the cap 1.4 s later."""
+    rng = np.random.default_rng(7)
+    quiet = rng.integers(-40, 41, 10 * FS).astype(np.int16)
+    sig = np.concatenate([from_pattern(_LEAD), _loud(rng, 270), quiet, _loud(rng, 100), from_pattern("." * 30)])
+    opts = VadOptions(min_dynamic_range_db=None)
+    utts = run(sig, opts, is_speech=_HangoverVad())
+    check_invariants(utts, sig, opts)
+    first, second = utts
+    assert first.end_reason is EndReason.SILENCE
+    assert first.speech_end_sample == 300 * FS
+    assert first.endpoint_sample == (300 + 8) * FS  # not the cap (frame 354)
+    assert audio_end(first) == 300 * FS + opts.trailing_samples
+    assert second.speech_start_sample == 310 * FS and second.end_reason is EndReason.SILENCE
+
+
+def test_a_pause_on_a_noisy_line_is_not_that_quiet_and_the_cap_cuts_as_before() -> None:
+    """The same pause 16 dB under the loudest frame (line noise): the hangover still hides it,
+    and the speech runs to the cap, which cuts in the pause's unvoiced frames."""
+    rng = np.random.default_rng(7)
+    noise = rng.integers(-600, 601, 10 * FS).astype(np.int16)
+    sig = np.concatenate([from_pattern(_LEAD), _loud(rng, 270), noise, _loud(rng, 100), from_pattern("." * 20)])
+    opts = VadOptions(min_dynamic_range_db=None)
+    first = run(sig, opts, is_speech=_HangoverVad())[0]
+    assert first.end_reason is EndReason.MAX_LENGTH
+    assert audio_end(first) == (305 * FS + 310 * FS) // 2  # the middle of the 5 unvoiced frames
+    assert first.endpoint_sample > 350 * FS
+
+
+def test_a_quiet_pause_that_the_hangover_hides_ends_no_speech_shorter_than_7_s() -> None:
+    """Before 7 s of speech the detector's frames count as they are: 600 ms 39 dB down, of which
+    the hangover leaves 15 frames unvoiced, is one frame short of the 16 that end speech."""
+    rng = np.random.default_rng(8)
+    quiet = rng.integers(-40, 41, 20 * FS).astype(np.int16)
+    sig = np.concatenate([from_pattern(_LEAD), _loud(rng, 100), quiet, _loud(rng, 50), from_pattern("." * 20)])
+    opts = VadOptions(min_dynamic_range_db=None)
+    (only,) = run(sig, opts, is_speech=_HangoverVad())
+    assert only.speech_start_sample == 30 * FS
+    assert only.speech_end_sample == 205 * FS  # the last loud frame and its hangover
+
+
 def test_pause_spanning_the_cut_still_ends_after_the_silence() -> None:
     # Speech stops at frame 349, 4 frames before the limit (inside frame 353): the cap comes
     # before the 8 frames a long utterance needs.  The cut falls in the pause; the unvoiced
