@@ -467,9 +467,9 @@ class FasterWhisperEngine:
             self._model.feature_extractor.remember(None)  # hold no utterance past its call
         chosen = result.chosen
         text, segments = chosen.text, chosen.result
-        kept: tuple[int, ...] = tuple(range(len(text)))  # positions in chosen.text of text's characters
+        kept_chars: tuple[int, ...] = tuple(range(len(text)))  # positions in chosen.text of text's characters
         if result.looped:
-            text, kept = cut_loops_kept(text)
+            text, kept_chars = cut_loops_kept(text)
         # judged on the whole text: an echo is one more sign of a fragment with no speech
         dropped = is_non_speech_fragment(text, duration_s, chosen.no_speech_prob, d.no_speech_threshold, o.limits)
         echo_cut = False
@@ -478,9 +478,12 @@ class FasterWhisperEngine:
         else:
             echoed, echo_kept = cut_echo_kept(text, duration_s, o.limits)  # a sentence written again after itself
             echo_cut = echoed != text
-            text, kept = echoed, tuple(kept[i] for i in echo_kept)
-            if text != chosen.text and joined_text(segments) == chosen.text:
-                segments = trim_segments(segments, kept)  # the segments (batch SRT, JSON, words) lose what the text lost
+            text, kept_chars = echoed, tuple(kept_chars[i] for i in echo_kept)
+            if text != chosen.text:  # the segments (batch SRT, JSON, words) lose what the text lost
+                if joined_text(segments) == chosen.text:
+                    segments = trim_segments(segments, kept_chars)
+                else:  # never expected: the text is built from the segments
+                    log.warning("segments do not join to the decoded text; left uncut")
         return Transcript(
             text,
             code or "",

@@ -51,10 +51,11 @@ def trim_segments(segments: Sequence[TranscriptSegment], kept: Sequence[int]) ->
     Returns:
         The segments, each with its text reduced to its kept characters (white space runs
         squashed, Whisper's leading space kept); a segment with no kept character other than
-        white space is left out.  Words (word timestamps) are kept when every character of
-        theirs is; a segment that lost its head or tail gets the start or end time of its first
-        or last kept word when it has words (the times of a written-again copy are the
-        decoder's invention).  Segments with nothing cut come back unchanged.
+        white space is left out.  Words (word timestamps) are kept when any character of theirs
+        is, with only those characters.  A segment that lost its head or tail gets the start or
+        end time of its first or last kept word (within its own times) when it has words; without
+        word timestamps its times stay as decoded (the times of a written-again copy are the
+        decoder's invention anyway).  Segments with nothing cut come back unchanged.
     """
     keep = set(kept)
     out: list[TranscriptSegment] = []
@@ -72,14 +73,23 @@ def trim_segments(segments: Sequence[TranscriptSegment], kept: Sequence[int]) ->
         text = re.sub(r"\s+", " ", "".join(c for c, k in zip(stripped, mask) if k)).strip()
         if not text:
             continue
-        spans = _word_spans(stripped, seg.words)
-        words = tuple(w for w, span in zip(seg.words, spans) if span is not None and all(mask[span[0] : span[1]]))
+        words = []
+        for w, span in zip(seg.words, _word_spans(stripped, seg.words)):
+            if span is None:
+                continue  # not found in the text: nothing of it can be shown to be kept
+            a, b = span
+            if all(mask[a:b]):
+                words.append(w)
+            elif any(mask[a:b]):  # cut inside the word (Mepreveveve... -> Mepreve, 5,5,5,5 -> 5)
+                part = "".join(c for c, k in zip(stripped[a:b], mask[a:b]) if k).strip()
+                if part:
+                    words.append(replace(w, word=w.word[: len(w.word) - len(w.word.lstrip())] + part))
         start_s, end_s = seg.start_s, seg.end_s
         if words:
             if not mask[0]:
-                start_s = max(start_s, words[0].start_s)
+                start_s = min(max(start_s, words[0].start_s), end_s)
             if not mask[-1]:
-                end_s = min(end_s, words[-1].end_s)
+                end_s = max(min(end_s, words[-1].end_s), start_s)
         lead = " " if seg.text[:1].isspace() else ""
-        out.append(replace(seg, text=lead + text, words=words, start_s=start_s, end_s=end_s))
+        out.append(replace(seg, text=lead + text, words=tuple(words), start_s=start_s, end_s=end_s))
     return tuple(out)

@@ -65,10 +65,14 @@ _CUT_SEARCH_FRACTION = 0.3
 _DETECTED_PAUSE_MS = 90
 # Once an utterance's speech is long (the last _CUT_SEARCH_FRACTION of the cap), a frame at least
 # _LONG_SPEECH_QUIET_DB under its loudest frame is a pause whatever the detector says.  WebRTC
-# VAD's hangover calls the first 3-5 frames after speech voiced, so on a clean line a 250 ms
-# pause between two read sentences (an IVR prompt: -60 to -72 dBFS between words peaking at
-# -10) shows only 3-5 unvoiced frames, never the 8 of the long-speech endpoint, and the speech
-# ran on to the cap, its text up to 3 s late.  30 dB under the loudest frame is under ITU-T
+# VAD keeps calling frames voiced after speech (its hangover, up to 5 frames of 30 ms:
+# kOverHangMax2 in common_audio/vad/vad_core.c, and on these lines often longer: 300-450 ms of
+# -60 to -72 dBFS), so on a clean line a 250 ms pause between two read sentences (an IVR
+# prompt, words peaking at -10 dBFS) shows fewer than the 8 unvoiced frames of the long-speech
+# endpoint, and the speech ran on to the cap, its text up to 3 s late.  The price: past 7 s, a
+# soft second talker that far under the first on a mono mix ends the utterance like a pause
+# and starts the next one (the 60 ms between the trailing audio and the endpoint are in
+# neither).  30 dB under the loudest frame is under ITU-T
 # P.56's activity threshold (15.9 dB under the active speech level, itself some 10 dB under the
 # loudest 30 ms frame); on a noisy line (10-20 dB SNR) no frame is that far down, and nothing
 # changes there.
@@ -113,7 +117,7 @@ class VadOptions:
             rest of the endpointing silence is not part of any utterance.  Once that much
             silence has followed the speech the utterance's audio is final, so
             :attr:`VadSegmenter.tentative` can offer it for transcription before the endpoint
-            is reached (speculative decoding); WebRTC VAD already counts up to 7 frames of
+            is reached (speculative decoding); WebRTC VAD already counts up to 5 frames of 30 ms of
             hangover as voiced (``kOverHangMax2`` in ``vad_core.c``), so the words' ends are in.
         sentence_end_silence_frames: unvoiced frames that end an utterance once the session
             has said its speculative text ends a sentence (:meth:`VadSegmenter.end_early`;
@@ -134,7 +138,7 @@ class VadOptions:
             = RMS 32768) is unvoiced whatever the detector says; ``None`` trusts the detector.
             Why: after some utterances WebRTC VAD keeps reporting speech through exact
             digital silence (all-zero samples, as a muted phone or a PBX without RTP sends)
-            far longer than its documented hangover (at most 7 frames of 30 ms in modes 0-1,
+            far longer than its documented hangover (at most 5 frames of 30 ms, 7 of 20 ms, in modes 0-1,
             ``kOverHangMax2`` in ``vad_core.c``).  Measured with py-webrtcvad on the 31 files
             of ``shared/data/speech/en`` joined by 1 s all-zero gaps: 3 of 30 gaps were
             "speech" from end to end in modes 0 and 1 (1 in mode 2), joining those files into
@@ -150,7 +154,7 @@ class VadOptions:
         digital_silence_frames: from the ``digital_silence_frames``-th frame of a run of
             near-silent frames on, frames are unvoiced whatever the detector says (>= 1).
             The first ones keep the detector's verdict if the last frame that was not
-            near-silent was voiced, like its own hangover of up to 7 frames
+            near-silent was voiced, like its own hangover of up to 5 frames of 30 ms
             (``kOverHangMax2``), so short quiet stretches inside quiet speech behave as they do
             at a normal level; near-silence never starts speech (a fresh detector calls the
             first frames of +-2 LSB dither speech), and the detector's quirk of calling a long
@@ -657,16 +661,20 @@ class VadSegmenter:
             voiced = voiced and self._triggered and self._last_audible_voiced and self._near_silent_run < self._silence_run_limit
         else:
             self._last_audible_voiced = voiced
+        energy = -1.0  # mean square (int16 units), computed only when needed
         if voiced and self._floor_energy is not None and frame.size == self._fs:
             x = frame.astype(np.float64)
-            voiced = float(np.dot(x, x)) >= self._floor_energy
+            sum_sq = float(np.dot(x, x))
+            energy = sum_sq / x.size
+            voiced = sum_sq >= self._floor_energy
         frame_start = self._next_frame_start
         self._next_frame_start += self._fs
         if self._triggered and frame.size:
-            x = frame.astype(np.float64)
-            energy = float(np.dot(x, x)) / x.size
+            if energy < 0:
+                x = frame.astype(np.float64)
+                energy = float(np.dot(x, x)) / x.size
             if voiced and self._voiced_end - self._audio_start >= self._long_samples and energy <= self._peak_energy * _LONG_SPEECH_QUIET_RATIO:
-                voiced = False  # a clean line's pause that the detector's hangover calls voiced
+                voiced = False  # a clean line's pause that the detector calls voiced
             self._peak_energy = max(self._peak_energy, energy)
         if self._triggered:
             if voiced and self._silence_run >= self._offer_frames() and self._offered():
@@ -713,7 +721,7 @@ class VadSegmenter:
         self._audio_start = audio_start
         self._end = self._hist_start + n * self._fs
         self._silence_run = 0  # the frame that triggered is voiced
-        self._peak_energy = 0.0
+        self._peak_energy = self._energy_peak(self._frames)
         self._voiced_end = self._end
         self._triggered = True
         self._hist.clear()
@@ -764,8 +772,19 @@ class VadSegmenter:
             self._flags = self._flags[k_cut:]
             self._first_frame_start += k_cut * self._fs
             self._audio_start = cut
+            self._peak_energy = self._energy_peak(self._frames)  # of the part carried over, not of what went
             # _silence_run is unchanged: it counts consecutive unvoiced frames of the stream,
             # and a pause that spans the cut still ends the (new) utterance on time.
+
+    @staticmethod
+    def _energy_peak(frames: list[np.ndarray]) -> float:
+        """The largest mean square (int16 units) of ``frames``; 0 when there are none."""
+        peak = 0.0
+        for f in frames:
+            if f.size:
+                x = f.astype(np.float64)
+                peak = max(peak, float(np.dot(x, x)) / x.size)
+        return peak
 
     def _pause_point(self, lo: int, limit: int, default: int) -> int:
         """Where to cut speech at the length cap, among the frames in ``[lo, limit)`` (clipped to

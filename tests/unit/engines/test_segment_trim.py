@@ -52,7 +52,7 @@ def test_an_echo_across_two_segments_leaves_only_the_first_copy() -> None:
 
 
 def test_a_loop_inside_a_segment_keeps_one_copy_and_its_words() -> None:
-    words = ((0.0, 0.3, " I"), (0.3, 0.6, " said"), (0.6, 0.8, " D"), (0.8, 1.0, " D"), (1.0, 1.2, " D"), (1.2, 1.4, " D"))
+    words = ((1.0, 1.3, " I"), (1.3, 1.6, " said"), (1.6, 1.8, " D"), (1.8, 2.0, " D"), (2.0, 2.2, " D"), (2.2, 2.4, " D"))
     segments = (_seg(0.0, 0.9, " Hello."), _seg(1.0, 3.0, " I said D D D D", words))
     text = joined_text(segments)
     cut, kept = cut_loops_kept(text)
@@ -62,7 +62,7 @@ def test_a_loop_inside_a_segment_keeps_one_copy_and_its_words() -> None:
     second = trimmed[1]
     assert second.text == " I said D"
     assert [w.word for w in second.words] == [" I", " said", " D"]
-    assert (second.start_s, second.end_s) == (1.0, 0.8)  # the tail went: the last kept word's end
+    assert (second.start_s, second.end_s) == (1.0, 1.8)  # the tail went: the last kept word's end
 
 
 def test_a_segment_whose_head_went_starts_at_its_first_kept_word() -> None:
@@ -83,3 +83,19 @@ def test_nothing_cut_gives_the_segments_back_and_an_emptied_segment_goes() -> No
     assert trim_segments(segments, range(len(text))) == (segments[0], segments[2])
     assert trim_segments(segments, range(4)) == (segments[0],)
     assert trim_segments(segments, ()) == ()
+
+
+def test_a_word_cut_inside_keeps_its_kept_part_and_times_stay_inside_the_segment() -> None:
+    words = ((0.0, 0.4, " Hello"), (0.4, 2.9, " Mepreveveveveveveveveveveve"))
+    segments = (_seg(0.0, 3.0, " Hello Mepreveveveveveveveveveveve", words),)
+    text = joined_text(segments)
+    cut, kept = cut_loops_kept(text)
+    (only,) = trim_segments(segments, kept)
+    assert only.text.strip() == cut and cut.startswith("Hello Mepreve")
+    assert [w.word for w in only.words] == [" Hello", " " + cut.split()[1]]  # the word keeps what the text keeps
+    assert only.start_s <= only.end_s
+    # words placed outside their segment never give a segment that ends before it starts
+    odd = (_seg(5.0, 6.0, " go go go go home", ((0.1, 0.2, " go"), (0.2, 0.3, " go"), (0.3, 0.4, " go"), (0.4, 0.5, " go"), (0.5, 0.6, " home"))),)
+    odd_text = joined_text(odd)
+    (trimmed,) = trim_segments(odd, range(odd_text.index("go go"), odd_text.index("go home") - 1))
+    assert trimmed.start_s <= trimmed.end_s

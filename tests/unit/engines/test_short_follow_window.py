@@ -221,3 +221,16 @@ def test_a_short_fragment_is_judged_on_its_whole_text_before_an_echo_is_cut() ->
     fragment = engine.transcribe(np.zeros(16000, np.float32), language=LanguageRequest(fixed="en"))
     assert fragment.text == "" and fragment.dropped_no_speech and not fragment.loop_cut
     assert fragment.segments == ()  # nothing for the batch API to write either
+
+
+def test_a_loop_and_an_echo_cut_in_one_final_are_cut_from_its_segments_too() -> None:
+    """Every decode loops ("D D D D D D"), so the loop is cut to one copy; the text left says
+    its sentence twice in 2.9 s, so the echo goes too.  The segments carry exactly the text."""
+    from whisper_streaming.core.language import LanguageRequest
+
+    looped = "She saw a cat in the neighbor's house she saw a cat in the neighbor's house D D D D D D"
+    engine, _ = _language_engine({"en": 0.99}, text=looped)
+    out = engine.transcribe(np.zeros(int(2.88 * 16000), np.float32), language=LanguageRequest(fixed="en"))
+    assert out.loop_cut and out.loops_seen >= 1
+    assert out.text == "She saw a cat in the neighbor's house D"
+    assert "".join(s.text for s in out.segments).strip() == out.text

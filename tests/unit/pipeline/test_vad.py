@@ -500,6 +500,83 @@ def test_a_quiet_pause_that_the_hangover_hides_ends_no_speech_shorter_than_7_s()
     assert only.speech_end_sample == 205 * FS  # the last loud frame and its hangover
 
 
+def _level_vad(frame: bytes, rate: int) -> bool:
+    """A detector that hears a soft talker: anything above near-silence (mean |x| about 10) is voiced."""
+    x = np.frombuffer(frame, dtype=np.int16).astype(np.int32)
+    return bool(np.abs(x).mean() > 15)
+
+
+def test_past_7_s_a_soft_second_talker_30_dB_down_ends_the_utterance_like_a_pause() -> None:
+    """The rule's price, pinned: a soft second talker on a mono mix, 39 dB under the first,
+    after 8.4 s of speech, is taken for a pause even though the detector calls it voiced.  The
+    first utterance ends 8 frames into it with its 180 ms of trailing audio (the soft speech's
+    start); the soft talker starts the next one at once, so only the 60 ms between the two are
+    in neither."""
+    rng = np.random.default_rng(9)
+    soft = rng.integers(-40, 41, 20 * FS).astype(np.int16)
+    sig = np.concatenate([from_pattern(_LEAD), _loud(rng, 270), soft, _loud(rng, 100), from_pattern("." * 30)])
+    opts = VadOptions(min_dynamic_range_db=None)
+    utts = run(sig, opts, is_speech=_level_vad)
+    check_invariants(utts, sig, opts)
+    first, second = utts
+    assert first.end_reason is EndReason.SILENCE and first.endpoint_sample == 308 * FS
+    assert audio_end(first) == 300 * FS + opts.trailing_samples
+    assert second.audio_start_sample == first.endpoint_sample  # the soft talker, from the endpoint on
+    assert second.audio_start_sample - audio_end(first) == 8 * FS - opts.trailing_samples  # 60 ms
+
+
+def _polled_keys(seg: VadSegmenter, sig: np.ndarray, chunk: int) -> list[tuple]:
+    """Feed ``sig`` in ``chunk``-sample pieces, polling :attr:`VadSegmenter.tentative` after each,
+    and check that a tentative utterance not withdrawn is exactly the one emitted; the keys of
+    everything emitted, flush included."""
+    last: Utterance | None = None
+    got: list[tuple] = []
+    for i in range(0, len(sig), chunk):
+        emitted = seg.feed(sig[i : i + chunk])
+        got += [key(u) for u in emitted]
+        now = seg.tentative
+        for u in emitted:
+            if last is not None and u.index == last.index and (now is None or now.index != last.index):
+                if len(u.samples) == len(last.samples):  # the endpoint confirmed it
+                    np.testing.assert_array_equal(last.samples, u.samples)
+                    assert (u.audio_start_sample, u.speech_end_sample, u.endpoint_sample) == (
+                        last.audio_start_sample, last.speech_end_sample, last.endpoint_sample)
+                else:  # speech resumed inside this chunk: the utterance grew past the tentative end
+                    assert u.speech_end_sample > last.speech_end_sample
+        last = now
+    return got + [key(u) for u in seg.flush()]
+
+
+def _three_level_pattern(pattern: str, seed: int = 0) -> np.ndarray:
+    """'#' loud, 'q' 39 dB under it (a clean line's pause or a soft talker), '.' near-silence."""
+    rng = np.random.default_rng(seed)
+    parts = {"#": lambda: _loud(rng, 1), "q": lambda: rng.integers(-40, 41, FS).astype(np.int16),
+             ".": lambda: rng.integers(-20, 21, FS).astype(np.int16)}
+    return np.concatenate([parts[c]() for c in pattern])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    runs=st.lists(st.tuples(st.sampled_from("#q."), st.integers(1, 60)), min_size=1, max_size=20),
+    chunk=st.integers(100, 6000),
+    hangover=st.booleans(),
+)
+def test_invariants_and_tentative_hold_with_quiet_frames_in_long_speech(
+    runs: list[tuple[str, int]], chunk: int, hangover: bool
+) -> None:
+    """Speech past 7 s with quiet frames the detector calls voiced (its hangover, or a soft
+    talker): samples never in two utterances, cap cuts tile, chunking changes nothing, and a
+    tentative utterance is exactly what is emitted."""
+    pattern = _LEAD + "#" * 240 + "".join(c * n for c, n in runs) + "." * 30
+    sig = _three_level_pattern(pattern)
+    opts = VadOptions(min_dynamic_range_db=None)
+    detector = (lambda: _HangoverVad()) if hangover else (lambda: _level_vad)
+    whole = run(sig, opts, is_speech=detector())
+    check_invariants(whole, sig, opts, strict_tiling=False)
+    assert [key(u) for u in run(sig, opts, chunk=chunk, is_speech=detector())] == [key(u) for u in whole]
+    assert _polled_keys(VadSegmenter(opts, is_speech=detector()), sig, chunk) == [key(u) for u in whole]
+
+
 def test_pause_spanning_the_cut_still_ends_after_the_silence() -> None:
     # Speech stops at frame 349, 4 frames before the limit (inside frame 353): the cap comes
     # before the 8 frames a long utterance needs.  The cut falls in the pause; the unvoiced
@@ -834,22 +911,7 @@ def test_tentative_never_differs_from_what_is_emitted(pattern: str, chunk: int, 
     plain = VadSegmenter(VadOptions(), is_speech=energy_vad)
     expected = [key(u) for u in plain.feed(sig) + plain.flush()]
     seg = VadSegmenter(VadOptions(speculation_backoff_ms=backoff_ms), is_speech=energy_vad)
-    last: Utterance | None = None
-    got: list[tuple] = []
-    for i in range(0, len(sig), chunk):
-        emitted = seg.feed(sig[i : i + chunk])
-        got += [key(u) for u in emitted]
-        now = seg.tentative
-        for u in emitted:
-            if last is not None and u.index == last.index and (now is None or now.index != last.index):
-                if len(u.samples) == len(last.samples):  # the endpoint confirmed it
-                    np.testing.assert_array_equal(last.samples, u.samples)
-                    assert (u.audio_start_sample, u.speech_end_sample, u.endpoint_sample) == (
-                        last.audio_start_sample, last.speech_end_sample, last.endpoint_sample)
-                else:  # speech resumed inside this chunk: the utterance grew past the tentative end
-                    assert u.speech_end_sample > last.speech_end_sample
-        last = now
-    assert got + [key(u) for u in seg.flush()] == expected  # polling and back-off never change the utterances
+    assert _polled_keys(seg, sig, chunk) == expected  # polling and back-off never change the utterances
 
 
 # --------------------------------------------------------------------------- level invariance

@@ -222,7 +222,9 @@ def test_full_queue_drops_oldest_and_post_never_blocks(hook: Hook) -> None:
     assert during == WebhookStats(posted=1001, dropped=997, pending=4)
     assert final == WebhookStats(posted=1001, delivered=4, dropped=997)
     assert hook.bodies() == [{"i": 0}, {"i": 998}, {"i": 999}, {"i": 1000}]
-    assert post_time < 0.5  # 1000 posts while the server is stuck: no waiting on the network
+    # 1000 posts while the server is stuck: none waits on the network (a blocking post would wait
+    # for the gate, which opens only after the loop).  The bound is loose: a loaded CI core took 0.7 s.
+    assert post_time < 2.5
 
 
 def test_aclose_flushes_what_is_queued(hook: Hook) -> None:
